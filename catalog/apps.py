@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class CatalogConfig(AppConfig):
+    name = "catalog"
+    verbose_name = "Catalogue"
+
+    def ready(self) -> None:
+        from catalog import signals
+
+        signals.connect()

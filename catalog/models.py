@@ -1,0 +1,53 @@
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from changes.models import AtomicSaveModel
+
+
+class Institute(AtomicSaveModel):
+    """An organisation that offers trainings; its trainings can be replaced by an import."""
+
+    name = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Training(AtomicSaveModel):
+    """A training of one institute, identified within it by the institute's own reference."""
+
+    institute = models.ForeignKey(Institute, on_delete=models.CASCADE, related_name="trainings")
+    reference = models.CharField(
+        max_length=255, help_text="The institute's own identifier; imports match on it."
+    )
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True, default="")
+    price = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["institute_id", "reference"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["institute", "reference"], name="training_reference_unique_per_institute"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(price__isnull=True) | models.Q(price__gte=0),
+                name="training_price_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reference})"

@@ -1,0 +1,47 @@
+"""Change capture for the catalogue: receivers only record a Change, nothing else.
+
+The models save inside one transaction with their signals (changes.models.AtomicSaveModel),
+so every change recorded here commits or rolls back with the data it describes. Bulk paths
+send no signals and record through changes.services.changes_record (see catalog.services).
+"""
+
+from django.db.models.signals import post_delete, post_save
+
+from catalog.models import Institute, Training
+from changes.models import Action
+from changes.services import change_record
+
+
+def institute_saved(sender, instance: Institute, **kwargs) -> None:
+    change_record(object_kind="institute", object_id=instance.pk, action=Action.UPDATE)
+
+
+def institute_deleted(sender, instance: Institute, **kwargs) -> None:
+    change_record(object_kind="institute", object_id=instance.pk, action=Action.DESTROY)
+
+
+def training_saved(sender, instance: Training, **kwargs) -> None:
+    change_record(
+        object_kind="training",
+        object_id=instance.pk,
+        action=Action.UPDATE,
+        parent_id=instance.institute_id,
+    )
+
+
+def training_deleted(sender, instance: Training, **kwargs) -> None:
+    change_record(
+        object_kind="training",
+        object_id=instance.pk,
+        action=Action.DESTROY,
+        parent_id=instance.institute_id,
+    )
+
+
+def connect() -> None:
+    post_save.connect(institute_saved, sender=Institute, dispatch_uid="catalog_institute_saved")
+    post_delete.connect(
+        institute_deleted, sender=Institute, dispatch_uid="catalog_institute_deleted"
+    )
+    post_save.connect(training_saved, sender=Training, dispatch_uid="catalog_training_saved")
+    post_delete.connect(training_deleted, sender=Training, dispatch_uid="catalog_training_deleted")

@@ -1,0 +1,75 @@
+"""Recording changes: the only way data enters the outbox.
+
+Call these inside the transaction that changes the data. They write one plain INSERT per
+change (no ORM object, no broker, no per-webhook fan-out), so that capturing costs a save
+little and does not grow with the number of webhooks.
+"""
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from django.db import connections, router
+from django.utils import timezone
+
+from changes.models import Action, Change
+
+
+class ChangeEntry(NamedTuple):
+    object_kind: str
+    object_id: int
+    action: str
+    parent_id: int | None = None
+
+
+_INSERT_SQL = (
+    f"INSERT INTO {Change._meta.db_table} "
+    "(object_kind, object_id, parent_id, action, created_at) VALUES "
+)
+_ROW = "(%s, %s, %s, %s, %s)"
+# Rows per INSERT statement in the bulk path; 5 parameters each stays far below the
+# parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+_BULK_CHUNK = 2000
+
+
+def change_record(
+    *, object_kind: str, object_id: int, action: str, parent_id: int | None = None
+) -> None:
+    """Record that one object changed. Joins the caller's transaction (or autocommits)."""
+    _check_action(action)
+    using = router.db_for_write(Change)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            _INSERT_SQL + _ROW,
+            [object_kind, object_id, parent_id, action, timezone.now()],
+        )
+
+
+def changes_record(*, entries: Iterable[ChangeEntry]) -> int:
+    """Record many changes at once: the path for bulk writes that bypass model signals.
+
+    `QuerySet.update()`, `bulk_create()` and `bulk_update()` send no signals, so code that
+    uses them must call this in the same transaction, one entry per object touched. Returns
+    the number of changes recorded.
+    """
+    using = router.db_for_write(Change)
+    now = timezone.now()
+    count = 0
+    chunk: list[object] = []
+    with connections[using].cursor() as cursor:
+        for entry in entries:
+            _check_action(entry.action)
+            chunk.extend(
+                (entry.object_kind, entry.object_id, entry.parent_id, entry.action, now)
+            )
+            count += 1
+            if len(chunk) >= _BULK_CHUNK * 5:
+                cursor.execute(_INSERT_SQL + ", ".join([_ROW] * (len(chunk) // 5)), chunk)
+                chunk = []
+        if chunk:
+            cursor.execute(_INSERT_SQL + ", ".join([_ROW] * (len(chunk) // 5)), chunk)
+    return count
+
+
+def _check_action(action: str) -> None:
+    if action not in Action.values:
+        raise ValueError(f"unknown change action {action!r}; expected one of {Action.values}")

@@ -1,0 +1,172 @@
+"""Springhook settings: every value that varies between machines comes from the environment.
+
+Sections: environment, core Django, database, apps, static files, logging, Celery,
+webhooks (the product's own knobs, each documented where it is read).
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from springhook.env import env_bool, env_float, env_int, env_seconds_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Environment -------------------------------------------------------------------------
+# "development" (the default, for a fresh clone) or "production". Production refuses to
+# start without a real secret key and turns DEBUG off.
+SPRINGHOOK_ENV = env_str("SPRINGHOOK_ENV", "development")
+if SPRINGHOOK_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(
+        f"SPRINGHOOK_ENV must be 'development' or 'production', got {SPRINGHOOK_ENV!r}"
+    )
+PRODUCTION = SPRINGHOOK_ENV == "production"
+
+# --- Core Django -------------------------------------------------------------------------
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when SPRINGHOOK_ENV=production")
+    SECRET_KEY = "development-only-insecure-key-do-not-use-in-production"
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if host.strip()
+]
+
+ROOT_URLCONF = "springhook.urls"
+WSGI_APPLICATION = "springhook.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Database ----------------------------------------------------------------------------
+# DATABASE_URL, e.g. postgres://user@127.0.0.1:5432/springhook; a SQLite file by default.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default has several threads writing (server, dispatcher): wait for the
+    # write lock instead of failing at once, and take it at BEGIN so that a read-then-write
+    # transaction never has to be restarted.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+
+# --- Apps --------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "catalog",
+    "changes",
+    "webhooks",
+    "deliveries",
+    # last: its management commands (demo data, demo admin) wire the apps together
+    "springhook",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Static files ------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Mail and admins ---------------------------------------------------------------------
+# Staff are mailed when a webhook fails for over an hour and when it recovers.
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+ADMINS = [
+    ("", address.strip())
+    for address in env_str("DJANGO_ADMINS", "").split(",")
+    if address.strip()
+]
+SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", "springhook@localhost")
+
+# --- Logging -----------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stdout"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- Celery ------------------------------------------------------------------------------
+# Without CELERY_BROKER_URL Springhook runs the embedded dispatcher
+# (`python manage.py run_dispatcher`) and needs no broker at all.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- Webhooks ----------------------------------------------------------------------------
+# Base of the `url` of every change entry: API_BASE_URL + /trainings/<id>.
+API_BASE_URL = env_str("API_BASE_URL", "http://localhost:8000").rstrip("/")
+# Seconds the oldest undelivered change of a webhook waits so that later edits bundle with
+# it; a webhook can override it.
+WEBHOOK_BUNDLE_DELAY = env_float("WEBHOOK_BUNDLE_DELAY", 30, minimum=0)
+# Entries per POST at most; a full batch goes out without waiting for the delay.
+WEBHOOK_BATCH_SIZE = env_int("WEBHOOK_BATCH_SIZE", 500, minimum=1)
+# Seconds to wait after the 1st, 2nd, ... failed attempt; the last value repeats forever.
+# Each wait gets up to 10% of jitter so that partners coming back are not hit in step.
+WEBHOOK_RETRY_SCHEDULE = env_seconds_list("WEBHOOK_RETRY_SCHEDULE", "10,30,60,300,900,1800,3600")
+# Connecting to a partner may take this long; the whole attempt (connect, send, read the
+# answer) at most WEBHOOK_TIMEOUT.
+WEBHOOK_CONNECT_TIMEOUT = env_float("WEBHOOK_CONNECT_TIMEOUT", 5, minimum=0.1)
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 15, minimum=0.1)
+# 1 allows loopback and private-network URLs: local development and tests only.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# Accepted deliveries (and their attempts) are kept this many days for the history.
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=1)
+# How often the dispatcher looks for due work (the Celery beat period, the embedded loop).
+WEBHOOK_TICK_SECONDS = env_float("WEBHOOK_TICK_SECONDS", 1, minimum=0.05)
+# Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
+WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
+
+# --- Imports -----------------------------------------------------------------------------
+# A feed larger than this is refused before it is parsed (bytes).
+IMPORT_MAX_FEED_BYTES = env_int("IMPORT_MAX_FEED_BYTES", 200 * 1024 * 1024, minimum=1)

@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from webhooks.models import Webhook
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "is_active", "created_at"]
+    list_filter = ["is_active", "created_at"]
+    search_fields = ["name", "url", "description"]
+    readonly_fields = ["signing_secret", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "url", "description", "is_active"]}),
+        ("Delivery", {"fields": ["bundle_delay"]}),
+        ("Signing", {"fields": ["signing_secret"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        # The secret exists only once saved, and only staff allowed to see it get the field
+        # at all (it is never in a list view).
+        if obj is None or not request.user.has_perm("webhooks.view_webhook_secret"):
+            return [fieldset for fieldset in fieldsets if fieldset[0] != "Signing"]
+        return fieldsets
+
+    @admin.display(description="signing secret")
+    def signing_secret(self, webhook: Webhook) -> str:
+        return webhook.secret
