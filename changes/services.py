@@ -37,10 +37,11 @@ def change_record(
     """Record that one object changed. Joins the caller's transaction (or autocommits)."""
     _check_action(action)
     using = router.db_for_write(Change)
-    with connections[using].cursor() as cursor:
+    connection = connections[using]
+    with connection.cursor() as cursor:
         cursor.execute(
             _INSERT_SQL + _ROW,
-            [object_kind, object_id, parent_id, action, timezone.now()],
+            [object_kind, object_id, parent_id, action, _now(connection)],
         )
 
 
@@ -52,10 +53,11 @@ def changes_record(*, entries: Iterable[ChangeEntry]) -> int:
     the number of changes recorded.
     """
     using = router.db_for_write(Change)
-    now = timezone.now()
+    connection = connections[using]
+    now = _now(connection)
     count = 0
     chunk: list[object] = []
-    with connections[using].cursor() as cursor:
+    with connection.cursor() as cursor:
         for entry in entries:
             _check_action(entry.action)
             chunk.extend(
@@ -68,6 +70,12 @@ def changes_record(*, entries: Iterable[ChangeEntry]) -> int:
         if chunk:
             cursor.execute(_INSERT_SQL + ", ".join([_ROW] * (len(chunk) // 5)), chunk)
     return count
+
+
+def _now(connection):
+    # Raw SQL skips the ORM's conversion: store the time the way the backend's
+    # DateTimeField does (naive UTC text on SQLite, timestamptz on PostgreSQL).
+    return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
 def _check_action(action: str) -> None:

@@ -1,0 +1,130 @@
+from django.db import models
+from django.db.models import Q
+
+from webhooks.models import Webhook
+
+
+class PendingEntry(models.Model):
+    """One object's undelivered change for one webhook, already coalesced.
+
+    The dispatcher moves each recorded Change into one of these per webhook, merging it
+    with the entry already waiting for the same object (see deliveries.bundling), so a
+    webhook's backlog is bounded by the number of distinct objects, however long it is
+    paused or failing. An entry is removed in the transaction that puts it into a Delivery.
+    """
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="pending_entries")
+    object_kind = models.CharField(max_length=32)
+    object_id = models.BigIntegerField()
+    parent_id = models.BigIntegerField(null=True, blank=True)
+    action = models.CharField(max_length=16)
+    # The oldest change folded into this entry: the bundle delay counts from here.
+    first_change_at = models.DateTimeField()
+    last_change_at = models.DateTimeField()
+    # Entries go out ordered by their latest change.
+    last_change_id = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "pending entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["webhook", "object_kind", "object_id"], name="pending_entry_one_per_object"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["webhook", "last_change_id"], name="pending_entry_batch_order"),
+            models.Index(fields=["webhook", "first_change_at"], name="pending_entry_oldest"),
+            models.Index(fields=["webhook", "parent_id"], name="pending_entry_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_kind} {self.object_id} for {self.webhook_id}"
+
+
+class Delivery(models.Model):
+    """One batch for one webhook: the exact body, sent (and re-sent) until accepted."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"  # not attempted yet
+        FAILING = "failing", "failing"  # attempted and failed; retried at next_attempt_at
+        DELIVERED = "delivered", "delivered"  # a 2xx answer was received
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    # Sent as `webhook-id`, the same on every retry: partners de-duplicate on it.
+    message_id = models.CharField(max_length=64, unique=True)
+    payload = models.TextField(help_text="The exact JSON body sent (compact UTF-8).")
+    entry_count = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Who holds the delivery while an attempt is in flight, and until when. A worker that
+    # dies mid-send leaves its lease to expire; then another one takes the delivery over.
+    lease_token = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error_kind = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # At most one batch per webhook is open at a time: a later batch is only built
+            # once the earlier one was accepted, which keeps the partner's order.
+            models.UniqueConstraint(
+                fields=["webhook"],
+                condition=~Q(state="delivered"),
+                name="delivery_one_open_per_webhook",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=~Q(state="delivered"),
+                name="delivery_open_due",
+            ),
+            models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_history"),
+            models.Index(fields=["state", "created_at"], name="delivery_state_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} ({self.state})"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at sending a Delivery: when, how long, and what the partner answered."""
+
+    class ErrorKind(models.TextChoices):
+        NONE = "", "none (the partner answered)"
+        IN_PROGRESS = "in_progress", "in progress"
+        HTTP_STATUS = "http_status", "HTTP status"
+        REDIRECT = "redirect", "redirect (not followed)"
+        TIMEOUT = "timeout", "timeout"
+        CONNECTION = "connection", "connection error"
+        TLS = "tls", "TLS error"
+        DNS = "dns", "DNS error"
+        REFUSED_ADDRESS = "refused_address", "refused address"
+        LEASE_EXPIRED = "lease_expired", "worker lost (lease expired)"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    accepted = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=32, choices=ErrorKind.choices, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    response_body = models.TextField(blank=True, default="", help_text="The first 2 KiB.")
+
+    class Meta:
+        ordering = ["delivery_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="attempt_number_unique"),
+        ]
+        indexes = [models.Index(fields=["started_at"], name="attempt_started")]
+
+    def __str__(self) -> str:
+        outcome = "accepted" if self.accepted else (self.error_kind or "failed")
+        return f"attempt {self.number} of {self.delivery_id}: {outcome}"

@@ -1,4 +1,8 @@
-"""The Celery app `springhook`: workers run the per-webhook tasks, beat the dispatch tick."""
+"""The Celery app `springhook`: workers run the per-webhook tasks, beat the dispatch tick.
+
+    celery -A springhook worker
+    celery -A springhook beat      (exactly one; a second one only duplicates harmless ticks)
+"""
 
 import os
 
@@ -9,3 +13,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
 app = Celery("springhook")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def beat_schedule(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    tick = settings.WEBHOOK_TICK_SECONDS
+    sender.add_periodic_task(
+        tick, sender.signature("deliveries.dispatch_tick"), name="dispatch tick",
+        # A tick nobody ran in time is superseded by the next one.
+        expires=max(tick, 1.0),
+    )

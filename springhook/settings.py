@@ -4,6 +4,7 @@ Sections: environment, core Django, database, apps, static files, logging, Celer
 webhooks (the product's own knobs, each documented where it is read).
 """
 
+import zlib
 from pathlib import Path
 
 import dj_database_url
@@ -52,6 +53,15 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Test databases are named after the checkout, so that test runs of two working
+    # copies on one PostgreSQL server never drop each other's database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env_str(
+            "DATABASE_TEST_NAME",
+            f"test_{DATABASES['default']['NAME']}_{zlib.crc32(str(BASE_DIR).encode()):08x}",
+        )
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default has several threads writing (server, dispatcher): wait for the
     # write lock instead of failing at once, and take it at BEGIN so that a read-then-write

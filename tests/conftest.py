@@ -32,3 +32,23 @@ def training(institute) -> Training:
 @pytest.fixture
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def partner():
+    from tests.support.partner import Partner
+
+    server = Partner().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fast_delivery(settings):
+    """Settings for delivery tests: no bundle delay, loopback partners, short timeouts."""
+    settings.WEBHOOK_BUNDLE_DELAY = 0
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    settings.WEBHOOK_TIMEOUT = 2
+    settings.WEBHOOK_CONNECT_TIMEOUT = 1
+    settings.API_BASE_URL = "https://api.example.test"
+    return settings

@@ -36,5 +36,29 @@ def test_bad_urls_are_refused_with_a_clear_message(url):
 
 
 @pytest.mark.django_db
-def test_a_plain_https_url_is_accepted():
-    Webhook(name="Partner", url="https://partner.example/hook?x=1").full_clean()
+def test_a_public_https_url_is_accepted(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    Webhook(name="Partner", url="https://93.184.216.34/hook?x=1").full_clean()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.1:8000/hook", "is a loopback address"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://localhost/hook", "localhost"),
+        ("https://no-such-host.invalid/hook", "does not resolve"),
+    ],
+)
+def test_internal_or_unresolvable_hosts_are_refused_when_saved(settings, url, message):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    with pytest.raises(ValidationError) as error:
+        Webhook(name="Partner", url=url).full_clean()
+    assert message in " ".join(error.value.message_dict["url"])
+
+
+@pytest.mark.django_db
+def test_private_urls_are_allowed_when_the_setting_says_so(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    Webhook(name="Local partner", url="http://127.0.0.1:9000/hook").full_clean()

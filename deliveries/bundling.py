@@ -1,0 +1,271 @@
+"""Bundling: recorded changes become coalesced pending entries, and entries become batches.
+
+The coalescing rules (SPEC §3), per (object kind, id), over changes not yet delivered:
+- the latest of `update` and `destroy` wins;
+- for an institute, `import` absorbs `update`, several imports are one, and a `destroy`
+  that is the latest change wins over both;
+- when a batch is built, a training `update` whose institute has an `import` in that
+  batch is folded into the import; a `destroy` never is.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from changes.models import Action, Change
+from deliveries.models import PendingEntry
+from webhooks.models import Webhook
+
+# Changes moved per transaction: large enough to amortise the statements, small enough
+# to keep each transaction short.
+COLLECT_CHUNK = 10_000
+# Any constant: the key of the PostgreSQL advisory lock that lets one collector run at a time.
+_COLLECT_LOCK_KEY = 0x5350_4843  # "SPHC"
+
+
+def action_merge(earlier: str, later: str) -> str:
+    """The action of one object after `earlier` and then `later` (SPEC §3)."""
+    if later == Action.UPDATE and earlier == Action.IMPORT:
+        return Action.IMPORT
+    return later
+
+
+@dataclass
+class FoldedChange:
+    object_kind: str
+    object_id: int
+    parent_id: int | None
+    action: str
+    first_change_at: object
+    last_change_at: object
+    last_change_id: int
+    # True when the changes contained a destroy followed by others: the entry already
+    # waiting for the object must be reset by that destroy before this action applies.
+    resets: bool = False
+
+
+def changes_fold(rows: Iterable[Sequence]) -> list[FoldedChange]:
+    """Coalesce change rows (id, kind, object_id, parent_id, action, created_at), in id order."""
+    folded: dict[tuple[str, int], FoldedChange] = {}
+    for change_id, kind, object_id, parent_id, action, created_at in rows:
+        entry = folded.get((kind, object_id))
+        if entry is None:
+            folded[(kind, object_id)] = FoldedChange(
+                kind, object_id, parent_id, action, created_at, created_at, change_id
+            )
+            continue
+        if entry.action == Action.DESTROY and action != Action.DESTROY:
+            entry.resets = True
+        entry.action = action_merge(entry.action, action)
+        if action == Action.DESTROY:
+            entry.resets = False  # a destroy overrides whatever waited before, by itself
+        if parent_id is not None:
+            entry.parent_id = parent_id
+        entry.last_change_at = created_at
+        entry.last_change_id = change_id
+    return list(folded.values())
+
+
+def _upsert_sql(vendor: str, rows: int, webhook_ids: int) -> str:
+    table = PendingEntry._meta.db_table
+    cast_time = "CAST(%s AS TIMESTAMP WITH TIME ZONE)" if vendor == "postgresql" else "%s"
+    values = ", ".join([f"(%s, CAST(%s AS BIGINT), CAST(%s AS BIGINT), %s, {cast_time}, "
+                        f"{cast_time}, CAST(%s AS BIGINT))"] * rows)
+    webhooks = ", ".join(["%s"] * webhook_ids)
+    # One statement fans the folded changes out to every webhook and merges each with the
+    # entry already waiting for that object. "WHERE" before ON CONFLICT also keeps
+    # SQLite's parser from reading ON as a join clause.
+    return (
+        f"WITH folded (object_kind, object_id, parent_id, action, first_change_at, "
+        f"last_change_at, last_change_id) AS (VALUES {values}) "
+        f"INSERT INTO {table} (webhook_id, object_kind, object_id, parent_id, action, "
+        f"first_change_at, last_change_at, last_change_id) "
+        f"SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id, "
+        f"folded.action, folded.first_change_at, folded.last_change_at, folded.last_change_id "
+        f"FROM folded CROSS JOIN {Webhook._meta.db_table} AS webhook "
+        f"WHERE webhook.id IN ({webhooks}) "
+        f"ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET "
+        f"action = CASE WHEN excluded.action = 'update' AND {table}.action = 'import' "
+        f"THEN 'import' ELSE excluded.action END, "
+        f"parent_id = COALESCE(excluded.parent_id, {table}.parent_id), "
+        f"last_change_at = excluded.last_change_at, "
+        f"last_change_id = excluded.last_change_id"
+    )
+
+
+def _entries_upsert(cursor, webhook_ids: list[int], entries: list[FoldedChange]) -> None:
+    # Parameters per row: 7; keep each statement under SQLite's limit of 32,766.
+    per_statement = 4000
+    for start in range(0, len(entries), per_statement):
+        chunk = entries[start : start + per_statement]
+        params: list[object] = []
+        for entry in chunk:
+            params.extend(
+                (
+                    entry.object_kind,
+                    entry.object_id,
+                    entry.parent_id,
+                    entry.action,
+                    entry.first_change_at,
+                    entry.last_change_at,
+                    entry.last_change_id,
+                )
+            )
+        params.extend(webhook_ids)
+        cursor.execute(_upsert_sql(connection.vendor, len(chunk), len(webhook_ids)), params)
+
+
+def _collect_lock(cursor) -> bool:
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_COLLECT_LOCK_KEY])
+        return cursor.fetchone()[0]
+    # SQLite transactions start IMMEDIATE (see settings): this one already holds the
+    # database's only write lock.
+    return True
+
+
+def changes_collect(*, limit: int = COLLECT_CHUNK) -> int:
+    """Move up to `limit` recorded changes into every webhook's pending entries.
+
+    Runs in one short transaction: the changes read are deleted in it, so each change is
+    applied exactly once, and a change whose writer has not committed yet is simply
+    picked up by a later call (rows are claimed, never skipped by a high-water mark).
+    Only one collector runs at a time, so changes apply to entries in order. A webhook
+    receives the changes recorded after it was created. Returns the number of changes
+    collected (0 also when another collector is busy).
+    """
+    change_table = Change._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not _collect_lock(cursor):
+            return 0
+        cursor.execute(
+            f"SELECT id, object_kind, object_id, parent_id, action, created_at "
+            f"FROM {change_table} ORDER BY id LIMIT %s",
+            [limit],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return 0
+        webhooks = list(Webhook.objects.values_list("id", "created_at"))
+        if webhooks:
+            _fan_out(cursor, rows, webhooks)
+        _delete_changes(cursor, change_table, [row[0] for row in rows])
+    return len(rows)
+
+
+def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]]) -> None:
+    to_aware = _aware_converter()
+    created = [to_aware(row[5]) for row in rows]
+    oldest = min(created)
+    # Most webhooks predate every change in the chunk and share one fold; a webhook created
+    # in the middle of it gets only the changes made after its creation.
+    groups: dict[datetime | None, list[int]] = {}
+    for webhook_id, webhook_created_at in webhooks:
+        key = None if webhook_created_at <= oldest else webhook_created_at
+        groups.setdefault(key, []).append(webhook_id)
+    for since, webhook_ids in groups.items():
+        selected = (
+            rows
+            if since is None
+            else [row for row, at in zip(rows, created, strict=True) if at >= since]
+        )
+        folded = changes_fold(selected)
+        resets = [
+            FoldedChange(
+                entry.object_kind, entry.object_id, entry.parent_id, Action.DESTROY,
+                entry.first_change_at, entry.last_change_at, entry.last_change_id,
+            )
+            for entry in folded
+            if entry.resets
+        ]
+        if resets:
+            _entries_upsert(cursor, webhook_ids, resets)
+        if folded:
+            _entries_upsert(cursor, webhook_ids, folded)
+
+
+def _aware_converter():
+    if connection.vendor == "postgresql":
+        return lambda value: value
+    from django.utils.dateparse import parse_datetime
+    from django.utils.timezone import make_aware
+
+    def to_aware(value):
+        parsed = parse_datetime(value) if isinstance(value, str) else value
+        return make_aware(parsed) if parsed.tzinfo is None else parsed
+
+    return to_aware
+
+
+def _delete_changes(cursor, table: str, ids: list[int]) -> None:
+    if connection.vendor == "postgresql":
+        cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", [ids])
+        return
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    object_kind: str
+    object_id: int
+    action: str
+
+
+def bundle_delay(webhook: Webhook) -> float:
+    if webhook.bundle_delay is not None:
+        return webhook.bundle_delay
+    return settings.WEBHOOK_BUNDLE_DELAY
+
+
+def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[BatchEntry]:
+    """Take the next batch of a webhook's pending entries, if one is due; [] otherwise.
+
+    Must run inside the caller's transaction, with the webhook row locked: the entries
+    taken are deleted, and belong to the Delivery the caller creates in that transaction.
+    A batch is due when its oldest entry waited the bundle delay, or a full batch waits
+    (`force` skips the delay: an operator's "retry now"). Entries come ordered by their
+    latest change; training updates of an institute imported in the same batch are
+    folded into that import.
+    """
+    from datetime import timedelta
+
+    batch_size = settings.WEBHOOK_BATCH_SIZE
+    pending = PendingEntry.objects.filter(webhook=webhook)
+    oldest = pending.order_by("first_change_at").values_list("first_change_at", flat=True).first()
+    if oldest is None:
+        return []
+    waited_enough = force or oldest <= now - timedelta(seconds=bundle_delay(webhook))
+    if not waited_enough and pending.order_by()[batch_size - 1 : batch_size].count() == 0:
+        return []
+
+    rows = list(
+        pending.order_by("last_change_id").values_list(
+            "id", "object_kind", "object_id", "action"
+        )[:batch_size]
+    )
+    imported = [
+        object_id
+        for _, kind, object_id, action in rows
+        if kind == "institute" and action == Action.IMPORT
+    ]
+    folded_ids: set[int] = set()
+    if imported:
+        # The partner re-reads the imported institutes' trainings: their updates are
+        # carried by the import, including those beyond this batch's size.
+        folded_ids = set(
+            pending.filter(
+                object_kind="training", action=Action.UPDATE, parent_id__in=imported
+            ).values_list("id", flat=True)
+        )
+    taken_ids = [row[0] for row in rows]
+    PendingEntry.objects.filter(pk__in=set(taken_ids) | folded_ids).delete()
+    return [
+        BatchEntry(kind, object_id, action)
+        for entry_id, kind, object_id, action in rows
+        if entry_id not in folded_ids
+    ]

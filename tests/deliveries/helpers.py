@@ -1,0 +1,29 @@
+import json
+
+from changes.services import change_record
+from deliveries.bundling import changes_collect
+from deliveries.http import SendResult
+from deliveries.services import delivery_claim, delivery_record
+
+
+def record(action: str, kind: str, object_id: int, parent_id: int | None = None) -> None:
+    change_record(object_kind=kind, object_id=object_id, action=action, parent_id=parent_id)
+
+
+def collect() -> None:
+    while changes_collect():
+        pass
+
+
+def next_batch(webhook) -> list[dict] | None:
+    """Collect, claim the webhook's next batch and mark it accepted; its entries, or None."""
+    collect()
+    claim = delivery_claim(webhook_id=webhook.pk)
+    if claim is None:
+        return None
+    delivery_record(claim, SendResult(200, "", "", "", 0.01))
+    return json.loads(claim.body)["changes"]
+
+
+def keys(entries: list[dict]) -> list[tuple[str, str, int]]:
+    return [(entry["action"], entry["object"], entry["id"]) for entry in entries]
