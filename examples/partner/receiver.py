@@ -47,7 +47,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 log = logging.getLogger("partner")
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # 500 entries are about 60 KB; anything near this is abuse.
+MAX_BODY_BYTES = 10 * 1024 * 1024  # a full batch of 500 entries is about 50 KB
 API_TIMEOUT = (5, 30)  # (connect, read) seconds for calls to the Trainings API.
 RETRY_FIRST_DELAY = 1.0  # seconds before retrying a batch that could not be applied;
 RETRY_MAX_DELAY = 10.0  # doubled on each failure up to this.
@@ -81,7 +81,7 @@ def connect(db_path: str) -> sqlite3.Connection:
     """Open the database in autocommit mode; writes use :func:`write_transaction`."""
     # isolation_level=None: no implicit transactions, so every transaction is visible in
     # the code. timeout: request threads and the worker wait for each other's short writes.
-    return sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
+    return sqlite3.connect(db_path, timeout=30, isolation_level=None)
 
 
 def create_schema(db_path: str) -> None:
@@ -110,7 +110,10 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def inbox_put(conn: sqlite3.Connection, webhook_id: str, body: bytes) -> bool:
-    """Store a verified batch; return False if this ``webhook_id`` was seen before."""
+    """Store a verified batch; return False if this ``webhook_id`` was seen before.
+
+    When this returns the batch is committed to disk, so answering 2xx is safe.
+    """
     with write_transaction(conn):
         if conn.execute("SELECT 1 FROM processed WHERE webhook_id = ?", (webhook_id,)).fetchone():
             return False
