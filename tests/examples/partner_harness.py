@@ -58,7 +58,8 @@ class FakeTrainingsApi:
     """The Trainings API's three GET endpoints, served from dicts in memory.
 
     ``gets`` counts answered GETs per path (query string included). Set ``fail_status``
-    to make every request answer that status, e.g. 503 for an outage.
+    to make every request answer that status, e.g. 503 for an outage, and ``delay`` to
+    make every answer take that many seconds.
     """
 
     def __init__(self, page_size: int = 2) -> None:
@@ -67,6 +68,7 @@ class FakeTrainingsApi:
         self.trainings: dict[int, dict[str, Any]] = {}
         self.gets: Counter[str] = Counter()
         self.fail_status: int | None = None
+        self.delay = 0.0
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -148,6 +150,7 @@ class FakeTrainingsApi:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                time.sleep(api.delay)
                 url = urlsplit(self.path)
                 with api.lock:
                     if api.fail_status is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
@@ -121,6 +122,22 @@ def test_update_is_fetched_and_mirrored(
         "trainings": {"1": [2, "r-1", "Welding"]},
     }
     assert "applied update training 1 (name='Welding')" in receiver.log()
+
+
+def test_answer_does_not_wait_for_the_api(
+    receiver: ReceiverProcess, fake_api: FakeTrainingsApi
+) -> None:
+    fake_api.add_institute(2, "Two")
+    fake_api.add_training(1, 2, "Welding")
+    fake_api.delay = 3.0
+    receiver.post([update(fake_api, "training", 1)], "msg_1")  # the worker is now in a GET
+
+    started = time.monotonic()
+    response = receiver.post([update(fake_api, "training", 1)], "msg_2")
+
+    assert response.status_code == 204
+    assert time.monotonic() - started < 1.0
+    assert receiver.inbox() == 2
 
 
 def test_update_of_an_object_gone_since_deletes_it(
