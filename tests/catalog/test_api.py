@@ -1,11 +1,13 @@
-"""The Trainings API (catalog.api) and its API keys."""
+"""The Trainings API (catalog.api), its API keys and the create_api_key command."""
 
 import hashlib
 import re
 from datetime import UTC, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -447,3 +449,27 @@ def test_last_used_at_is_written_at_most_once_a_minute(db, django_assert_num_que
     with django_assert_num_queries(2):
         api_key_check(raw_key=raw_key)
     assert ApiKey.objects.get().last_used_at > first_use - timedelta(minutes=1)
+
+
+# --- create_api_key --------------------------------------------------------------------
+
+
+def test_create_api_key_prints_a_working_key_on_its_last_line(training):
+    out = StringIO()
+
+    call_command("create_api_key", "Media partner", stdout=out)
+
+    raw_key = out.getvalue().splitlines()[-1]
+    assert RAW_KEY.fullmatch(raw_key)
+    api_key = ApiKey.objects.get()
+    assert api_key.name == "Media partner"
+    assert api_key.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
+    assert all(raw_key not in str(value) for value in ApiKey.objects.values().get().values())
+    response = Client(headers={"X-API-Key": raw_key}).get(f"/trainings/{training.pk}")
+    assert response.status_code == 200
+
+
+def test_create_api_key_refuses_a_blank_name(db):
+    with pytest.raises(CommandError, match="name"):
+        call_command("create_api_key", "  ", stdout=StringIO())
+    assert not ApiKey.objects.exists()
