@@ -1,4 +1,4 @@
-"""The Trainings API (catalog.api), its API keys and the create_api_key command."""
+"""The Trainings API (catalog.api), its API keys, their admin and the create_api_key command."""
 
 import hashlib
 import re
@@ -473,3 +473,52 @@ def test_create_api_key_refuses_a_blank_name(db):
     with pytest.raises(CommandError, match="name"):
         call_command("create_api_key", "  ", stdout=StringIO())
     assert not ApiKey.objects.exists()
+
+
+# --- Admin -----------------------------------------------------------------------------------
+
+
+def test_the_admin_shows_a_new_key_once_and_never_its_hash(admin_client, training):
+    response = admin_client.post(
+        "/admin/catalog/apikey/add/", {"name": "Media partner"}, follow=True
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    shown = RAW_KEY.findall(page)
+    assert len(set(shown)) == 1
+    raw_key = shown[0]
+    api_key = ApiKey.objects.get()
+    assert api_key.name == "Media partner"
+    assert api_key.is_active
+    assert api_key.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
+    api_client = Client(headers={"X-API-Key": raw_key})
+    assert api_client.get(f"/trainings/{training.pk}").status_code == 200
+
+    for url in [
+        "/admin/catalog/apikey/",
+        f"/admin/catalog/apikey/{api_key.pk}/change/",
+        f"/admin/catalog/apikey/{api_key.pk}/history/",
+    ]:
+        later = admin_client.get(url).content.decode()
+        assert raw_key not in later, url
+        assert api_key.key_hash not in later, url
+    assert api_key.prefix in admin_client.get("/admin/catalog/apikey/").content.decode()
+
+
+def test_the_admin_add_form_asks_only_for_a_name(admin_client):
+    page = admin_client.get("/admin/catalog/apikey/add/").content.decode()
+    assert 'name="name"' in page
+    assert 'name="key_hash"' not in page
+    assert 'name="prefix"' not in page
+
+
+def test_the_admin_can_deactivate_a_key(admin_client, raw_key, training):
+    api_key = ApiKey.objects.get()
+    response = admin_client.post(
+        f"/admin/catalog/apikey/{api_key.pk}/change/", {"name": api_key.name}
+    )
+    assert response.status_code == 302
+    assert not ApiKey.objects.get().is_active
+    response = Client(headers={"X-API-Key": raw_key}).get(f"/trainings/{training.pk}")
+    assert response.status_code == 401
