@@ -1,6 +1,13 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The Trainings API at the site root: /trainings/<id>, /institutes/<id>[/trainings].
+    path("", include("catalog.urls")),
 ]
+
+# JSON for the API's paths, Django's usual pages for everything else.
+handler400 = "catalog.api.bad_request_handler"
+handler404 = "catalog.api.not_found_handler"
+handler500 = "catalog.api.server_error_handler"
