@@ -1,0 +1,63 @@
+"""Writes to webhooks that operators and the dispatcher trigger: pause, resume, rotate."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from webhooks.models import Webhook
+from webhooks.secrets import secret_generate
+
+# How long the secret before a rotation keeps signing next to the new one.
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+class WebhookError(Exception):
+    """The webhook does not exist or its state does not allow the operation."""
+
+
+def _locked(webhook_id: int) -> Webhook:
+    webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+    if webhook is None:
+        raise WebhookError(f"webhook {webhook_id} does not exist")
+    return webhook
+
+
+def webhook_pause(*, webhook_id: int, reason: str = "Paused by an operator.") -> Webhook:
+    """Stop sending. Changes keep collecting (coalesced) and go out when resumed."""
+    with transaction.atomic():
+        webhook = _locked(webhook_id)
+        webhook.is_active = False
+        webhook.paused_reason = reason[:255]
+        webhook.save(update_fields=["is_active", "paused_reason", "updated_at"])
+    return webhook
+
+
+def webhook_resume(*, webhook_id: int) -> Webhook:
+    """Send again, starting with the backlog collected while paused."""
+    with transaction.atomic():
+        webhook = _locked(webhook_id)
+        webhook.is_active = True
+        webhook.paused_reason = ""
+        webhook.save(update_fields=["is_active", "paused_reason", "updated_at"])
+    return webhook
+
+
+def webhook_secret_rotate(*, webhook_id: int, overlap: timedelta = SECRET_OVERLAP) -> Webhook:
+    """Give the webhook a new secret; the old one keeps signing too for `overlap`.
+
+    While both are valid every request carries both signatures, so the partner can switch
+    its verifier at any moment in the window without rejecting a request. Rotating again
+    within the window drops the oldest secret at once.
+    """
+    with transaction.atomic():
+        webhook = _locked(webhook_id)
+        webhook.previous_secret = webhook.secret
+        webhook.previous_secret_expires_at = timezone.now() + overlap
+        webhook.secret = secret_generate()
+        webhook.save(
+            update_fields=[
+                "secret", "previous_secret", "previous_secret_expires_at", "updated_at"
+            ]
+        )
+    return webhook
