@@ -1,7 +1,8 @@
 """Springhook settings: every value that varies between machines comes from the environment.
 
-Sections: environment, core Django, database, apps, static files, logging, Celery,
-webhooks (the product's own knobs, each documented where it is read).
+Sections: environment, core Django, HTTPS, database, apps, static files, mail, logging,
+Celery, webhooks (the product's own knobs, each documented where it is read). Every
+variable is also listed, with a production value, in .env.example.
 """
 
 import zlib
@@ -15,21 +16,31 @@ from springhook.env import env_bool, env_float, env_int, env_seconds_list, env_s
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Environment -------------------------------------------------------------------------
-# "development" (the default, for a fresh clone) or "production". Production refuses to
-# start without a real secret key and turns DEBUG off.
+# "development" (the default, for a fresh clone) or "production". Production turns DEBUG
+# off, HTTPS on, and refuses to start without the variables below.
 SPRINGHOOK_ENV = env_str("SPRINGHOOK_ENV", "development")
 if SPRINGHOOK_ENV not in ("development", "production"):
     raise ImproperlyConfigured(
         f"SPRINGHOOK_ENV must be 'development' or 'production', got {SPRINGHOOK_ENV!r}"
     )
 PRODUCTION = SPRINGHOOK_ENV == "production"
+if PRODUCTION:
+    # No development fallback for these in production: a missing one stops every process
+    # (web, worker, beat, migrate) at start, instead of running on a throwaway key, on a
+    # local SQLite file, or answering no host at all.
+    _missing = [
+        name
+        for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL")
+        if not env_str(name, "").strip()
+    ]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"SPRINGHOOK_ENV=production needs {', '.join(_missing)} set in the environment"
+            " (see .env.example)"
+        )
 
 # --- Core Django -------------------------------------------------------------------------
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when SPRINGHOOK_ENV=production")
-    SECRET_KEY = "development-only-insecure-key-do-not-use-in-production"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or "development-only-insecure-key-do-not-use"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = [
     host.strip()
@@ -44,6 +55,31 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- HTTPS -------------------------------------------------------------------------------
+# Production is served over HTTPS only, usually behind a load balancer or proxy that ends
+# TLS. Each setting can be changed for a deployment that handles it elsewhere.
+# 1 when such a proxy sets X-Forwarded-Proto (and drops the header when a client sends it):
+# only then may Django trust it to tell HTTPS requests from plain ones.
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+# Health probes come from inside the private network, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Browsers remember "HTTPS only" for this long (a year in production; 0 turns HSTS off).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0,
+                              minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+# Origins (scheme://host[:port], comma-separated) allowed to POST to the admin besides the
+# site's own, e.g. when the proxy serves it under another name.
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip()
+    for origin in env_str("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
+]
 
 # --- Database ----------------------------------------------------------------------------
 # DATABASE_URL, e.g. postgres://user@127.0.0.1:5432/springhook; a SQLite file by default.
@@ -121,7 +157,21 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # --- Static files ------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` gathers the files (the Docker image does it at build time).
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Production serves the collected files, compressed and under content-hashed names that
+# browsers may cache forever. Development serves them straight from the apps, so that a
+# fresh clone (and the test suite) needs no collectstatic.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = not PRODUCTION
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 # --- Mail and admins ---------------------------------------------------------------------
 # Staff are mailed when a webhook fails for over an hour and when it recovers.
@@ -132,13 +182,27 @@ ADMINS = [
     if address.strip()
 ]
 SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", "springhook@localhost")
+# The SMTP server, for DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
 
 # --- Logging -----------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # stdout, where container runtimes and process managers collect logs (StreamHandler
+    # would pick stderr by default).
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "plain",
+        }
+    },
     "root": {"handlers": ["stdout"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 

@@ -1,4 +1,5 @@
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,59 @@ def test_a_bad_setting_stops_startup_naming_the_variable(variable, value, messag
 def test_good_settings_start():
     result = start_django(WEBHOOK_BATCH_SIZE="100", WEBHOOK_RETRY_SCHEDULE="1,2,3")
     assert result.returncode == 0, result.stderr
+
+
+def production_environment() -> dict[str, str]:
+    """The documented production environment: the values set in .env.example, plus a key."""
+    environment = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, separator, value = line.partition("=")
+        if separator and not name.startswith("#"):
+            environment[name] = value
+    environment["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
+    return environment
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL"])
+def test_production_without_a_required_variable_stops_naming_it(missing):
+    environment = production_environment()
+    environment[missing] = ""
+    result = start_django(**environment)
+    assert result.returncode != 0
+    assert f"SPRINGHOOK_ENV=production needs {missing} set in the environment" in result.stderr
+
+
+def test_production_names_every_missing_variable_at_once():
+    result = start_django(
+        SPRINGHOOK_ENV="production", DJANGO_SECRET_KEY="", DJANGO_ALLOWED_HOSTS="", DATABASE_URL=""
+    )
+    assert result.returncode != 0
+    assert "needs DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL set" in result.stderr
+
+
+def test_the_documented_production_environment_passes_the_deploy_check():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **production_environment()},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_development_defaults_need_no_environment():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings;"
+         " print(settings.DEBUG, settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE)"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SPRINGHOOK_"))},
+            "DJANGO_SETTINGS_MODULE": "springhook.settings",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "False"]
