@@ -60,6 +60,11 @@ class FastPartner:
 
     ``requests`` lists every request received since start or the last :meth:`reset`,
     in arrival order. With ``record=False`` only the counters are kept, for long runs.
+
+    ``answer_delay`` (seconds) makes every answer wait that long, like a real partner's
+    processing time, so that a sender's concurrency shows. ``in_flight_peak`` maps each
+    path (without the query string) to the most requests that were in flight on it at
+    once, from read to answered: 1 for a sender that keeps one request per webhook.
     """
 
     def __init__(
@@ -69,14 +74,19 @@ class FastPartner:
         port: int = 0,
         hang_paths: Iterable[str] = (),
         record: bool = True,
+        answer_delay: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.hang_paths = frozenset(hang_paths)
         self.record = record
+        self.answer_delay = answer_delay
         self.request_count = 0
         self.bytes_received = 0  # request bodies only
         self._records: list[ReceivedRequest] = []
+        # Only the event loop's thread touches these, between awaits: no lock needed.
+        self._in_flight: dict[str, int] = {}
+        self._in_flight_peak: dict[str, int] = {}
         self._lock = threading.Lock()  # the loop appends while other threads read or reset
         self._connection_count = 0
         self._handlers: set[asyncio.Task[None]] = set()
@@ -99,12 +109,18 @@ class FastPartner:
         with self._lock:
             return list(self._records)
 
+    @property
+    def in_flight_peak(self) -> dict[str, int]:
+        """Path -> the most requests in flight on it at once (since start or reset)."""
+        return dict(self._in_flight_peak)
+
     def reset(self) -> None:
         """Forget the recorded requests and zero the counters."""
         with self._lock:
             self._records.clear()
             self.request_count = 0
             self.bytes_received = 0
+            self._in_flight_peak = {}
 
     def start(self) -> FastPartner:
         """Start serving; return once the port is listening (``url`` is then final)."""
@@ -223,10 +239,20 @@ class FastPartner:
             if self.record:
                 self._records.append(received)
 
-        if target.partition("?")[0] in self.hang_paths:
-            await asyncio.Event().wait()  # never set: cancelled by stop()
-        writer.write(_OK if keep_alive else _OK_CLOSE)
-        await writer.drain()
+        path = target.partition("?")[0]
+        in_flight = self._in_flight.get(path, 0) + 1
+        self._in_flight[path] = in_flight
+        if in_flight > self._in_flight_peak.get(path, 0):
+            self._in_flight_peak = {**self._in_flight_peak, path: in_flight}
+        try:
+            if path in self.hang_paths:
+                await asyncio.Event().wait()  # never set: cancelled by stop()
+            if self.answer_delay:
+                await asyncio.sleep(self.answer_delay)
+            writer.write(_OK if keep_alive else _OK_CLOSE)
+            await writer.drain()
+        finally:
+            self._in_flight[path] -= 1
         return keep_alive
 
 

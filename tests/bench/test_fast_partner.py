@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -122,3 +123,18 @@ def test_counts_without_recording_when_record_is_off() -> None:
 def test_port_in_use_fails_at_start(partner: FastPartner) -> None:
     with pytest.raises(OSError):
         FastPartner(port=partner.port).start()
+
+
+def test_answer_delay_holds_each_answer_and_in_flight_peak_counts_overlaps() -> None:
+    with FastPartner(answer_delay=0.3) as partner, ThreadPoolExecutor(3) as pool:
+        started = time.monotonic()
+        requests.post(f"{partner.url}/one", data=b"{}")
+        assert time.monotonic() - started >= 0.3
+        # Two at once on /two overlap; /one and /three see one at a time.
+        list(pool.map(lambda _: requests.post(f"{partner.url}/two?n=1", data=b"{}"), range(2)))
+        requests.post(f"{partner.url}/three", data=b"{}")
+        requests.post(f"{partner.url}/three", data=b"{}")
+
+        assert partner.in_flight_peak == {"/one": 1, "/two": 2, "/three": 1}
+        partner.reset()
+        assert partner.in_flight_peak == {}
