@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -47,6 +48,7 @@ class RunResult:
     mean_batch_entries: float
     changes_recorded: int
     drain_seconds: float
+    load_average: float  # the machine's 1-minute load at the end of the window
     checks: str  # "ok" or what failed
 
 
@@ -145,6 +147,7 @@ def run_once(
         stream_started = time.time()
         recorded = changes_stream(rate=args.rate, seconds=args.warmup + args.seconds)
         stream_ended = time.time()
+        load_average = os.getloadavg()[0]
         expected_entries = webhooks * recorded
         deadline = time.monotonic() + args.drain_timeout
         while time.monotonic() < deadline:
@@ -165,6 +168,7 @@ def run_once(
         mean_batch_entries=entries / len(window) if window else 0.0,
         changes_recorded=recorded,
         drain_seconds=drain_seconds,
+        load_average=load_average,
         checks=run_checks(
             requests, webhooks=webhooks, recorded=recorded, in_flight_peak=partner.in_flight_peak
         ),
@@ -179,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker process counts to run")
     parser.add_argument("--layout", choices=["concurrency", "instances"], default="concurrency",
                         help="one worker with -c N, or N workers with -c 1")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the worker counts this many times, interleaved; report medians")
     parser.add_argument("--webhooks", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20, help="changes recorded per second")
     parser.add_argument("--seconds", type=float, default=30, help="measuring window")
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "CELERY_BROKER_URL": broker.url,
             "DJANGO_SETTINGS_MODULE": "springhook.settings",
         }
-        for workers in worker_counts:
+        for workers in worker_counts * args.rounds:
             print(f"running {workers} worker process(es) ({args.layout}) …", flush=True)
             result = run_once(
                 workers=workers, layout=args.layout, partner=partner, webhooks=args.webhooks,
@@ -235,17 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         f"answers after {args.partner_delay * 1000:g} ms, {os.cpu_count()} CPU cores, "
         f"{args.seconds:g} s window after {args.warmup:g} s warm-up\n"
     )
-    print("| worker processes | batches/s | entries/s | entries/batch | drain s | checks |")
-    print("|---:|---:|---:|---:|---:|---|")
+    print("| worker processes | batches/s | entries/s | entries/batch | drain s | load | checks |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         print(f"| {r.workers} | {r.batches_per_second:.1f} | {r.entries_per_second:,.0f} | "
-              f"{r.mean_batch_entries:.1f} | {r.drain_seconds:.1f} | {r.checks} |")
-    base = results[0].batches_per_second
-    if base:
-        speedups = ", ".join(
-            f"{r.workers}: {r.batches_per_second / base:.2f}x" for r in results
-        )
-        print(f"\nspeed-up over {results[0].workers}: {speedups}")
+              f"{r.mean_batch_entries:.1f} | {r.drain_seconds:.1f} | {r.load_average:.1f} | "
+              f"{r.checks} |")
+    medians = {
+        count: statistics.median(r.batches_per_second for r in results if r.workers == count)
+        for count in worker_counts
+    }
+    base = medians[worker_counts[0]]
+    print("\nmedian batches/s: " + ", ".join(
+        f"{count}: {median:.1f} ({median / base:.2f}x)" if base else f"{count}: {median:.1f}"
+        for count, median in medians.items()
+    ))
     if args.json:
         args.json.write_text(json.dumps(
             {"parameters": vars(args) | {"json": str(args.json), "cpu_count": os.cpu_count()},
