@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import BooleanField, Case, Count, IntegerField, Min, Q, QuerySet, Sum, When
+from django.db.models import (
+    Aggregate,
+    BooleanField,
+    Case,
+    Count,
+    FloatField,
+    IntegerField,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    When,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
@@ -24,6 +36,14 @@ from webhooks.models import Webhook
 ErrorKind = DeliveryAttempt.ErrorKind
 # Attempts whose worker has not answered yet: neither accepted nor failed so far.
 _FINISHED = ~Q(error_kind=ErrorKind.IN_PROGRESS)
+
+
+class Percentile95(Aggregate):
+    """PostgreSQL's nearest-rank 95th percentile (NULLs ignored)."""
+
+    function = "percentile_disc"
+    template = "%(function)s(0.95) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
 
 
 @dataclass
@@ -85,12 +105,7 @@ def attempt_stats_by_webhook(
         )
     )
     if connection.vendor == "postgresql":
-        rows = rows.annotate(
-            p95=RawSQL(
-                "percentile_disc(0.95) WITHIN GROUP (ORDER BY deliveries_deliveryattempt.duration)",
-                [],
-            )
-        )
+        rows = rows.annotate(p95=Percentile95("duration"))
     stats = {
         row["delivery__webhook_id"]: AttemptStats(
             row["attempts"], row["accepted_count"] or 0, row.get("p95")
