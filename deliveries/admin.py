@@ -81,8 +81,9 @@ class DeliveryAdmin(admin.ModelAdmin):
         if wanted is None:
             return super().get_search_results(request, queryset, search_term)
         object_kind, object_id = wanted
-        carrying = deliveries_carrying(object_kind=object_kind, object_id=object_id)
-        return queryset.filter(pk__in=carrying.values("pk")), False
+        return deliveries_carrying(
+            object_kind=object_kind, object_id=object_id, deliveries=queryset
+        ), False
 
     @admin.display(description="payload")
     def payload_pretty(self, delivery: Delivery) -> str:

@@ -223,14 +223,19 @@ def object_query_parse(text: str) -> tuple[str, int] | None:
     return (match.group(1).lower(), int(match.group(2))) if match else None
 
 
-def deliveries_carrying(*, object_kind: str, object_id: int) -> QuerySet:
-    """Every retained batch whose payload carried this object, newest first.
+def deliveries_carrying(
+    *, object_kind: str, object_id: int, deliveries: QuerySet | None = None
+) -> QuerySet:
+    """The batches (of `deliveries`, by default all retained) whose payload carried this
+    object.
 
     PostgreSQL answers with the GIN index on `(payload::jsonb -> 'changes')` (migration
     deliveries 0002); SQLite matches the compact JSON text, whose key order payload_render
-    fixes (`"object":"training","id":345345` followed by `,` or `}`).
+    fixes (`"object":"training","id":345345` followed by `,` or `}`). Filter the outer
+    query with it, never inside a subquery: the raw condition names the table.
     """
-    deliveries = Delivery.objects.all()
+    if deliveries is None:
+        deliveries = Delivery.objects.all()
     if connection.vendor == "postgresql":
         probe = json.dumps([{"object": object_kind, "id": object_id}])
         return deliveries.filter(
