@@ -92,14 +92,16 @@ def load(*, webhooks: int, deliveries: int) -> None:
         )
         cursor.execute(
             """
-            INSERT INTO deliveries_deliveryattempt (delivery_id, number, started_at, duration,
-                accepted, status_code, error_kind, error_message, response_body)
-            SELECT id, 1, created_at, 0.05 + (id % 97) / 200.0, attempt_count = 1,
-                CASE WHEN attempt_count = 1 THEN 200 ELSE 500 END,
+            INSERT INTO deliveries_deliveryattempt (delivery_id, webhook_id, number,
+                started_at, duration, accepted, status_code, error_kind, error_message,
+                response_body)
+            SELECT id, webhook_id, 1, created_at, 0.05 + (id % 97) / 200.0,
+                attempt_count = 1, CASE WHEN attempt_count = 1 THEN 200 ELSE 500 END,
                 CASE WHEN attempt_count = 1 THEN '' ELSE 'http_status' END, '', ''
             FROM deliveries_delivery
             UNION ALL
-            SELECT id, 2, created_at + interval '10 seconds', 0.08, true, 200, '', '', ''
+            SELECT id, webhook_id, 2, created_at + interval '10 seconds', 0.08, true, 200, '',
+                '', ''
             FROM deliveries_delivery WHERE attempt_count = 2
             """
         )
@@ -160,6 +162,7 @@ def measure(*, runs: int) -> None:
         "webhook health": reverse("admin:webhooks_webhook_health", args=[webhook.pk]),
         "search 'training 12345'": reverse("admin:deliveries_delivery_changelist")
         + "?q=training+12345",
+        "delivery list": reverse("admin:deliveries_delivery_changelist"),
         "/metrics": "/metrics",
     }
     print(f"{Webhook.objects.count()} webhooks, {Delivery.objects.count():,} deliveries, "

@@ -15,7 +15,7 @@ def hourly_chart_svg(
 ) -> SafeString:
     """Stacked bars (accepted below, failed on top), one per hour, with the peak on the
     axis and a time label every 6 hours; each bar has a tooltip with its numbers."""
-    left, right, top, bottom = 44, 8, 10, 22
+    left, right, top, bottom = 44, 40, 10, 22
     plot_width, plot_height = width - left - right, height - top - bottom
     peak = max((bucket.accepted + bucket.failed for bucket in buckets), default=0) or 1
     slot = plot_width / max(len(buckets), 1)

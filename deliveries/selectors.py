@@ -85,7 +85,7 @@ class HourBucket:
 def _attempts_since(since: datetime, until: datetime, webhook_id: int | None) -> QuerySet:
     attempts = DeliveryAttempt.objects.filter(started_at__gte=since, started_at__lt=until)
     if webhook_id is not None:
-        attempts = attempts.filter(delivery__webhook_id=webhook_id)
+        attempts = attempts.filter(webhook_id=webhook_id)
     return attempts.filter(_FINISHED)
 
 
@@ -96,7 +96,7 @@ def attempt_stats_by_webhook(
     (nearest rank). One query on PostgreSQL, two on SQLite (which has no percentile)."""
     rows = (
         _attempts_since(since, until, webhook_id)
-        .values("delivery__webhook_id")
+        .values("webhook_id")
         .order_by()
         .annotate(
             attempts=Count("started_at"),
@@ -107,7 +107,7 @@ def attempt_stats_by_webhook(
     if connection.vendor == "postgresql":
         rows = rows.annotate(p95=Percentile95("duration"))
     stats = {
-        row["delivery__webhook_id"]: AttemptStats(
+        row["webhook_id"]: AttemptStats(
             row["attempts"], row["accepted_count"] or 0, row.get("p95")
         )
         for row in rows
@@ -118,7 +118,7 @@ def attempt_stats_by_webhook(
             _attempts_since(since, until, webhook_id)
             .filter(duration__isnull=False)
             .order_by("duration")
-            .values_list("delivery__webhook_id", "duration")
+            .values_list("webhook_id", "duration")
         ):
             durations.setdefault(hook_id, []).append(duration)
         for hook_id, values in durations.items():
@@ -253,12 +253,22 @@ def dispatcher_last_tick() -> datetime | None:
     return DispatcherHeartbeat.objects.filter(pk=1).values_list("ticked_at", flat=True).first()
 
 
-def deliveries_count_by_state() -> dict[str, int]:
-    """Retained deliveries per state, for /metrics (an index-only count on PostgreSQL)."""
-    counts = dict.fromkeys(Delivery.State.values, 0)
-    for row in Delivery.objects.order_by().values("state").annotate(count=Count("pk")):
+def deliveries_open_by_state() -> dict[str, int]:
+    """Open deliveries (at most one per webhook) per state: pending, failing."""
+    counts = {Delivery.State.PENDING: 0, Delivery.State.FAILING: 0}
+    for row in (
+        Delivery.objects.exclude(state=Delivery.State.DELIVERED)
+        .order_by().values("state").annotate(count=Count("pk"))
+    ):
         counts[row["state"]] = row["count"]
     return counts
+
+
+def deliveries_accepted_since(*, since: datetime) -> int:
+    """Deliveries accepted since `since` (from the partial index on delivered_at)."""
+    return Delivery.objects.filter(
+        state=Delivery.State.DELIVERED, delivered_at__gte=since
+    ).count()
 
 
 def attempt_durations_histogram(

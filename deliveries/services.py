@@ -152,6 +152,7 @@ def delivery_claim(*, webhook_id: int, force: bool = False) -> Claim | None:
         )
         attempt = DeliveryAttempt.objects.create(
             delivery=delivery,
+            webhook_id=webhook.pk,
             number=delivery.attempt_count,
             started_at=now,
             error_kind=ErrorKind.IN_PROGRESS,

@@ -15,7 +15,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from deliveries.selectors import (
     attempt_durations_histogram,
-    deliveries_count_by_state,
+    deliveries_accepted_since,
+    deliveries_open_by_state,
     dispatcher_last_tick,
     webhooks_health,
 )
@@ -109,14 +110,19 @@ class SpringhookCollector:
             attempts.add_metric([*ids, "failed"], row.last_day.attempts - row.last_day.accepted)
         yield from (pending, oldest, state, attempts)
 
-        deliveries = GaugeMetricFamily(
-            "springhook_deliveries",
-            "Retained deliveries by state: delivered (accepted), failing, pending.",
+        open_deliveries = GaugeMetricFamily(
+            "springhook_deliveries_open",
+            "Batches not accepted yet, by state: pending (not tried) or failing.",
             labels=["state"],
         )
-        for name, count in deliveries_count_by_state().items():
-            deliveries.add_metric([name], count)
-        yield deliveries
+        for name, count in deliveries_open_by_state().items():
+            open_deliveries.add_metric([name], count)
+        yield open_deliveries
+        yield GaugeMetricFamily(
+            "springhook_deliveries_accepted_24h",
+            "Batches accepted in the last 24 hours.",
+            value=deliveries_accepted_since(since=now - timedelta(hours=24)),
+        )
 
         counts, count, total = attempt_durations_histogram(
             since=now - DURATION_WINDOW, buckets=DURATION_BUCKETS

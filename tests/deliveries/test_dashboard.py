@@ -144,3 +144,22 @@ def test_the_pages_make_a_constant_number_of_queries(
     assert response.status_code == 200 and "More 29" in response.content.decode()
     with django_assert_max_num_queries(12):
         assert admin_client.get(detail).status_code == 200
+
+
+def test_every_attempt_knows_its_webhook(db, fast_delivery):
+    from tests.deliveries.helpers import next_batch, record
+
+    webhook = Webhook.objects.create(name="Partner", url="https://p.example/")
+    record("update", "training", 1, 1)
+    next_batch(webhook)
+    assert DeliveryAttempt.objects.get().webhook_id == webhook.pk
+
+
+def test_the_error_kind_filter_needs_no_query_over_the_history(admin_client, webhooks):
+    Delivery.objects.create(webhook=webhooks[0], message_id="msg_timeout", payload="{}",
+                            entry_count=1, state="failing", last_error_kind="timeout")
+    Delivery.objects.create(webhook=webhooks[1], message_id="msg_dns", payload="{}",
+                            entry_count=1, state="failing", last_error_kind="dns")
+    page = admin_client.get(reverse("admin:deliveries_delivery_changelist"),
+                            {"last_error_kind": "timeout"}).content.decode()
+    assert "msg_timeout" in page and "msg_dns" not in page

@@ -87,6 +87,7 @@ def test_metrics_parse_and_carry_pending_outcomes_and_durations(client, db):
         delivery = Delivery.objects.create(
             webhook=alpha if state == "delivered" else beta, message_id=f"m{index}",
             payload="{}", entry_count=1, state=state,
+            delivered_at=now if state == "delivered" else None,
         )
         DeliveryAttempt.objects.create(delivery=delivery, number=1, started_at=now,
                                        duration=duration, accepted=accepted)
@@ -105,9 +106,9 @@ def test_metrics_parse_and_carry_pending_outcomes_and_durations(client, db):
     assert 590 < value("springhook_pending_oldest_age_seconds", webhook="Alpha") < 700
     assert value("springhook_webhook_state", webhook='Beta "quoted"', state="paused") == 1
     assert value("springhook_webhook_state", webhook="Alpha", state="healthy") == 1
-    assert value("springhook_deliveries", state="delivered") == 2
-    assert value("springhook_deliveries", state="failing") == 1
-    assert value("springhook_deliveries", state="pending") == 0
+    assert value("springhook_deliveries_accepted_24h") == 2
+    assert value("springhook_deliveries_open", state="failing") == 1
+    assert value("springhook_deliveries_open", state="pending") == 0
     histogram = families["springhook_attempt_duration_seconds"]
     assert histogram.type == "histogram"
     buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
