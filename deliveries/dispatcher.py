@@ -40,6 +40,7 @@ class Dispatcher:
     def tick(self) -> None:
         try:
             due = dispatch_tick()
+            self._prune_when_due()
         except Exception:
             # The database may be restarting: log, drop the connection, try next tick.
             logger.exception("dispatch tick failed; retrying at the next tick")
@@ -47,7 +48,6 @@ class Dispatcher:
             return
         finally:
             close_old_connections()
-        self._prune_when_due()
         self.in_flight = {id_: f for id_, f in self.in_flight.items() if not f.done()}
         for webhook_id in due:
             if webhook_id not in self.in_flight:

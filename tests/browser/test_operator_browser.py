@@ -168,6 +168,7 @@ def test_an_operator_day_in_the_admin(
     # The per-webhook health page lists its deliveries.
     browser.get(live_server.url + f"/admin/webhooks/webhook/{webhook.pk}/health/")
     assert find("#recent-deliveries").text.count("msg_") == 2
+    screenshot(browser, screenshots / "webhook-health.png")
 
     # Find the training's deliveries from the dashboard's search.
     browser.get(live_server.url + "/admin/webhooks/webhook/health/")

@@ -27,8 +27,7 @@ def delivery(webhook, name, *, state, days_ago, attempts=2):
     return made
 
 
-@pytest.fixture
-def aged(db, settings):
+def history_make(settings) -> list[Webhook]:
     settings.WEBHOOK_RETENTION_DAYS = 30
     hooks = [Webhook.objects.create(name=f"W{i}", url=f"https://w{i}.example/") for i in range(3)]
     for index in range(7):
@@ -37,6 +36,11 @@ def aged(db, settings):
     delivery(hooks[1], "old_failing", state="failing", days_ago=90)
     delivery(hooks[2], "old_pending", state="pending", days_ago=90)
     return hooks
+
+
+@pytest.fixture
+def aged(db, settings):
+    return history_make(settings)
 
 
 def test_prune_removes_only_old_accepted_deliveries_and_their_attempts(aged):
@@ -70,7 +74,9 @@ def test_the_celery_task_prunes_and_beat_schedules_it(aged):
     assert "deliveries.prune" in schedule
 
 
-def test_the_embedded_dispatcher_prunes_at_its_first_tick(aged):
+def test_the_embedded_dispatcher_prunes_at_its_first_tick(transactional_db, settings):
+    # transactional: the tick closes its connection when done, as in production.
+    history_make(settings)
     dispatcher = Dispatcher(threads=1, tick_seconds=1)
     try:
         dispatcher.tick()
