@@ -48,7 +48,16 @@ def test_the_operators_group_is_made_by_migration_with_exactly_its_permissions(d
 
 
 def test_an_operator_sees_webhooks_deliveries_and_the_dashboard(operator_client, webhook):
+    record("update", "training", 7, 1)
+    dispatch_tick()
+    webhook_deliver(webhook_id=webhook.pk)
+    delivery = Delivery.objects.get()
+    operator_client.post(operate_url(webhook, "pause"))
     for url in [
+        reverse("admin:deliveries_delivery_change", args=[delivery.pk]),
+        reverse("admin:webhooks_webhook_history", args=[webhook.pk]),
+        reverse("admin:deliveries_delivery_changelist") + "?q=training+7",
+        "/metrics",
         reverse("admin:index"),
         reverse("admin:webhooks_webhook_changelist"),
         reverse("admin:webhooks_webhook_change", args=[webhook.pk]),
