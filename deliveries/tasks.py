@@ -11,7 +11,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from deliveries.services import dispatch_tick, webhook_deliver
+from deliveries.services import deliveries_prune, dispatch_tick, webhook_deliver
 
 # Marks a webhook whose delivery task is queued and has not started yet.
 _QUEUED_KEY = "springhook:deliver-queued:{}"
@@ -31,6 +31,11 @@ def dispatch_tick_task() -> int:
 def webhook_deliver_task(webhook_id: int) -> int:
     _queued_clear(webhook_id)
     return webhook_deliver(webhook_id=webhook_id)
+
+
+@shared_task(name="deliveries.prune")
+def deliveries_prune_task() -> int:
+    return deliveries_prune()
 
 
 # A webhook stays due until its task has run, so without this every tick queued another
