@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from springhook.views import openapi_json
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The description of the Trainings API and the webhook (OpenAPI 3.1).
+    path("openapi.json", openapi_json, name="openapi"),
     # The Trainings API at the site root: /trainings/<id>, /institutes/<id>[/trainings].
     path("", include("catalog.urls")),
 ]
