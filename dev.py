@@ -66,7 +66,8 @@ def admin_login(env: dict[str, str]) -> tuple[str, str]:
         username, password = login_file.read_text().split()
     else:
         username, password = "admin", secrets.token_urlsafe(12)
-    manage("demo_admin", "--username", username, "--password", password, env=env)
+    # "--password=…" in one argument: a random password may start with "-".
+    manage("demo_admin", f"--username={username}", f"--password={password}", env=env)
     login_file.write_text(f"{username} {password}\n")
     return username, password
 

@@ -33,12 +33,14 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_for(predicate, *, timeout: float, what: str, log: Path):
+def wait_for(predicate, *, timeout: float, what: str, log: Path, process=None):
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"dev.py exited ({process.returncode}) before {what}:\n{log.read_text()}")
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} after {timeout:.0f}s; dev.py said:\n{log.read_text()}")
         time.sleep(0.2)
@@ -65,6 +67,9 @@ def test_an_admin_edit_reaches_the_demo_partner_and_ctrl_c_stops_everything(tmp_
         SPRINGHOOK_PORT=str(server_port),
         PARTNER_PORT=str(partner_port),
     )
+    # A kept login whose random password starts with "-" (token_urlsafe makes those).
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "admin-login.txt").write_text("admin -x5TdsVb_3nQ2rLw\n")
     log = tmp_path / "dev-run.log"
     with log.open("wb") as output:
         dev_run = subprocess.Popen(
@@ -74,9 +79,10 @@ def test_an_admin_edit_reaches_the_demo_partner_and_ctrl_c_stops_everything(tmp_
     try:
         banner = wait_for(
             lambda: re.search(r"login: (\S+) / (\S+)", log.read_text()),
-            timeout=180, what="'Springhook is running' banner", log=log,
+            timeout=180, what="'Springhook is running' banner", log=log, process=dev_run,
         )
         username, password = banner.groups()
+        assert (username, password) == ("admin", "-x5TdsVb_3nQ2rLw")
         # The demo partner starts empty and reads the whole demo catalogue first.
         trainings = wait_for(
             lambda: len(mirror(partner_port).get("trainings", {})) == 5
