@@ -289,7 +289,7 @@ def _webhook(base: str) -> dict:
             "responses": {
                 "2XX": {"description": "Accepted: the batch is done and will not be sent "
                         "again (unless the answer is lost on the way)."},
-                "410": {"description": "Gone: the webhook is paused and staff are told. "
+                "410": {"description": "Gone: the webhook is paused (the admin shows why). "
                         "Nothing is dropped: changes keep collecting and are sent when an "
                         "operator resumes it."},
                 "429": {
