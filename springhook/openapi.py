@@ -116,9 +116,10 @@ def _schemas(base: str) -> dict:
             "properties": {
                 "changes": {
                     "type": "array",
-                    "minItems": 1,
                     "items": _ref("Change"),
-                    "description": "one entry per object, ordered by its latest change",
+                    "description": "One entry per object, ordered by its latest change. "
+                    "Empty only in a test event an operator sent from the admin: answer it "
+                    "like any batch.",
                 },
             },
         },

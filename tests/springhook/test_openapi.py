@@ -16,7 +16,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from catalog.models import Training
 from catalog.services import FeedRecord, api_key_create, import_run
-from deliveries.services import delivery_claim, delivery_send
+from deliveries.services import delivery_claim, delivery_send, delivery_test_send
 from springhook.openapi import openapi_document
 from tests.deliveries.helpers import collect
 from webhooks.models import Webhook
@@ -178,6 +178,18 @@ def test_a_document_with_a_wrong_schema_would_be_caught(document):
                       "url": "https://api.example.test/trainings/1.json"}]},
         {"changes": [{"action": "import", "object": "training", "id": 1,
                       "url": "https://api.example.test/trainings/1"}]},
-        {"changes": []},
+        {"changes": [{"action": "update", "object": "training", "id": "1",
+                      "url": "https://api.example.test/trainings/1"}]},
+        {"changes": [], "test": True},
     ):
         assert list(schema_validator(document, schema).iter_errors(wrong)), wrong
+
+
+def test_a_real_test_event_matches_the_payload_schema(document, db, fast_delivery, partner):
+    webhook = Webhook.objects.create(name="Partner", url=partner.url)
+    delivery_test_send(webhook_id=webhook.pk)
+
+    claim = delivery_claim(webhook_id=webhook.pk)
+
+    assert json.loads(claim.body) == {"changes": []}
+    check(document, {"$ref": "#/components/schemas/WebhookPayload"}, json.loads(claim.body))
