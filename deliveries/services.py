@@ -212,6 +212,11 @@ def delivery_record(claim: Claim, result: SendResult) -> bool:
     """
     now = timezone.now()
     with transaction.atomic():
+        # The webhook row first, then the delivery: the order delivery_claim locks them in.
+        # The other order deadlocked against a claim for the same webhook (two tasks for
+        # one webhook at once), and PostgreSQL then rolled back the record of an accepted
+        # batch, which went out again when its lease expired.
+        list(Webhook.objects.select_for_update().filter(pk=claim.webhook_id).values_list("pk"))
         delivery = Delivery.objects.select_for_update().get(pk=claim.delivery_id)
         DeliveryAttempt.objects.filter(pk=claim.attempt_id).update(
             duration=result.duration,
