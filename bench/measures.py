@@ -120,6 +120,18 @@ class Child:
         if line.strip() != "ready":
             self.process.kill()
             raise RuntimeError(f"bench child {args[0]} did not start: {line!r}")
+        self.profiler = None
+        if profile_dir := env.get("BENCH_PROFILE_DIR"):
+            # py-spy samples every thread of the child, from outside, while it is measured.
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            output = Path(profile_dir) / f"{args[0]}-{time.time_ns()}.txt"
+            self.profiler = subprocess.Popen(
+                [str(Path(python()).parent / "py-spy"), "record", "--pid",
+                 str(self.process.pid), "--format", "raw", "--rate", "200", "--output",
+                 str(output), *(["--idle"] if env.get("BENCH_PROFILE_IDLE") else [])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)  # py-spy attaches
 
     def go(self) -> None:
         self.process.stdin.write("go\n")
@@ -139,6 +151,8 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.profiler is not None:
+            self.profiler.wait(timeout=60)  # it writes its file when the child is gone
 
 
 def partner_wait(partner: FastPartner, count: int, *, timeout: float) -> None:
@@ -361,7 +375,7 @@ class CeleryWorker:
             [str(Path(python()).parent / "celery"), "-A", "springhook", "worker", "-c", "2",
              "-P", "prefork", "--loglevel", "WARNING", "-n", f"bench-{time.time_ns()}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            env=env, cwd=ROOT,
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while not self.app.control.ping(timeout=0.5):
@@ -475,10 +489,14 @@ def measure_latency(scale: Scale, partner: FastPartner, env: dict[str, str]) -> 
     latencies: dict[bool, list[float]] = {False: [], True: []}
 
     def one_round(*, hanging: bool) -> None:
+        # The last round's dispatcher was killed, perhaps between a send and its record:
+        # that delivery's lease would hold its webhook back for a minute. Start afresh.
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE changes_change, deliveries_pendingentry, "
+                           "deliveries_deliveryattempt, deliveries_delivery")
         Webhook.objects.filter(url__endswith="/hang").delete()
         if hanging:
             Webhook.objects.create(name="hanging", url=partner.url + "/hang")
-        changes_clear()
         partner.reset()
         child = Child(["dispatcher"], child_env)
         child.go()
