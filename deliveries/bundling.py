@@ -127,7 +127,7 @@ def _collect_lock(cursor) -> bool:
     return True
 
 
-def changes_collect(*, limit: int = COLLECT_CHUNK) -> int:
+def changes_collect(*, limit: int | None = None) -> int:
     """Move up to `limit` recorded changes into every webhook's pending entries.
 
     Runs in one short transaction: the changes read are deleted in it, so each change is
@@ -141,10 +141,12 @@ def changes_collect(*, limit: int = COLLECT_CHUNK) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         if not _collect_lock(cursor):
             return 0
+        if connection.vendor == "postgresql":
+            return _collect_in_sql(cursor, limit or COLLECT_CHUNK_POSTGRESQL)
         cursor.execute(
             f"SELECT id, object_kind, object_id, parent_id, action, created_at "
             f"FROM {change_table} ORDER BY id LIMIT %s",
-            [limit],
+            [limit or COLLECT_CHUNK],
         )
         rows = cursor.fetchall()
         if not rows:
@@ -154,6 +156,111 @@ def changes_collect(*, limit: int = COLLECT_CHUNK) -> int:
             _fan_out(cursor, rows, webhooks)
         _delete_changes(cursor, change_table, [row[0] for row in rows])
     return len(rows)
+
+
+# --- PostgreSQL: the same fold, set-based --------------------------------------------------
+# Python folding moved every change through the driver twice and wrote one entry per change
+# per chunk; in SQL the chunk can be much larger, so one object's many changes fold into one
+# entry write. A chunk of this size still commits in well under a second.
+COLLECT_CHUNK_POSTGRESQL = 1_000_000
+# The claimed chunk, private to this connection and emptied at commit.
+_CLAIMED = "springhook_claimed_changes"
+
+
+def _collect_in_sql(cursor, limit: int) -> int:
+    change_table = Change._meta.db_table
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CLAIMED} (id bigint, object_kind "
+        f"varchar(32), object_id bigint, parent_id bigint, action varchar(16), "
+        f"created_at timestamptz) ON COMMIT DELETE ROWS"
+    )
+    # One statement, one snapshot: the rows copied are exactly the rows deleted. The first
+    # `limit` committed changes in id order form a range; a change of a transaction still
+    # in flight inside it is invisible here, stays, and is collected by a later call.
+    cursor.execute(
+        f"WITH claimed AS (DELETE FROM {change_table} WHERE id <= (SELECT max(id) FROM "
+        f"(SELECT id FROM {change_table} ORDER BY id LIMIT %s) AS chunk) "
+        f"RETURNING id, object_kind, object_id, parent_id, action, created_at) "
+        f"INSERT INTO {_CLAIMED} SELECT * FROM claimed",
+        [limit],
+    )
+    count = cursor.rowcount
+    if count <= 0:
+        return 0
+    webhooks = list(Webhook.objects.values_list("id", "created_at"))
+    if not webhooks:
+        return count
+    # A temporary table has no statistics until analysed: without them the planner guesses
+    # a few hundred groups, sorts on disk, and compiles the query with JIT for a second.
+    cursor.execute(f"ANALYZE {_CLAIMED}")
+    cursor.execute("SET LOCAL work_mem = '64MB'")
+    cursor.execute("SET LOCAL jit = off")
+    cursor.execute(
+        f"SELECT min(created_at), bool_or(action = %s) FROM {_CLAIMED}", [Action.DESTROY]
+    )
+    oldest, has_destroy = cursor.fetchone()
+    groups: dict[datetime | None, list[int]] = {}
+    for webhook_id, webhook_created_at in webhooks:
+        key = None if webhook_created_at <= oldest else webhook_created_at
+        groups.setdefault(key, []).append(webhook_id)
+    for since, webhook_ids in groups.items():
+        params = {"since": since, "webhooks": webhook_ids}
+        if has_destroy:
+            cursor.execute(_RESET_SQL, params)
+        cursor.execute(_FOLD_UPSERT_SQL, params)
+    return count
+
+
+# Per object: its first and last change, the last destroy and import, the last change that
+# named a parent, in one pass with no join back to the changes: max() over [id, value]
+# arrays picks the value of the latest change (an arg-max). Times travel as integer
+# microseconds, exactly. The actions follow changes_fold: the last change wins, except
+# that updates after an import (with no destroy between) leave it an import.
+_MICROS = "CAST(EXTRACT(EPOCH FROM created_at) * 1000000 AS bigint)"
+_FOLDED = f"""
+    SELECT object_kind, object_id, max(id) AS last_id,
+           (min(ARRAY[id, {_MICROS}]))[2] AS first_micros,
+           (max(ARRAY[id, {_MICROS}]))[2] AS last_micros,
+           (max(ARRAY[id, parent_id]) FILTER (WHERE parent_id IS NOT NULL))[2] AS parent_id,
+           max(id) FILTER (WHERE action = 'destroy') AS last_destroy_id,
+           max(id) FILTER (WHERE action = 'import') AS last_import_id
+    FROM {_CLAIMED}
+    WHERE CAST(%(since)s AS timestamptz) IS NULL OR created_at >= %(since)s
+    GROUP BY object_kind, object_id
+"""
+_EPOCH = "TIMESTAMP WITH TIME ZONE 'epoch'"
+_PENDING = PendingEntry._meta.db_table
+# A destroy followed by other changes resets the waiting entry first: an import waiting
+# from before must not absorb the update that follows the destroy.
+_RESET_SQL = f"""
+    UPDATE {_PENDING} AS pending SET action = 'destroy'
+    FROM ({_FOLDED}) AS folded
+    WHERE folded.last_destroy_id < folded.last_id
+      AND pending.webhook_id = ANY(%(webhooks)s)
+      AND pending.object_kind = folded.object_kind AND pending.object_id = folded.object_id
+      AND pending.action = 'import'
+"""
+_FOLD_UPSERT_SQL = f"""
+    INSERT INTO {_PENDING} (webhook_id, object_kind, object_id, parent_id, action,
+                            first_change_at, last_change_at, last_change_id)
+    SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id,
+           CASE WHEN folded.last_destroy_id = folded.last_id THEN 'destroy'
+                WHEN folded.last_import_id = folded.last_id THEN 'import'
+                WHEN COALESCE(folded.last_import_id, 0) > COALESCE(folded.last_destroy_id, 0)
+                    THEN 'import'
+                ELSE 'update' END,
+           {_EPOCH} + folded.first_micros * INTERVAL '1 microsecond',
+           {_EPOCH} + folded.last_micros * INTERVAL '1 microsecond',
+           folded.last_id
+    FROM ({_FOLDED}) AS folded
+    JOIN {Webhook._meta.db_table} AS webhook ON webhook.id = ANY(%(webhooks)s)
+    ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET
+        action = CASE WHEN excluded.action = 'update' AND {_PENDING}.action = 'import'
+                      THEN 'import' ELSE excluded.action END,
+        parent_id = COALESCE(excluded.parent_id, {_PENDING}.parent_id),
+        last_change_at = excluded.last_change_at,
+        last_change_id = excluded.last_change_id
+"""
 
 
 def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]]) -> None:
