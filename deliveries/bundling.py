@@ -10,7 +10,7 @@ The coalescing rules (SPEC §3), per (object kind, id), over changes not yet del
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -174,6 +174,9 @@ def _collect_in_sql(cursor, limit: int) -> int:
         f"varchar(32), object_id bigint, parent_id bigint, action varchar(16), "
         f"created_at timestamptz) ON COMMIT DELETE ROWS"
     )
+    # Empty already after a commit; not when this runs inside an outer transaction (then
+    # the last call's claimed rows would be folded again).
+    cursor.execute(f"DELETE FROM {_CLAIMED}")
     # One statement, one snapshot: the rows copied are exactly the rows deleted. The first
     # `limit` committed changes in id order form a range; a change of a transaction still
     # in flight inside it is invisible here, stays, and is collected by a later call.
@@ -339,40 +342,49 @@ def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[
     latest change; training updates of an institute imported in the same batch are
     folded into that import.
     """
-    from datetime import timedelta
-
     batch_size = settings.WEBHOOK_BATCH_SIZE
-    pending = PendingEntry.objects.filter(webhook=webhook)
-    oldest = pending.order_by("first_change_at").values_list("first_change_at", flat=True).first()
-    if oldest is None:
-        return []
-    waited_enough = force or oldest <= now - timedelta(seconds=bundle_delay(webhook))
-    if not waited_enough and pending.order_by()[batch_size - 1 : batch_size].count() == 0:
-        return []
-
-    rows = list(
-        pending.order_by("last_change_id").values_list(
-            "id", "object_kind", "object_id", "action"
-        )[:batch_size]
-    )
-    imported = [
-        object_id
-        for _, kind, object_id, action in rows
-        if kind == "institute" and action == Action.IMPORT
-    ]
-    folded_ids: set[int] = set()
-    if imported:
-        # The partner re-reads the imported institutes' trainings: their updates are
-        # carried by the import, including those beyond this batch's size.
-        folded_ids = set(
-            pending.filter(
-                object_kind="training", action=Action.UPDATE, parent_id__in=imported
-            ).values_list("id", flat=True)
+    table = PendingEntry._meta.db_table
+    with connection.cursor() as cursor:
+        # Is a batch due? The oldest entry and whether a full batch waits, in one round
+        # trip; both read the (webhook, ...) indexes, never the whole table.
+        cursor.execute(
+            f"SELECT (SELECT first_change_at FROM {table} WHERE webhook_id = %s "
+            f"ORDER BY first_change_at LIMIT 1), (SELECT count(*) FROM (SELECT 1 FROM "
+            f"{table} WHERE webhook_id = %s LIMIT %s) AS waiting)",
+            [webhook.pk, webhook.pk, batch_size],
         )
-    taken_ids = [row[0] for row in rows]
-    PendingEntry.objects.filter(pk__in=set(taken_ids) | folded_ids).delete()
+        oldest, waiting = cursor.fetchone()
+        if oldest is None:
+            return []
+        if connection.vendor != "postgresql":  # SQLite answers raw SQL with naive values
+            oldest = _aware_converter()(oldest)
+        waited_enough = force or oldest <= now - timedelta(seconds=bundle_delay(webhook))
+        if not waited_enough and waiting < batch_size:
+            return []
+        # Take the batch: delete its entries and get them back in one statement.
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE webhook_id = %s "
+            f"ORDER BY last_change_id LIMIT %s) "
+            f"RETURNING object_kind, object_id, action, parent_id, last_change_id",
+            [webhook.pk, batch_size],
+        )
+        rows = sorted(cursor.fetchall(), key=lambda row: row[4])
+        imported = {
+            object_id
+            for kind, object_id, action, _, _ in rows
+            if kind == "institute" and action == Action.IMPORT
+        }
+        if imported:
+            # The partner re-reads the imported institutes' trainings: their updates are
+            # carried by the import, including those beyond this batch's size.
+            placeholders = ", ".join(["%s"] * len(imported))
+            cursor.execute(
+                f"DELETE FROM {table} WHERE webhook_id = %s AND object_kind = 'training' "
+                f"AND action = %s AND parent_id IN ({placeholders})",
+                [webhook.pk, Action.UPDATE, *imported],
+            )
     return [
         BatchEntry(kind, object_id, action)
-        for entry_id, kind, object_id, action in rows
-        if entry_id not in folded_ids
+        for kind, object_id, action, parent_id, _ in rows
+        if not (kind == "training" and action == Action.UPDATE and parent_id in imported)
     ]

@@ -98,3 +98,16 @@ def test_a_large_bulk_backlog_is_collected_whole(db, fast_delivery):
     entries = PendingEntry.objects.filter(webhook=webhook)
     assert entries.count() == 700
     assert set(entries.values_list("parent_id", flat=True)) == set(range(7))
+
+
+def test_a_collected_change_is_applied_once_even_inside_an_outer_transaction(
+    db, fast_delivery
+):
+    # The test runs inside a transaction: the collector's own never commits here.
+    webhook = Webhook.objects.create(name="Partner", url="http://127.0.0.1:9/hook")
+    record("update", "training", 1, 10)
+    collect()
+    PendingEntry.objects.filter(webhook=webhook).delete()  # as if it went out in a batch
+    record("update", "training", 2, 10)
+    collect()
+    assert list(PendingEntry.objects.values_list("object_id", flat=True)) == [2]
