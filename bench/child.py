@@ -53,9 +53,12 @@ def drain() -> None:
     _ready_and_wait()
     started = time.perf_counter()
     ticks = 0
+    collecting = 0.0
     while True:
         ticks += 1
+        tick_started = time.perf_counter()
         due = dispatch_tick(time_budget=3600)
+        collecting += time.perf_counter() - tick_started
         for webhook_id in due:
             webhook_deliver(webhook_id=webhook_id, time_budget=3600)
         if not due and not Change.objects.exists() and not PendingEntry.objects.exists() and (
@@ -63,8 +66,8 @@ def drain() -> None:
         ):
             break
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "ticks": ticks}),
-          flush=True)
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "ticks": ticks,
+                      "collect_seconds": collecting}), flush=True)
 
 
 def bare(url: str, webhooks: int, batches: int, batch_size: int) -> None:

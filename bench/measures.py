@@ -46,15 +46,17 @@ class Scale:
     latency_rounds: int
 
 
+# Capture alternates in short blocks (5,000 saves a side = 10 blocks of 500): a burst of
+# someone else's load then hits both sides, not a whole side.
 FULL = Scale(
-    capture_saves=5000, capture_rounds=3, webhooks_saves=2000,
+    capture_saves=500, capture_rounds=10, webhooks_saves=200,
     import_feed=10_000, import_drop=500, import_rounds=3,
     drain_changes=1_000_000, drain_trainings=50_000, drain_small_changes=100_000,
     delivery_webhooks=100, delivery_batches=5, delivery_rounds=3,
     latency_webhooks=10, latency_saves=10, latency_rounds=2,
 )
 QUICK = Scale(
-    capture_saves=500, capture_rounds=3, webhooks_saves=300,
+    capture_saves=200, capture_rounds=3, webhooks_saves=200,
     import_feed=10_000, import_drop=500, import_rounds=1,
     drain_changes=100_000, drain_trainings=5_000, drain_small_changes=10_000,
     delivery_webhooks=100, delivery_batches=2, delivery_rounds=1,
@@ -356,6 +358,7 @@ def measure_drain(scale: Scale, partner: FastPartner, env: dict[str, str]) -> di
         "drain_scaling": (large["seconds"] / scale.drain_changes)
         / (small_seconds / scale.drain_small_changes),
         "_drain_seconds": large["seconds"],
+        "_drain_collect_seconds": large["collect_seconds"],
         "_drain_record_seconds": large["record_seconds"],
         "_drain_small_seconds": small_seconds,
     }
