@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from springhook import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     # The Trainings API at the site root: /trainings/<id>, /institutes/<id>[/trainings].
     path("", include("catalog.urls")),
 ]
