@@ -108,10 +108,11 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO deliveries_delivery (webhook_id, message_id, payload, entry_count, "
-            "state, attempt_count, lease_token, last_error_kind, created_at, delivered_at) "
+            "state, attempt_count, lease_token, last_error_kind, created_at, delivered_at, "
+            "is_test) "
             "SELECT (CAST(%s AS bigint[]))[1 + n %% %s], 'history_' || n, '{}', 1, "
             "'delivered', 1, '', '', "
-            "now() - n * interval '1 second', now() FROM generate_series(1, %s) AS n",
+            "now() - n * interval '1 second', now(), false FROM generate_series(1, %s) AS n",
             [webhook_ids, len(webhook_ids), HISTORY],
         )
         cursor.execute(
