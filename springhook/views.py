@@ -1,5 +1,6 @@
-"""Operations endpoints: /healthz for load balancers and orchestrators, /metrics for
-Prometheus. Neither needs a login, and neither shows a secret or a URL."""
+"""Endpoints of the project itself: /healthz for load balancers and orchestrators,
+/metrics for Prometheus, /openapi.json for partners. None needs a login, and none shows a
+secret or a URL."""
 
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,6 +21,7 @@ from deliveries.selectors import (
     dispatcher_last_tick,
     webhooks_health,
 )
+from springhook.openapi import openapi_document
 
 # Upper bounds (seconds) of the attempt duration histogram, up to the 15 s default timeout.
 DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0]
@@ -155,3 +157,10 @@ def metrics(request):
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SpringhookCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@require_safe
+def openapi_json(request):
+    """The OpenAPI 3.1 description of the Trainings API and the webhook; needs no API key,
+    so that partners can read it before they have one."""
+    return JsonResponse(openapi_document(), json_dumps_params={"indent": 2})
