@@ -60,7 +60,9 @@ class Claim:
 def lease_seconds() -> float:
     # Longer than any attempt can take (connect + total timeout), so a live worker never
     # loses its lease; short enough that a dead worker's batch goes out again soon.
-    return settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + 30
+    return (
+        settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + settings.WEBHOOK_LEASE_MARGIN
+    )
 
 
 def retry_delay(*, failed_attempts: int, retry_after: str | None = None) -> float:
