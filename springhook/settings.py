@@ -132,6 +132,7 @@ ADMINS = [
     if address.strip()
 ]
 SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", "springhook@localhost")
+EMAIL_SUBJECT_PREFIX = "[Springhook] "
 
 # --- Logging -----------------------------------------------------------------------------
 LOGGING = {
