@@ -215,6 +215,10 @@ def delivery_record(claim: Claim, result: SendResult) -> bool:
     """
     now = timezone.now()
     with transaction.atomic():
+        # Lock the webhook before its delivery, in the order delivery_claim takes them:
+        # the opposite order deadlocks against a concurrent claim, and PostgreSQL may then
+        # abort this record, so an accepted batch would be sent again after its lease.
+        Webhook.objects.select_for_update().filter(pk=claim.webhook_id).first()
         delivery = Delivery.objects.select_for_update().get(pk=claim.delivery_id)
         DeliveryAttempt.objects.filter(pk=claim.attempt_id).update(
             duration=result.duration,
