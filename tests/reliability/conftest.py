@@ -1,6 +1,7 @@
 """Fixtures for the fault tests: real subprocesses (Celery worker and beat, the embedded
 dispatcher) pointed at the test database, and servers of the test's own that it may stop."""
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def processes(transactional_db, tmp_path, request) -> Iterator[Processes]:
 
 @pytest.fixture
 def redis_server(tmp_path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (apt-get install redis-server)")
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
