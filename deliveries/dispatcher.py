@@ -31,6 +31,7 @@ class Dispatcher:
             self.tick()
             self.stopping.wait(max(0.0, self.tick_seconds - (time.monotonic() - started)))
         self.executor.shutdown(wait=True, cancel_futures=True)
+        connection.close()
         logger.info("dispatcher stopped")
 
     def tick(self) -> None:

@@ -66,9 +66,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default has several threads writing (server, dispatcher): wait for the
     # write lock instead of failing at once, and take it at BEGIN so that a read-then-write
     # transaction never has to be restarted.
+    # WAL lets the server read while the dispatcher writes.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;",
+        }
     )
+    # Tests use a file, not Django's shared-cache in-memory database: there, threads get
+    # "table is locked" at once instead of waiting, unlike any real deployment.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
 
 # --- Apps --------------------------------------------------------------------------------
 INSTALLED_APPS = [

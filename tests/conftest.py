@@ -1,9 +1,14 @@
 """Shared fixtures. The database is whatever DATABASE_URL names (SQLite by default)."""
 
+from pathlib import Path
+
 import pytest
 from django.db import connection
 
 from catalog.models import Institute, Training
+
+# The SQLite test database is a file there (see settings).
+(Path(__file__).resolve().parents[1] / "var").mkdir(exist_ok=True)
 
 
 def pytest_collection_modifyitems(config, items):
