@@ -13,6 +13,8 @@ running it in a small thread pool and giving up after the connect timeout.
 """
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -75,18 +77,21 @@ class AttemptDeadline:
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        self.finished = False
+        self.ends_at = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._connections: list = []
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> "AttemptDeadline":
         _local.deadline = self
-        self._timer.start()
+        _watchdog.watch(self)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._timer.cancel()
+        with self._lock:
+            # From now on the connection may serve the thread's next attempt: hands off.
+            self.finished = True
+            self._connections.clear()
         _local.deadline = None
 
     def connection_add(self, connection) -> None:
@@ -96,12 +101,53 @@ class AttemptDeadline:
         if fired:
             _connection_shutdown(connection)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.finished:
+                return
             self.fired = True
             connections = list(self._connections)
         for connection in connections:
             _connection_shutdown(connection)
+
+
+class _Watchdog:
+    """One thread that fires the deadlines of all attempts of this process when due (a
+    timer thread per attempt would cost a thread start per request)."""
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._due: list[tuple[float, int, AttemptDeadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: AttemptDeadline) -> None:
+        with self._wakeup:
+            heapq.heappush(self._due, (deadline.ends_at, next(self._order), deadline))
+            # Started lazily, and again in a forked child (a Celery pool process), where
+            # the parent's thread does not exist.
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="springhook-deadlines", daemon=True
+                )
+                self._thread.start()
+            if self._due[0][2] is deadline:
+                self._wakeup.notify()  # a new earliest deadline: wait for it instead
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while self._due and self._due[0][2].finished:
+                    heapq.heappop(self._due)  # ended in time: nothing to do
+                now = time.monotonic()
+                if not self._due or self._due[0][0] > now:
+                    self._wakeup.wait(self._due[0][0] - now if self._due else None)
+                    continue
+                deadline = heapq.heappop(self._due)[2]
+            deadline.fire()
+
+
+_watchdog = _Watchdog()
 
 
 def _connection_shutdown(connection) -> None:
