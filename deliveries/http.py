@@ -7,7 +7,7 @@ only, so that DNS rebinding cannot switch it between the check and the connect.
 
 The total timeout is a hard deadline. requests' read timeout applies to each socket read,
 so a partner that drips its answer one byte a second would never trip it; instead a
-watchdog timer shuts the attempt's socket down at the deadline, whatever the partner does.
+watchdog thread shuts the attempt's socket down at the deadline, whatever the partner does.
 The name lookup, which the C resolver runs without any timeout of ours, is bounded by
 running it in a small thread pool and giving up after the connect timeout.
 """
@@ -15,6 +15,7 @@ running it in a small thread pool and giving up after the connect timeout.
 import contextlib
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -43,9 +44,13 @@ _READ_CHUNK = 8192
 # the C resolver until it gives up by itself: a few threads, so that a dead DNS server
 # costs a bounded number of them (further lookups wait in the queue and time out too).
 _RESOLVER_THREADS = 4
-_resolver_pool = ThreadPoolExecutor(
-    max_workers=_RESOLVER_THREADS, thread_name_prefix="springhook-dns"
-)
+
+
+def _resolver_pool_new() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_RESOLVER_THREADS, thread_name_prefix="springhook-dns")
+
+
+_resolver_pool = _resolver_pool_new()
 # The name lookup itself: a module attribute, so that a test can put a resolver that never
 # answers in its place (the system's resolver cannot be made to hang from a test).
 _resolver = socket.getaddrinfo
@@ -124,9 +129,7 @@ class _Watchdog:
     def watch(self, deadline: AttemptDeadline) -> None:
         with self._wakeup:
             heapq.heappush(self._due, (deadline.ends_at, next(self._order), deadline))
-            # Started lazily, and again in a forked child (a Celery pool process), where
-            # the parent's thread does not exist.
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="springhook-deadlines", daemon=True
                 )
@@ -148,6 +151,17 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a Celery pool process) has none of the parent's threads, but would
+    # inherit their bookkeeping (and maybe a lock held at the fork): start afresh.
+    global _resolver_pool, _watchdog
+    _resolver_pool = _resolver_pool_new()
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _connection_shutdown(connection) -> None:

@@ -104,3 +104,35 @@ def test_a_name_lookup_that_never_answers_is_a_dns_error_within_the_connect_time
     assert elapsed <= fast_delivery.WEBHOOK_CONNECT_TIMEOUT + SLACK
     assert attempt.error_kind == "dns"
     assert "did not resolve within" in attempt.error_message
+
+
+def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
+    # Celery's prefork pool forks workers from a parent that may have sent already: the
+    # child must get its own watchdog and resolver threads, not the parent's dead ones.
+    import os
+    import signal
+
+    from deliveries.http import webhook_post
+
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    assert webhook_post(url=partner.url, body=b"{}", headers={}).accepted  # threads started
+    partner.then(Behaviour(header_drip=0.3))  # only the deadline can end this one
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 2
+        try:
+            result = webhook_post(url=partner.url, body=b"{}", headers={})
+            code = 0 if result.error_kind == "timeout" and result.duration <= TIMEOUT + SLACK else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's attempt never ended")
+    assert os.waitstatus_to_exitcode(status) == 0
