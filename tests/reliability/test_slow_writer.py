@@ -61,7 +61,6 @@ def test_a_change_committed_after_later_ones_is_still_delivered(processes, partn
         wait_until(lambda: set(later_ids) <= set(delivered(partner)), timeout=30,
                    what="the later changes to be delivered")
         assert HELD_ID not in delivered(partner), "not committed yet, so not sendable"
-        assert time.monotonic() - started < HOLD_SECONDS + 5
     finally:
         release.set()
         writer.join(30)
