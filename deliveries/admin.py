@@ -1,11 +1,31 @@
-"""Delivery history for operators: read-only, filtered, with each attempt inline."""
+"""The operators' admin: delivery history (read-only, each attempt inline, searchable by
+the object a batch carried), and on the webhook admin the health dashboard and the
+actions retry now, send test event, pause, resume and rotate secret."""
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from deliveries.charts import hourly_chart_svg
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.selectors import (
+    attempts_per_day,
+    attempts_per_hour,
+    deliveries_carrying,
+    dispatcher_last_tick,
+    object_query_parse,
+    webhooks_health,
+)
+from deliveries.services import DeliveryError, delivery_test_send, webhook_retry_now
+from webhooks.admin import WebhookAdmin
+from webhooks.models import Webhook
+from webhooks.services import WebhookError, webhook_pause, webhook_resume, webhook_secret_rotate
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -26,19 +46,41 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+class LastErrorKindFilter(admin.SimpleListFilter):
+    """The error kinds as the model defines them: Django's default filter would find the
+    values with a SELECT DISTINCT over every delivery, slow on a large history."""
+
+    title = "last error kind"
+    parameter_name = "last_error_kind"
+
+    def lookups(self, request, model_admin):
+        return [(value, label) for value, label in DeliveryAttempt.ErrorKind.choices if value]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(last_error_kind=self.value())
+        return queryset
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = [
         "message_id", "webhook", "created_at", "state", "entry_count", "attempt_count",
-        "last_status_code", "last_error_kind", "next_attempt_at",
+        "last_status_code", "last_error_kind", "next_attempt_at", "is_test",
     ]
-    list_filter = ["state", "webhook", "last_error_kind"]
+    # Dates as a filter rather than date_hierarchy, which lists the months and days with a
+    # SELECT DISTINCT over the whole history on every page.
+    list_filter = ["state", "webhook", LastErrorKindFilter, "is_test", "created_at"]
     list_select_related = ["webhook"]
     search_fields = ["=message_id", "webhook__name"]
-    date_hierarchy = "created_at"
+    search_help_text = (
+        'A message id, a webhook name, or an object and its id ("training 345345") to list '
+        "every batch that carried it, to which webhook, and how it ended."
+    )
     inlines = [DeliveryAttemptInline]
     fields = [
-        "webhook", "message_id", "state", "entry_count", "attempt_count", "created_at",
+        "webhook", "message_id", "state", "is_test", "entry_count", "attempt_count",
+        "created_at",
         "last_attempt_at", "next_attempt_at", "delivered_at", "lease_expires_at",
         "last_status_code", "last_error_kind", "payload_pretty",
     ]
@@ -51,6 +93,15 @@ class DeliveryAdmin(admin.ModelAdmin):
             return queryset.defer("payload")  # heavy, and not shown in the list
         return queryset
 
+    def get_search_results(self, request, queryset, search_term):
+        wanted = object_query_parse(search_term)
+        if wanted is None:
+            return super().get_search_results(request, queryset, search_term)
+        object_kind, object_id = wanted
+        return deliveries_carrying(
+            object_kind=object_kind, object_id=object_id, deliveries=queryset
+        ), False
+
     @admin.display(description="payload")
     def payload_pretty(self, delivery: Delivery) -> str:
         pretty = json.dumps(json.loads(delivery.payload), indent=2, ensure_ascii=False)
@@ -61,3 +112,208 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- Operators: the webhook admin with health, actions and buttons ----------------------
+# `webhooks` imports none of the other apps, so the operator surface that calls delivery
+# services extends its admin here (the way projects extend django.contrib.auth's UserAdmin).
+
+OPERATIONS = {
+    # url segment: (label, permission needed)
+    "retry": ("Retry now", "operate"),
+    "send-test": ("Send test event", "operate"),
+    "pause": ("Pause", "operate"),
+    "resume": ("Resume", "operate"),
+    "rotate-secret": ("Rotate secret", "rotate"),
+}
+
+
+class WebhookOperationsAdmin(WebhookAdmin):
+    change_form_template = "admin/webhooks/webhook/change_form.html"
+    actions = ["retry_now", "send_test_event", "pause", "resume", "rotate_secret"]
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("webhooks.operate_webhook")
+
+    def has_rotate_permission(self, request) -> bool:
+        # A new secret is shown once to whoever rotates it: only to those who may read it.
+        return request.user.has_perm("webhooks.change_webhook") and request.user.has_perm(
+            "webhooks.view_webhook_secret"
+        )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("health/", wrap(self.dashboard_view), name="webhooks_webhook_dashboard"),
+            path("<int:object_id>/health/", wrap(self.health_view),
+                 name="webhooks_webhook_health"),
+            path("<int:object_id>/operate/<slug:operation>/", wrap(self.operate_view),
+                 name="webhooks_webhook_operate"),
+            *super().get_urls(),
+        ]
+
+    # The five operations, each for a list action and a change-page button. ------------
+
+    def _retry(self, request, webhook: Webhook) -> str:
+        if webhook_retry_now(webhook_id=webhook.pk):
+            return "Retry queued: the next attempt goes out at the dispatcher's next tick."
+        return "Nothing to send: no open batch and no pending changes."
+
+    def _send_test(self, request, webhook: Webhook) -> str:
+        delivery = delivery_test_send(webhook_id=webhook.pk)
+        return f"Test event {delivery.message_id} queued."
+
+    def _pause(self, request, webhook: Webhook) -> str:
+        webhook_pause(webhook_id=webhook.pk, reason=f"Paused by {request.user.get_username()}.")
+        return "Paused: changes keep collecting and go out when resumed."
+
+    def _resume(self, request, webhook: Webhook) -> str:
+        webhook_resume(webhook_id=webhook.pk)
+        return "Resumed: the backlog goes out now."
+
+    def _operate(self, request, webhooks, operation: str) -> None:
+        perform = {
+            "retry": self._retry, "send-test": self._send_test, "pause": self._pause,
+            "resume": self._resume,
+        }[operation]
+        for webhook in webhooks:
+            try:
+                outcome = perform(request, webhook)
+            except (DeliveryError, WebhookError) as error:
+                self.message_user(request, f"{webhook}: {error}", messages.WARNING)
+                continue
+            self.log_change(request, webhook, f"{OPERATIONS[operation][0]}: {outcome}")
+            self.message_user(request, f"{webhook}: {outcome}", messages.SUCCESS)
+
+    def _rotate(self, request, webhooks) -> TemplateResponse:
+        rotated = []
+        for webhook in webhooks:
+            rotated.append(webhook_secret_rotate(webhook_id=webhook.pk))
+            self.log_change(request, webhook, "Rotated the signing secret.")
+        return TemplateResponse(
+            request,
+            "admin/webhooks/webhook/secret_rotated.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "New signing secrets",
+                "rotated": rotated,
+            },
+        )
+
+    @admin.action(description="Retry now", permissions=["operate"])
+    def retry_now(self, request, queryset):
+        self._operate(request, queryset, "retry")
+
+    @admin.action(description="Send a test event", permissions=["operate"])
+    def send_test_event(self, request, queryset):
+        self._operate(request, queryset, "send-test")
+
+    @admin.action(description="Pause", permissions=["operate"])
+    def pause(self, request, queryset):
+        self._operate(request, queryset, "pause")
+
+    @admin.action(description="Resume", permissions=["operate"])
+    def resume(self, request, queryset):
+        self._operate(request, queryset, "resume")
+
+    @admin.action(description="Rotate the signing secret", permissions=["rotate"])
+    def rotate_secret(self, request, queryset):
+        return self._rotate(request, queryset)
+
+    def operate_view(self, request, object_id: int, operation: str):
+        """The change page's buttons: POST (with the CSRF token) only."""
+        if operation not in OPERATIONS:
+            raise Http404("no such operation")
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        allowed = (
+            self.has_rotate_permission(request)
+            if OPERATIONS[operation][1] == "rotate"
+            else self.has_operate_permission(request)
+        )
+        webhook = self.get_object(request, str(object_id))
+        if webhook is None:
+            raise Http404("no such webhook")
+        if not allowed or not self.has_view_permission(request, webhook):
+            raise PermissionDenied
+        if operation == "rotate-secret":
+            return self._rotate(request, [webhook])
+        self._operate(request, [webhook], operation)
+        return HttpResponseRedirect(
+            request.POST.get("next")
+            if request.POST.get("next", "").startswith("/admin/")
+            else reverse("admin:webhooks_webhook_change", args=[webhook.pk])
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_operate": self.has_operate_permission(request),
+            "can_rotate": self.has_rotate_permission(request),
+            "operations": OPERATIONS,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # Health: the dashboard and one webhook over time. -----------------------------------
+
+    def _require_operate(self, request) -> None:
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+
+    def dashboard_view(self, request):
+        self._require_operate(request)
+        now = timezone.now()
+        rows = webhooks_health(now=now)
+        return TemplateResponse(
+            request,
+            "admin/deliveries/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Delivery health",
+                "is_nav_sidebar_enabled": False,  # the table wants the page's width
+                "now": now,
+                "rows": [(row, row.oldest_pending_age(now)) for row in rows],
+                "chart": hourly_chart_svg(attempts_per_hour(now=now, hours=48)),
+                "last_tick": dispatcher_last_tick(),
+            },
+        )
+
+    def health_view(self, request, object_id: int):
+        self._require_operate(request)
+        now = timezone.now()
+        rows = webhooks_health(now=now, webhook_id=object_id)
+        if not rows:
+            raise Http404("no such webhook")
+        row = rows[0]
+        recent = list(
+            Delivery.objects.filter(webhook_id=object_id)
+            .defer("payload")
+            .order_by("-created_at", "-id")[:50]
+        )
+        return TemplateResponse(
+            request,
+            "admin/deliveries/webhook_health.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": row.webhook,
+                "title": f"Delivery health: {row.webhook}",
+                "is_nav_sidebar_enabled": False,
+                "now": now,
+                "row": row,
+                "oldest_pending_age": row.oldest_pending_age(now),
+                "chart": hourly_chart_svg(
+                    attempts_per_hour(now=now, hours=48, webhook_id=object_id)
+                ),
+                "days": attempts_per_day(now=now, days=7, webhook_id=object_id),
+                "recent": recent,
+                "can_operate": True,
+                "operations": OPERATIONS,
+            },
+        )
+
+
+admin.site.unregister(Webhook)
+admin.site.register(Webhook, WebhookOperationsAdmin)

@@ -12,9 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.db import close_old_connections, connection
 
-from deliveries.services import dispatch_tick, webhook_deliver
+from deliveries.services import deliveries_prune, dispatch_tick, webhook_deliver
 
 logger = logging.getLogger("springhook.dispatcher")
+# Retention runs this often (seconds), between ticks, for a few seconds at most: the same
+# period as the Celery beat's prune task.
+PRUNE_SECONDS = 60.0
 
 
 class Dispatcher:
@@ -23,6 +26,7 @@ class Dispatcher:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
         self.in_flight: dict[int, Future] = {}
         self.stopping = threading.Event()
+        self.next_prune_at = time.monotonic()  # at the first tick, then every PRUNE_SECONDS
 
     def run(self) -> None:
         logger.info("dispatcher started (tick %.2fs)", self.tick_seconds)
@@ -37,6 +41,7 @@ class Dispatcher:
     def tick(self) -> None:
         try:
             due = dispatch_tick()
+            self._prune_when_due()
         except Exception:
             # The database may be restarting: log, drop the connection, try next tick.
             logger.exception("dispatch tick failed; retrying at the next tick")
@@ -48,6 +53,16 @@ class Dispatcher:
         for webhook_id in due:
             if webhook_id not in self.in_flight:
                 self.in_flight[webhook_id] = self.executor.submit(self._deliver, webhook_id)
+
+    def _prune_when_due(self) -> None:
+        if time.monotonic() < self.next_prune_at:
+            return
+        self.next_prune_at = time.monotonic() + PRUNE_SECONDS
+        try:
+            deliveries_prune(time_budget=2.0)
+        except Exception:
+            logger.exception("pruning old deliveries failed; retrying in a minute")
+            connection.close()
 
     def stop(self) -> None:
         self.stopping.set()

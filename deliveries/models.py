@@ -66,6 +66,8 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # An operator's "send test event": `{"changes": []}`, signed and recorded like any batch.
+    is_test = models.BooleanField("test", default=False)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -87,7 +89,18 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_history"),
             models.Index(fields=["state", "created_at"], name="delivery_state_created"),
+            # The delivery list's order (newest first) without sorting the whole history.
+            models.Index(fields=["-created_at", "-id"], name="delivery_newest_first"),
+            # Retention finds old accepted deliveries without reading the recent ones.
+            models.Index(
+                fields=["delivered_at"],
+                condition=Q(state="delivered"),
+                name="delivery_delivered_at",
+            ),
         ]
+        # On PostgreSQL a GIN index on `(payload::jsonb -> 'changes')` serves "which batches
+        # carried training 345345" (deliveries.selectors.deliveries_carrying); it is made by
+        # migration 0002 with raw SQL because SQLite has no such index.
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.state})"
@@ -109,6 +122,12 @@ class DeliveryAttempt(models.Model):
         LEASE_EXPIRED = "lease_expired", "worker lost (lease expired)"
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    # The delivery's webhook, copied so that the dashboard aggregates a day of attempts per
+    # webhook from one index, without joining a million deliveries.
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="+", null=True, blank=True,
+        db_index=False,
+    )
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     duration = models.FloatField(null=True, blank=True, help_text="seconds")
@@ -123,8 +142,31 @@ class DeliveryAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["delivery", "number"], name="attempt_number_unique"),
         ]
-        indexes = [models.Index(fields=["started_at"], name="attempt_started")]
+        indexes = [
+            # The dashboard's windows: attempts of the last 24/48 hours per webhook, read from
+            # the index alone (PostgreSQL) without visiting the table.
+            models.Index(
+                fields=["started_at"],
+                include=["webhook", "accepted", "duration", "error_kind"],
+                name="attempt_started_covering",
+            ),
+        ]
 
     def __str__(self) -> str:
         outcome = "accepted" if self.accepted else (self.error_kind or "failed")
         return f"attempt {self.number} of {self.delivery_id}: {outcome}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.webhook_id is None and self.delivery_id is not None:
+            self.webhook_id = self.delivery.webhook_id
+        super().save(*args, **kwargs)
+
+
+class DispatcherHeartbeat(models.Model):
+    """The time of the dispatcher's last tick (one row), for /healthz: a dispatcher that
+    stopped ticking means nothing is delivered, whatever else looks fine."""
+
+    ticked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"last dispatcher tick at {self.ticked_at:%Y-%m-%d %H:%M:%S}"

@@ -24,9 +24,10 @@ from django.utils import timezone
 import springhook
 from deliveries.bundling import batch_take, bundle_delay, changes_collect
 from deliveries.http import SendResult, webhook_post
-from deliveries.models import Delivery, DeliveryAttempt, PendingEntry
+from deliveries.models import Delivery, DeliveryAttempt, DispatcherHeartbeat, PendingEntry
 from deliveries.payload import payload_render
 from deliveries.signing import signature_header
+from springhook.logfmt import logfmt
 from webhooks.models import Webhook
 
 logger = logging.getLogger("springhook.deliveries")
@@ -156,6 +157,7 @@ def delivery_claim(*, webhook_id: int, force: bool = False) -> Claim | None:
         )
         attempt = DeliveryAttempt.objects.create(
             delivery=delivery,
+            webhook_id=webhook.pk,
             number=delivery.attempt_count,
             started_at=now,
             error_kind=ErrorKind.IN_PROGRESS,
@@ -253,10 +255,12 @@ def delivery_record(claim: Claim, result: SendResult) -> bool:
         delivery.save(update_fields=fields)
         _webhook_health_record(claim.webhook_id, result, now)
     logger.info(
-        "attempt webhook=%s delivery=%s attempt=%s entries=%s status=%s error=%s "
-        "duration=%.3f",
-        claim.webhook_id, claim.message_id, claim.attempt_number, delivery.entry_count,
-        result.status_code, result.error_kind or "-", result.duration,
+        logfmt(
+            "attempt", webhook=claim.webhook_id, delivery=claim.message_id,
+            attempt=claim.attempt_number, entries=delivery.entry_count,
+            status=result.status_code, error=result.error_kind,
+            accepted=str(result.accepted).lower(), duration=result.duration,
+        )
     )
     return result.accepted
 
@@ -266,6 +270,9 @@ def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -
     if webhook is None:
         return
     if result.accepted:
+        if webhook.failing_since is not None:
+            logger.info(logfmt("webhook_recovered", webhook=webhook_id,
+                               failing_since=webhook.failing_since.isoformat()))
         webhook.last_success_at = now
         webhook.failing_since = None
         fields = ["last_success_at", "failing_since"]
@@ -279,6 +286,8 @@ def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -
     if webhook.failing_since is None:
         webhook.failing_since = now
         fields.append("failing_since")
+        logger.warning(logfmt("webhook_failing", webhook=webhook_id,
+                              status=result.status_code, error=result.error_kind))
     if result.status_code == 410 and webhook.is_active:
         webhook.is_active = False
         webhook.paused_reason = "The partner answered 410 Gone."
@@ -286,7 +295,7 @@ def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -
         # a resume is reported too, and no second "failing" mail follows in this episode.
         webhook.failure_notified_at = now
         fields += ["is_active", "paused_reason", "failure_notified_at"]
-        logger.warning("webhook=%s paused: the partner answered 410 Gone", webhook_id)
+        logger.warning(logfmt("webhook_paused", webhook=webhook_id, reason=webhook.paused_reason))
         _staff_tell_on_commit(webhook, "paused: the partner answered 410 Gone", (
             f"The partner of webhook {webhook.name!r} ({webhook.url}) answered 410 Gone, so "
             "the webhook was paused. Its changes keep collecting and nothing is dropped; "
@@ -425,6 +434,7 @@ def dispatch_tick(*, time_budget: float = 5.0) -> list[int]:
     """One tick of the dispatcher: move recorded changes into the webhooks' pending entries
     (for up to `time_budget` seconds), tell staff about webhooks failing for over an hour,
     then return the webhooks with an attempt due."""
+    dispatcher_heartbeat_record()
     deadline = time.monotonic() + time_budget
     while changes_collect() and time.monotonic() < deadline:
         pass
@@ -457,3 +467,88 @@ def webhook_retry_now(*, webhook_id: int) -> bool:
             open_delivery.next_attempt_at = now
             open_delivery.save(update_fields=["next_attempt_at"])
         return True
+
+
+def delivery_test_send(*, webhook_id: int) -> Delivery:
+    """Queue a test event for the webhook: a signed `{"changes": []}` batch, due now.
+
+    It is a Delivery like any other (signed, retried, recorded, `is_test` set), so it
+    keeps the order rules: it is refused while the webhook has an open batch (a later batch
+    never overtakes an earlier one) or is paused (nothing is sent while paused). The
+    dispatcher sends it at its next tick.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+        if webhook is None:
+            raise DeliveryError(f"webhook {webhook_id} does not exist")
+        if not webhook.is_active:
+            raise DeliveryError(f"{webhook} is paused: resume it to send a test event")
+        if Delivery.objects.filter(webhook=webhook).exclude(
+            state=Delivery.State.DELIVERED
+        ).exists():
+            raise DeliveryError(
+                f"{webhook} has a batch waiting to be accepted; a test event can go once "
+                "it was (use retry now)"
+            )
+        delivery = Delivery.objects.create(
+            webhook=webhook,
+            message_id=message_id_generate(),
+            payload=payload_render([]),
+            entry_count=0,
+            is_test=True,
+            next_attempt_at=now,
+        )
+    logger.info(logfmt("test_event_queued", webhook=webhook_id, delivery=delivery.message_id))
+    return delivery
+
+
+# Rows deleted per transaction by the retention sweep: short transactions, no long locks.
+PRUNE_BATCH = 500
+
+
+def deliveries_prune(
+    *, now: datetime | None = None, batch_size: int = PRUNE_BATCH, time_budget: float = 5.0
+) -> int:
+    """Delete accepted deliveries (and their attempts) accepted more than
+    WEBHOOK_RETENTION_DAYS ago, `batch_size` per transaction, for up to `time_budget`
+    seconds. Pending and failing deliveries are never removed, however old. Returns the
+    number of deliveries deleted; a later run continues where this one stopped."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    deadline = time.monotonic() + time_budget
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Delivery.objects.filter(state=Delivery.State.DELIVERED, delivered_at__lt=cutoff)
+                .order_by("delivered_at")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            DeliveryAttempt.objects.filter(delivery_id__in=ids).delete()
+            Delivery.objects.filter(id__in=ids).delete()
+        deleted += len(ids)
+        if len(ids) < batch_size or time.monotonic() >= deadline:
+            break
+    if deleted:
+        logger.info(logfmt("deliveries_pruned", deleted=deleted, before=cutoff.isoformat()))
+    return deleted
+
+
+# The heartbeat row is written at most this often, however fast the dispatcher ticks.
+HEARTBEAT_INTERVAL = 1.0
+_heartbeat_written_at = 0.0
+
+
+def dispatcher_heartbeat_record(*, force: bool = False) -> None:
+    """Record that the dispatcher ticks now (for /healthz), at most once a second per
+    process unless `force`: one tiny UPDATE, never a row lock held beyond it."""
+    global _heartbeat_written_at
+    if not force and time.monotonic() - _heartbeat_written_at < HEARTBEAT_INTERVAL:
+        return
+    now = timezone.now()
+    if not DispatcherHeartbeat.objects.filter(pk=1).update(ticked_at=now):
+        DispatcherHeartbeat.objects.get_or_create(pk=1, defaults={"ticked_at": now})
+    _heartbeat_written_at = time.monotonic()

@@ -8,7 +8,7 @@ slow queue) is harmless: the claim's row lock and lease let only one send.
 from celery import shared_task
 from django.conf import settings
 
-from deliveries.services import dispatch_tick, webhook_deliver
+from deliveries.services import deliveries_prune, dispatch_tick, webhook_deliver
 
 
 @shared_task(name="deliveries.dispatch_tick")
@@ -24,3 +24,8 @@ def dispatch_tick_task() -> int:
 @shared_task(name="deliveries.webhook_deliver")
 def webhook_deliver_task(webhook_id: int) -> int:
     return webhook_deliver(webhook_id=webhook_id)
+
+
+@shared_task(name="deliveries.prune")
+def deliveries_prune_task() -> int:
+    return deliveries_prune()

@@ -40,6 +40,9 @@ ALLOWED_HOSTS = [
 ROOT_URLCONF = "springhook.urls"
 WSGI_APPLICATION = "springhook.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Covering indexes (INCLUDE) serve the dashboard on PostgreSQL; SQLite builds them as plain
+# indexes, which is all it needs.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -187,6 +190,9 @@ WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 # How often the dispatcher looks for due work (the Celery beat period, the embedded loop).
 WEBHOOK_TICK_SECONDS = env_float("WEBHOOK_TICK_SECONDS", 1, minimum=0.05)
+# /healthz answers 503 when the dispatcher (embedded, or Celery beat + worker) has not
+# ticked for this many seconds.
+HEALTHZ_MAX_TICK_AGE = env_float("HEALTHZ_MAX_TICK_AGE", 60, minimum=1)
 # Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
 WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
 

@@ -1,8 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from springhook import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
+    # The description of the Trainings API and the webhook (OpenAPI 3.1).
+    path("openapi.json", views.openapi_json, name="openapi"),
     # The Trainings API at the site root: /trainings/<id>, /institutes/<id>[/trainings].
     path("", include("catalog.urls")),
 ]

@@ -1,12 +1,16 @@
 """Writes to webhooks that operators and the dispatcher trigger: pause, resume, rotate."""
 
+import logging
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from springhook.logfmt import logfmt
 from webhooks.models import Webhook
 from webhooks.secrets import secret_generate
+
+logger = logging.getLogger("springhook.webhooks")
 
 # How long the secret before a rotation keeps signing next to the new one.
 SECRET_OVERLAP = timedelta(hours=24)
@@ -30,6 +34,7 @@ def webhook_pause(*, webhook_id: int, reason: str = "Paused by an operator.") ->
         webhook.is_active = False
         webhook.paused_reason = reason[:255]
         webhook.save(update_fields=["is_active", "paused_reason", "updated_at"])
+    logger.info(logfmt("webhook_paused", webhook=webhook_id, reason=webhook.paused_reason))
     return webhook
 
 
@@ -40,6 +45,7 @@ def webhook_resume(*, webhook_id: int) -> Webhook:
         webhook.is_active = True
         webhook.paused_reason = ""
         webhook.save(update_fields=["is_active", "paused_reason", "updated_at"])
+    logger.info(logfmt("webhook_resumed", webhook=webhook_id))
     return webhook
 
 
@@ -60,4 +66,11 @@ def webhook_secret_rotate(*, webhook_id: int, overlap: timedelta = SECRET_OVERLA
                 "secret", "previous_secret", "previous_secret_expires_at", "updated_at"
             ]
         )
+    # That it happened and until when the old one signs; never the secrets themselves.
+    logger.info(
+        logfmt(
+            "webhook_secret_rotated", webhook=webhook_id,
+            previous_valid_until=webhook.previous_secret_expires_at.isoformat(),
+        )
+    )
     return webhook

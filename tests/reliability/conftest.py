@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.support.processes import Process, RedisServer, django_env
+from tests.support.faults import Process, RedisServer, django_env
 
 # Short enough for quick tests, long enough for a loaded 2-core machine: an attempt ends
 # within 3 s, a killed worker's lease runs out 1 + 3 + 2 = 6 s after its claim.

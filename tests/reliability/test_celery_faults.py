@@ -11,8 +11,8 @@ from changes.models import Change
 from deliveries.models import Delivery, DeliveryAttempt, PendingEntry
 from tests.deliveries.helpers import record
 from tests.reliability.conftest import FAST_ENV, database_url
+from tests.support.faults import celery, wait_until
 from tests.support.partner import Behaviour
-from tests.support.processes import celery, wait_until
 from webhooks.models import Webhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from tests.reliability.conftest import FAST_ENV, Processes
-from tests.support.partner import Behaviour
-from tests.support.processes import (
+from tests.support.faults import (
     PostgresCluster,
     Process,
     django_env,
@@ -18,6 +17,7 @@ from tests.support.processes import (
     postgres_available,
     wait_until,
 )
+from tests.support.partner import Behaviour
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.deliveries.helpers import record
 from tests.reliability.conftest import database_url
+from tests.support.faults import manage, wait_until
 from tests.support.partner import Behaviour, status
-from tests.support.processes import manage, wait_until
 from webhooks.models import Webhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

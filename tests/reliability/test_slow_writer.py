@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from changes.models import Change
 from tests.deliveries.helpers import record
 from tests.reliability.conftest import database_url
-from tests.support.processes import manage, wait_until
+from tests.support.faults import manage, wait_until
 from webhooks.models import Webhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

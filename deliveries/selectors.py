@@ -1,0 +1,290 @@
+"""Reads for operators: webhook health, hourly charts, a change's fate, and /metrics.
+
+Every function here answers with a fixed number of queries whatever the number of
+webhooks or deliveries, aggregating in the database over windows that indexes serve:
+attempts by `started_at` (a covering index on PostgreSQL), open deliveries by their partial
+index, pending entries by (webhook, first_change_at).
+"""
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    BooleanField,
+    Case,
+    Count,
+    FloatField,
+    IntegerField,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    When,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from deliveries.models import Delivery, DeliveryAttempt, DispatcherHeartbeat, PendingEntry
+from webhooks.models import Webhook
+
+ErrorKind = DeliveryAttempt.ErrorKind
+# Attempts whose worker has not answered yet: neither accepted nor failed so far.
+_FINISHED = ~Q(error_kind=ErrorKind.IN_PROGRESS)
+
+
+class Percentile95(Aggregate):
+    """PostgreSQL's nearest-rank 95th percentile (NULLs ignored)."""
+
+    function = "percentile_disc"
+    template = "%(function)s(0.95) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+@dataclass
+class AttemptStats:
+    attempts: int = 0
+    accepted: int = 0
+    p95_duration: float | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.accepted / self.attempts if self.attempts else None
+
+
+@dataclass
+class WebhookHealth:
+    webhook: Webhook
+    pending_entries: int = 0
+    oldest_pending_at: datetime | None = None
+    open_delivery: Delivery | None = None
+    last_day: AttemptStats = field(default_factory=AttemptStats)
+
+    @property
+    def state(self) -> str:
+        if not self.webhook.is_active:
+            return "paused"
+        return "failing" if self.webhook.failing_since else "healthy"
+
+    def oldest_pending_age(self, now: datetime) -> timedelta | None:
+        return now - self.oldest_pending_at if self.oldest_pending_at else None
+
+
+@dataclass(frozen=True)
+class HourBucket:
+    start: datetime
+    accepted: int
+    failed: int
+
+
+def _attempts_since(since: datetime, until: datetime, webhook_id: int | None) -> QuerySet:
+    attempts = DeliveryAttempt.objects.filter(started_at__gte=since, started_at__lt=until)
+    if webhook_id is not None:
+        attempts = attempts.filter(webhook_id=webhook_id)
+    return attempts.filter(_FINISHED)
+
+
+def attempt_stats_by_webhook(
+    *, since: datetime, until: datetime, webhook_id: int | None = None
+) -> dict[int, AttemptStats]:
+    """Finished attempts in [since, until) per webhook: count, accepted, p95 duration
+    (nearest rank). One query on PostgreSQL, two on SQLite (which has no percentile)."""
+    rows = (
+        _attempts_since(since, until, webhook_id)
+        .values("webhook_id")
+        .order_by()
+        .annotate(
+            attempts=Count("started_at"),
+            accepted_count=Sum(Case(When(accepted=True, then=1), default=0,
+                                    output_field=IntegerField())),
+        )
+    )
+    if connection.vendor == "postgresql":
+        rows = rows.annotate(p95=Percentile95("duration"))
+    stats = {
+        row["webhook_id"]: AttemptStats(
+            row["attempts"], row["accepted_count"] or 0, row.get("p95")
+        )
+        for row in rows
+    }
+    if connection.vendor != "postgresql" and stats:
+        durations: dict[int, list[float]] = {}
+        for hook_id, duration in (
+            _attempts_since(since, until, webhook_id)
+            .filter(duration__isnull=False)
+            .order_by("duration")
+            .values_list("webhook_id", "duration")
+        ):
+            durations.setdefault(hook_id, []).append(duration)
+        for hook_id, values in durations.items():
+            stats[hook_id].p95_duration = values[max(0, math.ceil(0.95 * len(values)) - 1)]
+    return stats
+
+
+def attempts_per_hour(
+    *, now: datetime, hours: int = 48, webhook_id: int | None = None
+) -> list[HourBucket]:
+    """Accepted and failed attempts per hour over the last `hours` hours, oldest first,
+    with empty hours included (one query)."""
+    current_hour = now.replace(minute=0, second=0, microsecond=0)
+    first_hour = current_hour - timedelta(hours=hours - 1)
+    counted = {
+        row["hour"]: row
+        for row in _attempts_since(first_hour, now + timedelta(seconds=1), webhook_id)
+        .annotate(hour=TruncHour("started_at"))
+        .values("hour")
+        .order_by()
+        .annotate(
+            accepted_count=Sum(Case(When(accepted=True, then=1), default=0,
+                                    output_field=IntegerField())),
+            failed_count=Sum(Case(When(accepted=False, then=1), default=0,
+                                  output_field=IntegerField())),
+        )
+    }
+    buckets = []
+    for offset in range(hours):
+        start = first_hour + timedelta(hours=offset)
+        row = counted.get(start, {})
+        buckets.append(
+            HourBucket(start, row.get("accepted_count") or 0, row.get("failed_count") or 0)
+        )
+    return buckets
+
+
+def attempts_per_day(*, now: datetime, days: int, webhook_id: int) -> list[dict]:
+    """One webhook's finished attempts per day over the last `days` days, newest first:
+    `day`, `attempts`, `accepted`, `success_rate` (one query)."""
+    first_day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+    rows = (
+        _attempts_since(first_day, now + timedelta(seconds=1), webhook_id)
+        .annotate(day=TruncDay("started_at"))
+        .values("day")
+        .order_by("-day")
+        .annotate(
+            attempts=Count("started_at"),
+            accepted=Sum(Case(When(accepted=True, then=1), default=0,
+                              output_field=IntegerField())),
+        )
+    )
+    return [
+        {**row, "success_rate": row["accepted"] / row["attempts"] if row["attempts"] else None}
+        for row in rows
+    ]
+
+
+def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = None) -> list[
+    WebhookHealth
+]:
+    """Every webhook (or one) with its pending backlog, open batch and last 24 hours, in a
+    fixed number of queries."""
+    now = now or timezone.now()
+    webhooks = Webhook.objects.order_by("name", "id")
+    pending = PendingEntry.objects.order_by().values("webhook_id")
+    open_deliveries = Delivery.objects.exclude(state=Delivery.State.DELIVERED).defer("payload")
+    if webhook_id is not None:
+        webhooks = webhooks.filter(pk=webhook_id)
+        pending = pending.filter(webhook_id=webhook_id)
+        open_deliveries = open_deliveries.filter(webhook_id=webhook_id)
+    pending_by_webhook = {
+        row["webhook_id"]: row
+        for row in pending.annotate(count=Count("id"), oldest=Min("first_change_at"))
+    }
+    open_by_webhook = {delivery.webhook_id: delivery for delivery in open_deliveries}
+    stats = attempt_stats_by_webhook(
+        since=now - timedelta(hours=24), until=now + timedelta(seconds=1), webhook_id=webhook_id
+    )
+    rows = []
+    for webhook in webhooks:
+        backlog = pending_by_webhook.get(webhook.pk, {})
+        rows.append(
+            WebhookHealth(
+                webhook=webhook,
+                pending_entries=backlog.get("count", 0),
+                oldest_pending_at=backlog.get("oldest"),
+                open_delivery=open_by_webhook.get(webhook.pk),
+                last_day=stats.get(webhook.pk, AttemptStats()),
+            )
+        )
+    return rows
+
+
+# "training 345345", "Training #345345", "institute:12"
+_OBJECT_QUERY = re.compile(r"^\s*(training|institute)\s*[#:]?\s*(\d+)\s*$", re.IGNORECASE)
+
+
+def object_query_parse(text: str) -> tuple[str, int] | None:
+    """("training", 345345) for a search like "training 345345"; None otherwise."""
+    match = _OBJECT_QUERY.match(text)
+    return (match.group(1).lower(), int(match.group(2))) if match else None
+
+
+def deliveries_carrying(
+    *, object_kind: str, object_id: int, deliveries: QuerySet | None = None
+) -> QuerySet:
+    """The batches (of `deliveries`, by default all retained) whose payload carried this
+    object.
+
+    PostgreSQL answers with the GIN index on `(payload::jsonb -> 'changes')` (migration
+    deliveries 0002); SQLite matches the compact JSON text, whose key order payload_render
+    fixes (`"object":"training","id":345345` followed by `,` or `}`). Filter the outer
+    query with it, never inside a subquery: the raw condition names the table.
+    """
+    if deliveries is None:
+        deliveries = Delivery.objects.all()
+    if connection.vendor == "postgresql":
+        probe = json.dumps([{"object": object_kind, "id": object_id}])
+        return deliveries.filter(
+            RawSQL(
+                "((deliveries_delivery.payload)::jsonb -> 'changes') @> %s::jsonb",
+                [probe],
+                output_field=BooleanField(),
+            )
+        )
+    key = f'"object":{json.dumps(object_kind)},"id":{object_id}'
+    return deliveries.filter(Q(payload__contains=key + ",") | Q(payload__contains=key + "}"))
+
+
+def dispatcher_last_tick() -> datetime | None:
+    return DispatcherHeartbeat.objects.filter(pk=1).values_list("ticked_at", flat=True).first()
+
+
+def deliveries_open_by_state() -> dict[str, int]:
+    """Open deliveries (at most one per webhook) per state: pending, failing."""
+    counts = {Delivery.State.PENDING: 0, Delivery.State.FAILING: 0}
+    for row in (
+        Delivery.objects.exclude(state=Delivery.State.DELIVERED)
+        .order_by().values("state").annotate(count=Count("pk"))
+    ):
+        counts[row["state"]] = row["count"]
+    return counts
+
+
+def deliveries_accepted_since(*, since: datetime) -> int:
+    """Deliveries accepted since `since` (from the partial index on delivered_at)."""
+    return Delivery.objects.filter(
+        state=Delivery.State.DELIVERED, delivered_at__gte=since
+    ).count()
+
+
+def attempt_durations_histogram(
+    *, since: datetime, buckets: list[float]
+) -> tuple[list[int], int, float]:
+    """Finished attempts started since `since`: cumulative counts per upper bound in
+    `buckets` (then +Inf), the count, and the sum of durations (one query)."""
+    aggregates = {
+        f"le_{index}": Sum(Case(When(duration__lte=bound, then=1), default=0,
+                                output_field=IntegerField()))
+        for index, bound in enumerate(buckets)
+    }
+    row = (
+        DeliveryAttempt.objects.filter(started_at__gte=since, duration__isnull=False)
+        .filter(_FINISHED)
+        .aggregate(count=Count("started_at"), total=Sum("duration"), **aggregates)
+    )
+    counts = [row[f"le_{index}"] or 0 for index in range(len(buckets))]
+    return counts, row["count"] or 0, row["total"] or 0.0

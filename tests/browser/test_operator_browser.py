@@ -1,0 +1,189 @@
+"""The operator's day in a real headless Chromium: log in, create a webhook, watch a
+delivery arrive on the dashboard, retry a failing one, pause and resume, and find a
+training's deliveries. Dispatch is driven by calling the services, as a tick would.
+
+Screenshots go to SCREENSHOT_DIR when it is set (docs/screenshots for the README),
+otherwise to the test's temporary directory.
+"""
+
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from catalog.models import Institute, Training
+from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.services import dispatch_tick, webhook_deliver
+from tests.support.partner import status
+from webhooks.models import Webhook
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.slow,
+    # CI installs them (.ci/run), so there a missing browser fails instead of skipping.
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+        reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
+    ),
+]
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--disable-dev-shm-usage", "--window-size=1400,1000",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    directory = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def screenshot(driver, path: Path) -> None:
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(max(height, 600), 2400))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    assert path.stat().st_size > 10_000
+
+
+def deliver(webhook: Webhook) -> None:
+    dispatch_tick()
+    webhook_deliver(webhook_id=webhook.pk)
+
+
+def earlier_history(now) -> None:
+    """Two more partners with 48 hours of attempts, so that the chart has something to show."""
+    for name, failing_hours in (("Harbour Jobs", range(30, 34)), ("Northwind Learning", ())):
+        webhook = Webhook.objects.create(name=name, url=f"https://{name.split()[0].lower()}.example/")
+        for hours_ago in range(47, 0, -1):
+            for index in range(1 + (hours_ago * 7) % 5):
+                failed = hours_ago in failing_hours
+                at = now - timedelta(hours=hours_ago, minutes=index * 7)
+                delivery = Delivery.objects.create(
+                    webhook=webhook, message_id=f"msg_{webhook.pk}_{hours_ago}_{index}",
+                    payload='{"changes":[]}', entry_count=3, state="delivered",
+                    delivered_at=at, attempt_count=2 if failed else 1,
+                )
+                if failed:
+                    DeliveryAttempt.objects.create(
+                        delivery=delivery, number=1, started_at=at, duration=5.0,
+                        status_code=503, error_kind="http_status")
+                DeliveryAttempt.objects.create(
+                    delivery=delivery, number=2 if failed else 1, started_at=at,
+                    duration=0.05 + index * 0.04, accepted=True, status_code=200)
+        Webhook.objects.filter(pk=webhook.pk).update(last_success_at=now - timedelta(hours=1))
+
+
+def test_an_operator_day_in_the_admin(
+    live_server, browser, partner, screenshots, settings, transactional_db
+):
+    from selenium.webdriver.common.by import By
+
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    settings.WEBHOOK_BUNDLE_DELAY = 0
+    settings.WEBHOOK_TIMEOUT = 3
+    User.objects.create_superuser("ada", "ada@example.test", "a-long-password-1")
+    earlier_history(timezone.now())
+
+    def find(css):
+        return browser.find_element(By.CSS_SELECTOR, css)
+
+    def page_text():
+        return find("body").text
+
+    # Log in.
+    browser.get(live_server.url + "/admin/login/")
+    find("#id_username").send_keys("ada")
+    find("#id_password").send_keys("a-long-password-1")
+    find("input[type=submit]").click()
+    assert "Delivery health dashboard" in page_text()
+
+    # Create a webhook pointing at the local partner.
+    browser.get(live_server.url + "/admin/webhooks/webhook/add/")
+    find("#id_name").send_keys("Media Partner")
+    find("#id_url").send_keys(partner.url)
+    find("input[name=_save]").click()
+    assert "was added successfully" in page_text()
+    webhook = Webhook.objects.get(name="Media Partner")
+
+    # A change is delivered, and the dashboard shows it.
+    institute = Institute.objects.create(name="Academy")
+    training = Training.objects.create(institute=institute, reference="R1", name="Python")
+    deliver(webhook)
+    assert len(partner.received) == 1
+    browser.get(live_server.url + "/admin/")
+    browser.find_element(By.LINK_TEXT, "Delivery health dashboard").click()
+    row = find(f"#health-table tr[data-webhook='{webhook.pk}']")
+    assert "healthy" in row.text and "100% of 1" in row.text
+    assert find("#hourly-chart svg rect") is not None
+
+    # The partner fails: the dashboard says so; "Retry now" on the change page sends again.
+    partner.then(status(500))
+    training.name = "Python for data analysis"
+    training.save()
+    deliver(webhook)
+    browser.refresh()
+    row = find(f"#health-table tr[data-webhook='{webhook.pk}']")
+    assert "failing since" in row.text and "50% of 2" in row.text
+    screenshot(browser, screenshots / "dashboard.png")
+    browser.get(live_server.url + f"/admin/webhooks/webhook/{webhook.pk}/change/")
+    find("button[value=retry]").click()
+    assert "Retry queued" in page_text()
+    deliver(webhook)
+    assert len(partner.received) == 3
+    assert partner.received[1].headers["webhook-id"] == partner.received[2].headers["webhook-id"]
+
+    # Pause and resume from the buttons.
+    find("button[value=pause]").click()
+    assert "Paused" in page_text()
+    webhook.refresh_from_db()
+    assert not webhook.is_active
+    find("button[value=resume]").click()
+    assert "Resumed" in page_text()
+    webhook.refresh_from_db()
+    assert webhook.is_active
+
+    # The per-webhook health page lists its deliveries.
+    browser.get(live_server.url + f"/admin/webhooks/webhook/{webhook.pk}/health/")
+    assert find("#recent-deliveries").text.count("msg_") == 2
+    screenshot(browser, screenshots / "webhook-health.png")
+
+    # Find the training's deliveries from the dashboard's search.
+    browser.get(live_server.url + "/admin/webhooks/webhook/health/")
+    find("#fate-q").send_keys(f"training {training.pk}")
+    find("#fate-search input[type=submit]").click()
+    results = find("#result_list").text
+    carrying = Delivery.objects.filter(webhook=webhook)
+    assert carrying.count() == 2
+    for delivery in carrying:
+        assert delivery.message_id in results
+    assert "Media Partner" in results and "delivered" in results
+
+    # The delivery detail: payload and every attempt.
+    failed_then_accepted = carrying.get(attempt_count=2)
+    browser.find_element(By.LINK_TEXT, failed_then_accepted.message_id).click()
+    detail = page_text()
+    assert f'"id": {training.pk}' in detail and "http_status" in detail
+    screenshot(browser, screenshots / "delivery-detail.png")

@@ -1,0 +1,195 @@
+"""The OpenAPI document: valid OpenAPI 3.1, served, and true to what the code does.
+
+Its schemas are checked against real answers of the API (through the test client) and a
+real delivery (changes recorded, collected, claimed, and sent to a real local partner),
+and its own examples against its schemas.
+"""
+
+import copy
+import json
+
+import jsonschema
+import pytest
+from django.test import Client
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+from catalog.models import Training
+from catalog.services import FeedRecord, api_key_create, import_run
+from deliveries.services import delivery_claim, delivery_send, delivery_test_send
+from springhook.openapi import openapi_document
+from tests.deliveries.helpers import collect
+from webhooks.models import Webhook
+from webhooks.services import webhook_secret_rotate
+
+
+@pytest.fixture
+def document(settings) -> dict:
+    settings.API_BASE_URL = "https://api.example.test"
+    return openapi_document()
+
+
+def schema_validator(document: dict, schema: dict) -> jsonschema.Draft202012Validator:
+    """A validator for `schema` whose `#/components/...` references resolve in `document`."""
+    wrapped = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+               "components": document["components"], **schema}
+    return jsonschema.Draft202012Validator(
+        wrapped, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def check(document: dict, schema: dict, instance) -> None:
+    errors = sorted(schema_validator(document, schema).iter_errors(instance), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
+def response_schema(document: dict, route: str, status: int) -> dict:
+    response = document["paths"][route]["get"]["responses"][str(status)]
+    return response["content"]["application/json"]["schema"]
+
+
+def test_the_document_is_valid_openapi_3_1(document):
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    # The validator does reject a broken document (so the line above proves something).
+    broken = copy.deepcopy(document)
+    del broken["webhooks"]["changes"]["post"]["responses"]["410"]["description"]
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken)
+
+
+def test_it_is_served_without_an_api_key(client, settings):
+    settings.API_BASE_URL = "http://api.partner.test"
+    response = client.get("/openapi.json")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    served = response.json()
+    validate(served)
+    assert served["servers"] == [{"url": "http://api.partner.test"}]
+    assert client.post("/openapi.json").status_code == 405
+
+
+def test_every_example_matches_its_schema(document):
+    checked = 0
+    for name, schema in document["components"]["schemas"].items():
+        if "example" in schema:
+            check(document, {"$ref": f"#/components/schemas/{name}"}, schema["example"])
+            checked += 1
+    operations = [item["get"] for item in document["paths"].values()]
+    operations.append(document["webhooks"]["changes"]["post"])
+    for operation in operations:
+        for parameter in operation.get("parameters", []):
+            if "example" in parameter:
+                check(document, parameter["schema"], parameter["example"])
+                checked += 1
+        bodies = [operation.get("requestBody", {})] + list(operation["responses"].values())
+        for body in bodies:
+            media = body.get("content", {}).get("application/json", {})
+            if "example" in media:
+                check(document, media["schema"], media["example"])
+                checked += 1
+    assert checked >= 10
+
+
+@pytest.fixture
+def api(db) -> Client:
+    _, key = api_key_create(name="OpenAPI test")
+    return Client(headers={"X-API-Key": key})
+
+
+def test_real_api_answers_match_the_response_schemas(document, api, institute, settings):
+    settings.API_BASE_URL = "https://api.example.test"
+    first = Training.objects.create(institute=institute, reference="A", name="A", price="12.5")
+    Training.objects.create(institute=institute, reference="B", name="B")
+    base = f"/institutes/{institute.pk}"
+    answers = [
+        ("/trainings/{training_id}", f"/trainings/{first.pk}", 200),
+        ("/trainings/{training_id}.json", f"/trainings/{first.pk}.json", 200),
+        ("/institutes/{institute_id}", base, 200),
+        ("/institutes/{institute_id}/trainings", f"{base}/trainings?page_size=1", 200),
+        ("/institutes/{institute_id}/trainings", f"{base}/trainings?page=2&page_size=1", 200),
+        ("/institutes/{institute_id}/trainings", f"{base}/trainings?page=x", 400),
+        ("/institutes/{institute_id}/trainings", f"{base}/trainings?page=9", 404),
+        ("/trainings/{training_id}", "/trainings/999999", 404),
+        ("/institutes/{institute_id}", "/institutes/999999", 404),
+    ]
+    for route, url, status in answers:
+        response = api.get(url)
+        assert response.status_code == status, url
+        check(document, response_schema(document, route, status), response.json())
+
+    unauthorized = Client().get(f"/trainings/{first.pk}")
+    assert unauthorized.status_code == 401
+    check(document, response_schema(document, "/trainings/{training_id}", 401),
+          unauthorized.json())
+    refused = api.post(f"/trainings/{first.pk}")
+    assert refused.status_code == 405
+    check(document, response_schema(document, "/trainings/{training_id}", 405), refused.json())
+    # The documented routes are the served ones: nothing documented is missing.
+    for route in document["paths"]:
+        url = route.replace("{training_id}", str(first.pk)).replace(
+            "{institute_id}", str(institute.pk)
+        )
+        assert api.get(url).status_code == 200, route
+
+
+def test_a_real_delivery_matches_the_webhook_description(
+    document, db, fast_delivery, partner, institute
+):
+    webhook = Webhook.objects.create(name="Partner", url=partner.url)
+    institute.name = "Renamed"
+    institute.save()
+    kept = Training.objects.create(institute=institute, reference="K", name="Kept")
+    gone = Training.objects.create(institute=institute, reference="G", name="Gone")
+    gone.delete()
+    imported = type(institute).objects.create(name="Imported")
+    import_run(institute_id=imported.pk, records=[FeedRecord("N", "New", "", None)])
+    webhook_secret_rotate(webhook_id=webhook.pk)  # two signatures, as during a rotation
+    collect()
+
+    claim = delivery_claim(webhook_id=webhook.pk)
+    delivery_send(claim)
+    (received,) = partner.wait_for(1)
+
+    operation = document["webhooks"]["changes"]["post"]
+    payload = json.loads(received.body)
+    check(document, operation["requestBody"]["content"]["application/json"]["schema"], payload)
+    # Every kind of entry was there to check.
+    assert {(entry["action"], entry["object"]) for entry in payload["changes"]} == {
+        ("update", "institute"), ("update", "training"), ("destroy", "training"),
+        ("import", "institute"),
+    }
+    assert kept.pk in {entry["id"] for entry in payload["changes"]}
+    headers = {name.lower(): value for name, value in received.headers.items()}
+    for parameter in operation["parameters"]:
+        assert parameter["in"] == "header"
+        check(document, parameter["schema"], headers[parameter["name"].lower()])
+    assert " " in headers["webhook-signature"]  # the rotation's two signatures
+
+
+def test_a_document_with_a_wrong_schema_would_be_caught(document):
+    # The payload check is no formality: an entry the spec forbids fails it.
+    schema = {"$ref": "#/components/schemas/WebhookPayload"}
+    for wrong in (
+        {"changes": [{"action": "destroy", "object": "training", "id": 1,
+                      "url": "https://api.example.test/trainings/1"}]},
+        {"changes": [{"action": "update", "object": "training", "id": 1,
+                      "url": "https://api.example.test/trainings/1.json"}]},
+        {"changes": [{"action": "import", "object": "training", "id": 1,
+                      "url": "https://api.example.test/trainings/1"}]},
+        {"changes": [{"action": "update", "object": "training", "id": "1",
+                      "url": "https://api.example.test/trainings/1"}]},
+        {"changes": [], "test": True},
+    ):
+        assert list(schema_validator(document, schema).iter_errors(wrong)), wrong
+
+
+def test_a_real_test_event_matches_the_payload_schema(document, db, fast_delivery, partner):
+    webhook = Webhook.objects.create(name="Partner", url=partner.url)
+    delivery_test_send(webhook_id=webhook.pk)
+
+    claim = delivery_claim(webhook_id=webhook.pk)
+
+    assert json.loads(claim.body) == {"changes": []}
+    check(document, {"$ref": "#/components/schemas/WebhookPayload"}, json.loads(claim.body))
