@@ -150,6 +150,7 @@ def test_a_huge_feed_file_is_refused_without_reading_it_whole(tmp_path, institut
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    print(f"500 MB feed file: Python memory peak {peak / 1e6:.2f} MB")
     assert peak < 20 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
     assert snapshot() == before
 
