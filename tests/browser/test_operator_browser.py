@@ -113,18 +113,28 @@ def test_an_operator_day_in_the_admin(
     def page_text():
         return find("body").text
 
+    def click_and_load(element):
+        # Reading the page right after click() can read the old page (or a stale element
+        # of it): wait until the old document is gone.
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        old_page = find("html")
+        element.click()
+        WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_page))
+
     # Log in.
     browser.get(live_server.url + "/admin/login/")
     find("#id_username").send_keys("ada")
     find("#id_password").send_keys("a-long-password-1")
-    find("input[type=submit]").click()
+    click_and_load(find("input[type=submit]"))
     assert "Delivery health dashboard" in page_text()
 
     # Create a webhook pointing at the local partner.
     browser.get(live_server.url + "/admin/webhooks/webhook/add/")
     find("#id_name").send_keys("Media Partner")
     find("#id_url").send_keys(partner.url)
-    find("input[name=_save]").click()
+    click_and_load(find("input[name=_save]"))
     assert "was added successfully" in page_text()
     webhook = Webhook.objects.get(name="Media Partner")
 
@@ -134,7 +144,7 @@ def test_an_operator_day_in_the_admin(
     deliver(webhook)
     assert len(partner.received) == 1
     browser.get(live_server.url + "/admin/")
-    browser.find_element(By.LINK_TEXT, "Delivery health dashboard").click()
+    click_and_load(browser.find_element(By.LINK_TEXT, "Delivery health dashboard"))
     row = find(f"#health-table tr[data-webhook='{webhook.pk}']")
     assert "healthy" in row.text and "100% of 1" in row.text
     assert find("#hourly-chart svg rect") is not None
@@ -149,18 +159,18 @@ def test_an_operator_day_in_the_admin(
     assert "failing since" in row.text and "50% of 2" in row.text
     screenshot(browser, screenshots / "dashboard.png")
     browser.get(live_server.url + f"/admin/webhooks/webhook/{webhook.pk}/change/")
-    find("button[value=retry]").click()
+    click_and_load(find("button[value=retry]"))
     assert "Retry queued" in page_text()
     deliver(webhook)
     assert len(partner.received) == 3
     assert partner.received[1].headers["webhook-id"] == partner.received[2].headers["webhook-id"]
 
     # Pause and resume from the buttons.
-    find("button[value=pause]").click()
+    click_and_load(find("button[value=pause]"))
     assert "Paused" in page_text()
     webhook.refresh_from_db()
     assert not webhook.is_active
-    find("button[value=resume]").click()
+    click_and_load(find("button[value=resume]"))
     assert "Resumed" in page_text()
     webhook.refresh_from_db()
     assert webhook.is_active
@@ -173,7 +183,7 @@ def test_an_operator_day_in_the_admin(
     # Find the training's deliveries from the dashboard's search.
     browser.get(live_server.url + "/admin/webhooks/webhook/health/")
     find("#fate-q").send_keys(f"training {training.pk}")
-    find("#fate-search input[type=submit]").click()
+    click_and_load(find("#fate-search input[type=submit]"))
     results = find("#result_list").text
     carrying = Delivery.objects.filter(webhook=webhook)
     assert carrying.count() == 2
@@ -183,7 +193,7 @@ def test_an_operator_day_in_the_admin(
 
     # The delivery detail: payload and every attempt.
     failed_then_accepted = carrying.get(attempt_count=2)
-    browser.find_element(By.LINK_TEXT, failed_then_accepted.message_id).click()
+    click_and_load(browser.find_element(By.LINK_TEXT, failed_then_accepted.message_id))
     detail = page_text()
     assert f'"id": {training.pk}' in detail and "http_status" in detail
     screenshot(browser, screenshots / "delivery-detail.png")
