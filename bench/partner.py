@@ -177,6 +177,8 @@ class FastPartner:
             writer.write(exc.response)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away or sent a head over the limit: just close
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly (asyncio logs a cancelled connection task as an error)
         finally:
             self._handlers.discard(handler)
             writer.close()

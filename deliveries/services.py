@@ -415,17 +415,21 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
             .order_by("first_change_at")
             .values("first_change_at")[:1]
         ),
+        # Whether a full batch waits, in the same query (one query per tick, not one per
+        # webhook): an entry at offset batch_size - 1 exists.
+        full_batch=Exists(
+            PendingEntry.objects.filter(webhook=OuterRef("pk")).order_by()[
+                settings.WEBHOOK_BATCH_SIZE - 1 : settings.WEBHOOK_BATCH_SIZE
+            ]
+        ),
     )
     due = []
-    batch_size = settings.WEBHOOK_BATCH_SIZE
     for webhook in rows.only("id", "bundle_delay"):
         if webhook.open_due:
             due.append(webhook.pk)
         elif not webhook.has_open and webhook.oldest_pending is not None:
             waited = webhook.oldest_pending <= now - timedelta(seconds=bundle_delay(webhook))
-            if waited or PendingEntry.objects.filter(webhook=webhook).order_by()[
-                batch_size - 1 : batch_size
-            ].exists():
+            if waited or webhook.full_batch:
                 due.append(webhook.pk)
     return due
 

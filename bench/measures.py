@@ -1,0 +1,543 @@
+"""The measurements: each returns figures under the keys of the performance issue.
+
+Every ratio times its two sides in the same run, one after the other, swapping which
+side goes first each round, and reports the median of the rounds' ratios: the machine is
+shared, so absolute times drift, but two sides measured back to back drift together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save
+
+from bench.environment import python
+from bench.partner import FastPartner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Scale:
+    capture_saves: int
+    capture_rounds: int
+    webhooks_saves: int
+    import_feed: int
+    import_drop: int
+    import_rounds: int
+    drain_changes: int
+    drain_trainings: int
+    drain_small_changes: int
+    delivery_webhooks: int
+    delivery_batches: int
+    delivery_rounds: int
+    latency_webhooks: int
+    latency_saves: int
+    latency_rounds: int
+
+
+# Capture alternates in short blocks (5,000 saves a side = 10 blocks of 500): a burst of
+# someone else's load then hits both sides, not a whole side.
+FULL = Scale(
+    capture_saves=500, capture_rounds=10, webhooks_saves=200,
+    import_feed=10_000, import_drop=500, import_rounds=3,
+    drain_changes=1_000_000, drain_trainings=50_000, drain_small_changes=100_000,
+    delivery_webhooks=100, delivery_batches=5, delivery_rounds=3,
+    latency_webhooks=10, latency_saves=10, latency_rounds=2,
+)
+QUICK = Scale(
+    capture_saves=200, capture_rounds=3, webhooks_saves=200,
+    import_feed=10_000, import_drop=500, import_rounds=1,
+    drain_changes=100_000, drain_trainings=5_000, drain_small_changes=10_000,
+    delivery_webhooks=100, delivery_batches=2, delivery_rounds=1,
+    latency_webhooks=10, latency_saves=4, latency_rounds=1,
+)
+BATCH_SIZE = 500
+LATENCY_BUNDLE_DELAY = 0.5
+LATENCY_TICK = 1.0
+
+
+# --- Helpers -----------------------------------------------------------------------------
+
+
+def alternate(rounds: int, side_a: Callable[[], float], side_b: Callable[[], float]):
+    """Time both sides `rounds` times, swapping the order; (median of a/b, a times, b times)."""
+    times_a, times_b = [], []
+    for number in range(rounds):
+        if number % 2 == 0:
+            times_a.append(side_a())
+            times_b.append(side_b())
+        else:
+            times_b.append(side_b())
+            times_a.append(side_a())
+    ratios = [a / b for a, b in zip(times_a, times_b, strict=True)]
+    return statistics.median(ratios), times_a, times_b
+
+
+def capture_off() -> None:
+    from catalog.models import Institute, Training
+
+    post_save.disconnect(sender=Institute, dispatch_uid="catalog_institute_saved")
+    post_delete.disconnect(sender=Institute, dispatch_uid="catalog_institute_deleted")
+    post_save.disconnect(sender=Training, dispatch_uid="catalog_training_saved")
+    post_delete.disconnect(sender=Training, dispatch_uid="catalog_training_deleted")
+
+
+def capture_on() -> None:
+    from catalog import signals
+
+    signals.connect()
+
+
+def changes_clear() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE changes_change")
+
+
+def changes_count() -> int:
+    from changes.models import Change
+
+    return Change.objects.count()
+
+
+class Child:
+    """A `python -m bench.child` process, started ready and waiting for "go"."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [python(), "-m", "bench.child", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.process.kill()
+            raise RuntimeError(f"bench child {args[0]} did not start: {line!r}")
+        self.profiler = None
+        if profile_dir := env.get("BENCH_PROFILE_DIR"):
+            # py-spy samples every thread of the child, from outside, while it is measured.
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            output = Path(profile_dir) / f"{args[0]}-{time.time_ns()}.txt"
+            self.profiler = subprocess.Popen(
+                [str(Path(python()).parent / "py-spy"), "record", "--pid",
+                 str(self.process.pid), "--format", "raw", "--rate", "200", "--output",
+                 str(output), *(["--idle"] if env.get("BENCH_PROFILE_IDLE") else [])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)  # py-spy attaches
+
+    def go(self) -> None:
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def read_line(self) -> str:
+        return self.process.stdout.readline()
+
+    def stop(self, *, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.profiler is not None:
+            self.profiler.wait(timeout=60)  # it writes its file when the child is gone
+
+
+def partner_wait(partner: FastPartner, count: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while partner.request_count < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the partner received {partner.request_count} requests, expected {count}"
+            )
+        time.sleep(0.002)
+
+
+def entries_of(partner: FastPartner, prefix: str) -> list[tuple[float, str, dict]]:
+    """(arrival, path, change) for every change the partner received on paths `prefix`…"""
+    return [
+        (request.arrived_at, request.path, change)
+        for request in partner.requests
+        if request.path.startswith(prefix)
+        for change in json.loads(request.body)["changes"]
+    ]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# --- Capture -----------------------------------------------------------------------------
+
+
+def _trainings_make(count: int, label: str):
+    from catalog.models import Institute, Training
+
+    capture_off()
+    try:
+        institute = Institute.objects.create(name=f"bench {label}")
+        return Training.objects.bulk_create(
+            Training(institute=institute, reference=f"{label}-{n}", name=f"Training {n}")
+            for n in range(count)
+        )
+    finally:
+        capture_on()
+
+
+def _saves_time(trainings, *, capture: bool) -> float:
+    if not capture:
+        capture_off()
+    try:
+        changes_clear()
+        stamp = random.random()
+        started = time.perf_counter()
+        for training in trainings:
+            training.name = f"Training {stamp}"
+            with transaction.atomic():
+                training.save()
+        elapsed = time.perf_counter() - started
+        recorded = changes_count()
+        expected = len(trainings) if capture else 0
+        if recorded != expected:
+            raise RuntimeError(f"{recorded} changes recorded by {len(trainings)} saves")
+        return elapsed
+    finally:
+        capture_on()
+        changes_clear()
+
+
+def measure_capture(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    from bench.workloads import tables_clear, webhooks_create
+
+    tables_clear()
+    webhooks_create(base_url=partner.url, count=1)
+    trainings = _trainings_make(scale.capture_saves, "capture")
+    ratio, with_capture, without = alternate(
+        scale.capture_rounds,
+        lambda: _saves_time(trainings, capture=True),
+        lambda: _saves_time(trainings, capture=False),
+    )
+
+    few = trainings[: scale.webhooks_saves]
+
+    def with_webhooks(count: int) -> float:
+        tables_clear()
+        webhooks_create(base_url=partner.url, count=count)
+        return _saves_time(few, capture=True)
+
+    webhooks_ratio, hundred, one = alternate(
+        scale.capture_rounds, lambda: with_webhooks(100), lambda: with_webhooks(1)
+    )
+    return {
+        "capture_ratio": ratio,
+        "capture_webhooks_ratio": webhooks_ratio,
+        "_capture_ms_per_save": 1000 * statistics.median(with_capture) / len(trainings),
+        "_capture_off_ms_per_save": 1000 * statistics.median(without) / len(trainings),
+    }
+
+
+# --- Import ------------------------------------------------------------------------------
+
+
+def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    import catalog.services as catalog_services
+    from bench.workloads import tables_clear, webhooks_create
+    from catalog.models import Institute
+    from catalog.services import FeedRecord, import_run
+
+    tables_clear()
+    webhooks_create(base_url=partner.url, count=1)
+    feed = [
+        FeedRecord(reference=f"R-{n}", name=f"Training {n}", description="A training.",
+                   price=None)
+        for n in range(scale.import_feed)
+    ]
+    # Drop every 20th record (500 of 10,000), spread through the feed.
+    step = scale.import_feed // scale.import_drop
+    kept = [record for n, record in enumerate(feed) if n % step != step - 1]
+    counted: list[int] = []
+
+    def reimport(*, capture: bool) -> float:
+        institute = Institute.objects.create(name="bench import")
+        import_run(institute_id=institute.pk, records=feed)
+        changes_clear()
+        originals = (catalog_services.change_record, catalog_services.changes_record)
+        if not capture:
+            catalog_services.change_record = lambda **kwargs: None
+            catalog_services.changes_record = lambda **kwargs: 0
+        try:
+            started = time.perf_counter()
+            import_run(institute_id=institute.pk, records=kept)
+            elapsed = time.perf_counter() - started
+        finally:
+            catalog_services.change_record, catalog_services.changes_record = originals
+        if capture:
+            counted.append(changes_count())
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM catalog_training WHERE institute_id = %s", [institute.pk])
+            cursor.execute("DELETE FROM catalog_institute WHERE id = %s", [institute.pk])
+        changes_clear()
+        return elapsed
+
+    ratio, with_capture, without = alternate(
+        scale.import_rounds,
+        lambda: reimport(capture=True),
+        lambda: reimport(capture=False),
+    )
+    return {
+        "import_changes": counted[0] if len(set(counted)) == 1 else counted,
+        "import_ratio": ratio,
+        "_import_seconds": statistics.median(with_capture),
+    }
+
+
+# --- Drain -------------------------------------------------------------------------------
+
+
+def _drain(partner: FastPartner, env: dict[str, str], *, changes: int, trainings: int) -> dict:
+    from bench.workloads import TRAININGS_PER_INSTITUTE, tables_clear, webhooks_create
+    from changes.services import ChangeEntry, changes_record
+
+    tables_clear()
+    partner.reset()
+    webhooks_create(base_url=partner.url, count=1, path="/drain")
+    started = time.perf_counter()
+    with transaction.atomic():
+        changes_record(
+            entries=(
+                ChangeEntry(
+                    "training", 1 + n % trainings, "update",
+                    (1 + n % trainings) // TRAININGS_PER_INSTITUTE,
+                )
+                for n in range(changes)
+            )
+        )
+    recorded_in = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE changes_change")
+    child = Child(["drain"], {**env, "WEBHOOK_BUNDLE_DELAY": "0"})
+    child.go()
+    result = json.loads(child.read_line())
+    child.stop()
+    received = {change["id"] for _, _, change in entries_of(partner, "/drain")}
+    if len(received) != trainings:
+        raise RuntimeError(f"the partner received {len(received)} of {trainings} trainings")
+    return {**result, "record_seconds": recorded_in, "batches": partner.request_count}
+
+
+def measure_drain(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    per_training = scale.drain_changes // scale.drain_trainings
+    small_trainings = scale.drain_small_changes // per_training
+    small_first = _drain(partner, env, changes=scale.drain_small_changes,
+                         trainings=small_trainings)
+    large = _drain(partner, env, changes=scale.drain_changes, trainings=scale.drain_trainings)
+    small_again = _drain(partner, env, changes=scale.drain_small_changes,
+                         trainings=small_trainings)
+    small_seconds = statistics.mean([small_first["seconds"], small_again["seconds"]])
+    return {
+        "drain_rate": scale.drain_changes / large["seconds"],
+        "drain_peak_rss_mb": large["peak_rss_mb"],
+        "drain_scaling": (large["seconds"] / scale.drain_changes)
+        / (small_seconds / scale.drain_small_changes),
+        "_drain_seconds": large["seconds"],
+        "_drain_collect_seconds": large["collect_seconds"],
+        "_drain_record_seconds": large["record_seconds"],
+        "_drain_small_seconds": small_seconds,
+    }
+
+
+# --- Delivery throughput -----------------------------------------------------------------
+
+
+class CeleryWorker:
+    """`celery -A springhook worker -c 2` on the bench's Redis database; the bench ticks."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from springhook.celery import app
+
+        self.app = app
+        self.process = subprocess.Popen(
+            [str(Path(python()).parent / "celery"), "-A", "springhook", "worker", "-c", "2",
+             "-P", "prefork", "--loglevel", "WARNING", "-n", f"bench-{time.time_ns()}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not self.app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError("the Celery worker did not start")
+
+    def ticking(self, stop: threading.Event, tick: float) -> None:
+        # What celery beat does: send the dispatch tick every WEBHOOK_TICK_SECONDS.
+        while not stop.is_set():
+            self.app.send_task("deliveries.dispatch_tick", expires=max(tick, 1.0))
+            stop.wait(tick)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def measure_delivery(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    from bench.workloads import pending_fill, tables_clear, webhooks_create
+
+    tables_clear()
+    webhook_ids = webhooks_create(base_url=partner.url, count=scale.delivery_webhooks)
+    total = scale.delivery_webhooks * scale.delivery_batches
+    per_webhook = scale.delivery_batches * BATCH_SIZE
+    timeout = 600
+
+    def fill() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE deliveries_pendingentry, deliveries_deliveryattempt, "
+                           "deliveries_delivery")
+        pending_fill(webhook_ids=webhook_ids, per_webhook=per_webhook)
+        partner.reset()
+
+    def embedded() -> float:
+        fill()
+        child = Child(["dispatcher"], env)
+        started = time.perf_counter()
+        child.go()
+        partner_wait(partner, total, timeout=timeout)
+        elapsed = time.perf_counter() - started
+        child.stop()
+        return total / elapsed
+
+    def bare() -> float:
+        partner.reset()
+        child = Child(["bare", partner.url, str(scale.delivery_webhooks),
+                       str(scale.delivery_batches), str(BATCH_SIZE)], env)
+        started = time.perf_counter()
+        child.go()
+        partner_wait(partner, total, timeout=timeout)
+        elapsed = time.perf_counter() - started
+        child.stop()
+        return total / elapsed
+
+    worker = CeleryWorker(env)
+
+    def celery() -> float:
+        fill()
+        stop = threading.Event()
+        ticker = threading.Thread(target=worker.ticking, args=(stop, 1.0))
+        started = time.perf_counter()
+        ticker.start()
+        partner_wait(partner, total, timeout=timeout)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        ticker.join()
+        time.sleep(1)  # let the worker record its last attempt before the next round
+        return total / elapsed
+
+    rates: dict[str, list[float]] = {"embedded": [], "bare": [], "celery": []}
+    sides = {"embedded": embedded, "bare": bare, "celery": celery}
+    order = list(sides)
+    try:
+        for number in range(scale.delivery_rounds):
+            rotated = order[number % 3 :] + order[: number % 3]
+            for name in rotated:
+                rates[name].append(sides[name]())
+    finally:
+        worker.stop()
+    rounds = range(scale.delivery_rounds)
+    return {
+        "delivery_ratio": statistics.median(
+            rates["embedded"][n] / rates["bare"][n] for n in rounds
+        ),
+        "celery_delivery_ratio": statistics.median(
+            rates["celery"][n] / rates["bare"][n] for n in rounds
+        ),
+        "_embedded_batches_per_s": statistics.median(rates["embedded"]),
+        "_bare_batches_per_s": statistics.median(rates["bare"]),
+        "_celery_batches_per_s": statistics.median(rates["celery"]),
+    }
+
+
+# --- Latency and isolation ---------------------------------------------------------------
+
+
+def measure_latency(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    from bench.workloads import tables_clear, webhooks_create
+    from webhooks.models import Webhook
+
+    tables_clear()
+    webhooks_create(base_url=partner.url, count=scale.latency_webhooks, path="/l/{n}")
+    trainings = _trainings_make(scale.latency_saves, "latency")
+    child_env = {**env, "WEBHOOK_BUNDLE_DELAY": str(LATENCY_BUNDLE_DELAY),
+                 "WEBHOOK_TICK_SECONDS": str(LATENCY_TICK)}
+    latencies: dict[bool, list[float]] = {False: [], True: []}
+
+    def one_round(*, hanging: bool) -> None:
+        # The last round's dispatcher was killed, perhaps between a send and its record:
+        # that delivery's lease would hold its webhook back for a minute. Start afresh.
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE changes_change, deliveries_pendingentry, "
+                           "deliveries_deliveryattempt, deliveries_delivery")
+        Webhook.objects.filter(url__endswith="/hang").delete()
+        if hanging:
+            Webhook.objects.create(name="hanging", url=partner.url + "/hang")
+        partner.reset()
+        child = Child(["dispatcher"], child_env)
+        child.go()
+        committed: dict[int, float] = {}
+        for training in trainings:
+            time.sleep(2 * LATENCY_TICK + random.uniform(0, 0.4))
+            training.name = f"Latency {random.random()}"
+            with transaction.atomic():
+                training.save()
+            committed[training.pk] = time.time()
+        expected = len(trainings) * scale.latency_webhooks
+        deadline = time.monotonic() + 30
+        while len(received := entries_of(partner, "/l/")) < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"latency: {len(received)} of {expected} entries arrived")
+            time.sleep(0.05)
+        child.stop(kill=True)  # a hanging send would hold a graceful stop to the timeout
+        for arrived, _, change in received:
+            latencies[hanging].append(arrived - committed[change["id"]] - LATENCY_BUNDLE_DELAY)
+
+    for number in range(scale.latency_rounds):
+        for hanging in ((False, True) if number % 2 == 0 else (True, False)):
+            one_round(hanging=hanging)
+    Webhook.objects.filter(url__endswith="/hang").delete()
+    normal, hung = latencies[False], latencies[True]
+    return {
+        "latency_p50": percentile(normal, 0.50),
+        "latency_p95": percentile(normal, 0.95),
+        "latency_p99": percentile(normal, 0.99),
+        "isolation_p95_delta": percentile(hung, 0.95) - percentile(normal, 0.95),
+        "_latency_samples": len(normal),
+    }
+
+
+MEASURES = {
+    "capture": measure_capture,
+    "import": measure_import,
+    "drain": measure_drain,
+    "delivery": measure_delivery,
+    "latency": measure_latency,
+}
