@@ -4,16 +4,31 @@ It owns the rules of a send: connect and total timeouts, redirects never followe
 response read only up to a cap, and the address guard at every attempt — the host is
 resolved once, every address checked, and the connection made to the checked address
 only, so that DNS rebinding cannot switch it between the check and the connect.
+
+The total timeout is a hard deadline. requests' read timeout applies to each socket read,
+so a partner that drips its answer one byte a second would never trip it; instead a
+watchdog thread shuts the attempt's socket down at the deadline, whatever the partner does.
+The name lookup, which the C resolver runs without any timeout of ours, is bounded by
+running it in a small thread pool and giving up after the connect timeout.
 """
 
+import contextlib
+import heapq
+import itertools
+import os
+import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from deliveries.models import DeliveryAttempt
 from webhooks.addresses import AddressRefused, HostUnresolvable, host_resolve
@@ -25,6 +40,20 @@ RESPONSE_BODY_KEEP = 2048
 # reply, and a hard stop for a partner that answers with an endless body.
 RESPONSE_READ_CAP = 64 * 1024
 _READ_CHUNK = 8192
+# Lookups that outlive the connect timeout are abandoned, but their thread stays blocked in
+# the C resolver until it gives up by itself: a few threads, so that a dead DNS server
+# costs a bounded number of them (further lookups wait in the queue and time out too).
+_RESOLVER_THREADS = 4
+
+
+def _resolver_pool_new() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_RESOLVER_THREADS, thread_name_prefix="springhook-dns")
+
+
+_resolver_pool = _resolver_pool_new()
+# The name lookup itself: a module attribute, so that a test can put a resolver that never
+# answers in its place (the system's resolver cannot be made to hang from a test).
+_resolver = socket.getaddrinfo
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,124 @@ class SendResult:
         )
 
 
+class AttemptDeadline:
+    """Ends one attempt at its deadline by shutting down the socket of its connection.
+
+    The pool classes below register every connection an attempt uses. A shut down socket
+    makes the blocked read return at once, so the attempt ends however slowly the partner
+    sends; the connection is then broken and the pool replaces it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self.finished = False
+        self.ends_at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._connections: list = []
+
+    def __enter__(self) -> "AttemptDeadline":
+        _local.deadline = self
+        _watchdog.watch(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            # From now on the connection may serve the thread's next attempt: hands off.
+            self.finished = True
+            self._connections.clear()
+        _local.deadline = None
+
+    def connection_add(self, connection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+            fired = self.fired
+        if fired:
+            _connection_shutdown(connection)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.fired = True
+            connections = list(self._connections)
+        for connection in connections:
+            _connection_shutdown(connection)
+
+
+class _Watchdog:
+    """One thread that fires the deadlines of all attempts of this process when due (a
+    timer thread per attempt would cost a thread start per request)."""
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._due: list[tuple[float, int, AttemptDeadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: AttemptDeadline) -> None:
+        with self._wakeup:
+            heapq.heappush(self._due, (deadline.ends_at, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="springhook-deadlines", daemon=True
+                )
+                self._thread.start()
+            if self._due[0][2] is deadline:
+                self._wakeup.notify()  # a new earliest deadline: wait for it instead
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while self._due and self._due[0][2].finished:
+                    heapq.heappop(self._due)  # ended in time: nothing to do
+                now = time.monotonic()
+                if not self._due or self._due[0][0] > now:
+                    self._wakeup.wait(self._due[0][0] - now if self._due else None)
+                    continue
+                deadline = heapq.heappop(self._due)[2]
+            deadline.fire()
+
+
+_watchdog = _Watchdog()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a Celery pool process) has none of the parent's threads, but would
+    # inherit their bookkeeping (and maybe a lock held at the fork): start afresh.
+    global _resolver_pool, _watchdog
+    _resolver_pool = _resolver_pool_new()
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _connection_shutdown(connection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return  # still connecting: the connect timeout bounds that step
+    # socket.socket's own shutdown, not SSLSocket's: that one would first drop the TLS state
+    # under the reading thread's feet; this only ends the TCP stream. OSError: closed already.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _DeadlineMixin:
+    def _make_request(self, conn, *args, **kwargs):
+        deadline = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.connection_add(conn)
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _DeadlineHTTPPool(_DeadlineMixin, HTTPConnectionPool):
+    pass
+
+
+class _DeadlineHTTPSPool(_DeadlineMixin, HTTPSConnectionPool):
+    pass
+
+
 class PinnedAddressAdapter(HTTPAdapter):
     """Connect to the already-checked IP in the URL, while TLS (SNI and certificate check)
     and the Host header use the webhook's real host name."""
@@ -57,8 +204,35 @@ class PinnedAddressAdapter(HTTPAdapter):
             pool_kwargs["assert_hostname"] = hostname
         return host_params, pool_kwargs
 
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # Pools whose connections the attempt's deadline can shut down.
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool,
+        }
+
 
 _local = threading.local()
+
+
+def address_resolve(host: str, port: int, *, timeout: float) -> str:
+    """The checked address to connect to, looked up in at most `timeout` seconds.
+
+    Raises HostUnresolvable when the name does not resolve in time, AddressRefused when
+    the guard refuses it.
+    """
+    lookup = _resolver_pool.submit(
+        host_resolve, host, port, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS,
+        resolver=_resolver,
+    )
+    try:
+        return lookup.result(timeout=timeout)[0]
+    except FutureTimeout:
+        lookup.cancel()
+        raise HostUnresolvable(
+            f"webhook host {host!r} did not resolve within {timeout:g} s", host=host
+        ) from None
+
 
 
 def http_session() -> requests.Session:
@@ -75,9 +249,12 @@ def http_session() -> requests.Session:
 
 
 def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
-    """POST body to url once. Never raises for anything the partner or network does."""
+    """POST body to url once. Never raises for anything the partner or network does.
+
+    The whole attempt, name lookup included, ends within WEBHOOK_TIMEOUT however the
+    partner or its DNS server behaves (the lookup alone within WEBHOOK_CONNECT_TIMEOUT).
+    """
     started = time.monotonic()
-    deadline = started + settings.WEBHOOK_TIMEOUT
 
     def failed(kind: str, message: str, status: int | None = None, text: str = "") -> SendResult:
         return SendResult(status, kind, message[:1000], text, time.monotonic() - started)
@@ -85,9 +262,10 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        address = host_resolve(
-            parts.hostname or "", port, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS
-        )[0]
+        address = address_resolve(
+            parts.hostname or "", port,
+            timeout=min(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT),
+        )
     except HostUnresolvable as error:
         return failed(ErrorKind.DNS, str(error))
     except (AddressRefused, ValueError) as error:
@@ -107,6 +285,16 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     )
     prepared = session.prepare_request(request)
     prepared.springhook_hostname = parts.hostname
+    ends_at = started + settings.WEBHOOK_TIMEOUT
+    with AttemptDeadline(max(0.0, ends_at - time.monotonic())) as deadline:
+        return _send(session, prepared, deadline, started, ends_at)
+
+
+def _send(session, prepared, deadline: AttemptDeadline, started: float, ends_at: float):
+    def failed(kind: str, message: str, status: int | None = None, text: str = "") -> SendResult:
+        return SendResult(status, kind, message[:1000], text, time.monotonic() - started)
+
+    timeout_message = f"the attempt took longer than the timeout ({settings.WEBHOOK_TIMEOUT:g} s)"
     try:
         response = session.send(
             prepared,
@@ -115,26 +303,32 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
             timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT),
         )
     except requests.exceptions.SSLError as error:
+        if deadline.fired:
+            return failed(ErrorKind.TIMEOUT, timeout_message)
         return failed(ErrorKind.TLS, str(error))
     except requests.exceptions.ConnectTimeout as error:
         return failed(ErrorKind.TIMEOUT, f"connect timeout: {error}")
     except requests.exceptions.Timeout as error:
         return failed(ErrorKind.TIMEOUT, str(error))
     except requests.exceptions.RequestException as error:
+        if deadline.fired:
+            return failed(ErrorKind.TIMEOUT, timeout_message)
         return failed(ErrorKind.CONNECTION, str(error))
 
     try:
-        text, timed_out = _read_capped(response, deadline)
-    except requests.exceptions.RequestException as error:
+        text = _read_capped(response, ends_at)
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         response.close()
-        kind = ErrorKind.TIMEOUT if time.monotonic() >= deadline else ErrorKind.CONNECTION
-        return failed(kind, f"reading the answer failed: {error}", response.status_code)
+        if deadline.fired or isinstance(error, urllib3.exceptions.TimeoutError):
+            return failed(ErrorKind.TIMEOUT, timeout_message, response.status_code)
+        return failed(
+            ErrorKind.CONNECTION, f"reading the answer failed: {error}", response.status_code
+        )
     status = response.status_code
     duration = time.monotonic() - started
-    if timed_out:
-        return SendResult(
-            status, ErrorKind.TIMEOUT, "the answer took longer than the timeout", text, duration
-        )
+    if deadline.fired or text is None:
+        # A socket shut down by the deadline reads as an early end of the answer.
+        return SendResult(status, ErrorKind.TIMEOUT, timeout_message, text or "", duration)
     if 300 <= status < 400:
         location = response.headers.get("Location", "")
         return SendResult(
@@ -152,23 +346,31 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     return SendResult(status, ErrorKind.NONE, "", text, duration)
 
 
-def _read_capped(response: requests.Response, deadline: float) -> tuple[str, bool]:
-    """Read the answer up to the cap and the deadline; returns (first 2 KiB, timed out)."""
+def _read_capped(response: requests.Response, deadline: float) -> str | None:
+    """Read the answer up to the cap and the deadline: its first 2 KiB, None if timed out.
+
+    Raises what urllib3 raises for a broken answer (cut short, reset).
+    """
     kept = bytearray()
     read = 0
     timed_out = False
     raw = response.raw
-    while read < RESPONSE_READ_CAP:
-        if time.monotonic() >= deadline:
-            timed_out = True
-            break
-        chunk = raw.read(_READ_CHUNK, decode_content=False)
-        if not chunk:
-            break
-        read += len(chunk)
-        if len(kept) < RESPONSE_BODY_KEEP:
-            kept.extend(chunk[: RESPONSE_BODY_KEEP - len(kept)])
-    # A fully read answer has already given its connection back to the pool; closing an
-    # unfinished one drops the connection, whose unread bytes would poison the next request.
-    response.close()
-    return kept.decode("utf-8", errors="replace"), timed_out
+    try:
+        while read < RESPONSE_READ_CAP:
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            chunk = raw.read(_READ_CHUNK, decode_content=False)
+            if not chunk:
+                break
+            read += len(chunk)
+            if len(kept) < RESPONSE_BODY_KEEP:
+                kept.extend(chunk[: RESPONSE_BODY_KEEP - len(kept)])
+    finally:
+        # A fully read answer has already given its connection back to the pool; closing
+        # an unfinished one drops the connection, whose unread bytes would poison the next
+        # request (and a 50 MB answer is never read further than the cap).
+        response.close()
+    if timed_out:
+        return None
+    return kept.decode("utf-8", errors="replace")

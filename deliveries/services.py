@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
+from django.core.mail import mail_admins
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -36,6 +37,8 @@ ErrorKind = DeliveryAttempt.ErrorKind
 RETRY_AFTER_CAP = 3600.0
 # Spread of the backoff, so that many webhooks failing together do not retry in step.
 JITTER = 0.1
+# A webhook failing for longer than this is reported to the site admins (SPEC §4).
+FAILURE_NOTIFY_AFTER = timedelta(hours=1)
 USER_AGENT = f"Springhook/{springhook.__version__}"
 
 
@@ -61,7 +64,9 @@ class Claim:
 def lease_seconds() -> float:
     # Longer than any attempt can take (connect + total timeout), so a live worker never
     # loses its lease; short enough that a dead worker's batch goes out again soon.
-    return settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + 30
+    return (
+        settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + settings.WEBHOOK_LEASE_MARGIN
+    )
 
 
 def retry_delay(*, failed_attempts: int, retry_after: str | None = None) -> float:
@@ -271,7 +276,12 @@ def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -
                                failing_since=webhook.failing_since.isoformat()))
         webhook.last_success_at = now
         webhook.failing_since = None
-        webhook.save(update_fields=["last_success_at", "failing_since", "updated_at"])
+        fields = ["last_success_at", "failing_since"]
+        if webhook.failure_notified_at is not None:
+            webhook.failure_notified_at = None
+            fields.append("failure_notified_at")
+            _staff_tell_on_commit(webhook, "recovered", _recovered_message(webhook, now))
+        webhook.save(update_fields=[*fields, "updated_at"])
         return
     fields = []
     if webhook.failing_since is None:
@@ -282,10 +292,92 @@ def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -
     if result.status_code == 410 and webhook.is_active:
         webhook.is_active = False
         webhook.paused_reason = "The partner answered 410 Gone."
-        fields += ["is_active", "paused_reason"]
+        # Staff are told now; the failing episode counts as reported, so the recovery after
+        # a resume is reported too, and no second "failing" mail follows in this episode.
+        webhook.failure_notified_at = now
+        fields += ["is_active", "paused_reason", "failure_notified_at"]
         logger.warning(logfmt("webhook_paused", webhook=webhook_id, reason=webhook.paused_reason))
+        _staff_tell_on_commit(webhook, "paused: the partner answered 410 Gone", (
+            f"The partner of webhook {webhook.name!r} ({webhook.url}) answered 410 Gone, so "
+            "the webhook was paused. Its changes keep collecting and nothing is dropped; "
+            "resume it in the admin once the partner is ready again."
+        ))
     if fields:
         webhook.save(update_fields=[*fields, "updated_at"])
+
+
+def _staff_tell_on_commit(webhook: Webhook, subject: str, message: str) -> None:
+    # After the commit: a rolled-back record must not have told anyone anything.
+    webhook_id, full_subject = webhook.pk, f"Webhook {webhook.name!r} {subject}"
+    transaction.on_commit(lambda: _staff_tell(webhook_id, full_subject, message))
+
+
+def _staff_tell(webhook_id: int, subject: str, message: str) -> bool:
+    try:
+        mail_admins(subject, message, fail_silently=False)
+    except Exception:
+        # The mail server is down: the mark in the admin stays, the delivery goes on.
+        logger.exception("webhook=%s could not mail the admins: %s", webhook_id, subject)
+        return False
+    return True
+
+
+def _recovered_message(webhook: Webhook, now: datetime) -> str:
+    since = webhook.failing_since or webhook.failure_notified_at
+    return (
+        f"Webhook {webhook.name!r} ({webhook.url}) delivered again at {now:%Y-%m-%d %H:%M} UTC"
+        + (f" after failing since {since:%Y-%m-%d %H:%M} UTC." if since else ".")
+    )
+
+
+def webhooks_failure_notify(*, now: datetime | None = None) -> int:
+    """Mail the site admins about every active webhook failing for over an hour, once per
+    failing episode. Returns the number of webhooks reported.
+
+    `failure_notified_at` marks the episode as reported (and shows in the admin); an
+    accepted delivery clears it and mails that the webhook recovered. Runs from the
+    dispatch tick, so a webhook that waits an hour for its next retry is noticed on time.
+    Each webhook is marked before it is mailed, with a conditional update, so that two
+    dispatchers never both mail it; if the mail fails the mark is taken back and the next
+    tick tries again.
+    """
+    now = now or timezone.now()
+    failing = Webhook.objects.filter(
+        is_active=True,
+        failing_since__lte=now - FAILURE_NOTIFY_AFTER,
+        failure_notified_at__isnull=True,
+    )
+    reported = 0
+    for webhook in failing.only("id", "name", "url", "failing_since"):
+        marked = Webhook.objects.filter(pk=webhook.pk, failure_notified_at__isnull=True).update(
+            failure_notified_at=now
+        )
+        if not marked:
+            continue  # another dispatcher reported it
+        last = (
+            DeliveryAttempt.objects.filter(delivery__webhook_id=webhook.pk)
+            .exclude(error_kind=ErrorKind.IN_PROGRESS)
+            .order_by("-started_at", "-id")
+            .first()
+        )
+        last_error = ""
+        if last is not None:
+            last_error = (
+                f"\nLast attempt: {last.started_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"{last.status_code or '-'} {last.error_kind or ''} {last.error_message}"
+            )
+        message = (
+            f"Webhook {webhook.name!r} ({webhook.url}) has failed every attempt since "
+            f"{webhook.failing_since:%Y-%m-%d %H:%M} UTC. Springhook keeps the changes and "
+            f"keeps retrying; you will get another mail when it recovers.{last_error}"
+        )
+        if _staff_tell(webhook.pk, f"Webhook {webhook.name!r} failing for over an hour", message):
+            reported += 1
+        else:
+            Webhook.objects.filter(pk=webhook.pk, failure_notified_at=now).update(
+                failure_notified_at=None
+            )
+    return reported
 
 
 def webhook_deliver(*, webhook_id: int, time_budget: float = 10.0) -> int:
@@ -345,11 +437,13 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
 
 def dispatch_tick(*, time_budget: float = 5.0) -> list[int]:
     """One tick of the dispatcher: move recorded changes into the webhooks' pending entries
-    (for up to `time_budget` seconds), then return the webhooks with an attempt due."""
+    (for up to `time_budget` seconds), tell staff about webhooks failing for over an hour,
+    then return the webhooks with an attempt due."""
     dispatcher_heartbeat_record()
     deadline = time.monotonic() + time_budget
     while changes_collect() and time.monotonic() < deadline:
         pass
+    webhooks_failure_notify()
     return webhooks_due()
 
 

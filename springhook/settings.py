@@ -200,6 +200,7 @@ EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
+EMAIL_SUBJECT_PREFIX = "[Springhook] "
 
 # --- Logging -----------------------------------------------------------------------------
 LOGGING = {
@@ -251,6 +252,10 @@ WEBHOOK_RETRY_SCHEDULE = env_seconds_list("WEBHOOK_RETRY_SCHEDULE", "10,30,60,30
 # answer) at most WEBHOOK_TIMEOUT.
 WEBHOOK_CONNECT_TIMEOUT = env_float("WEBHOOK_CONNECT_TIMEOUT", 5, minimum=0.1)
 WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 15, minimum=0.1)
+# A claimed batch is leased for connect + total timeout + this margin (seconds): a live
+# worker always records before its lease ends, and a killed worker's batch is sent again
+# (same webhook-id) once the lease has run out. Tests shorten it to see that happen fast.
+WEBHOOK_LEASE_MARGIN = env_float("WEBHOOK_LEASE_MARGIN", 30, minimum=0.5)
 # 1 allows loopback and private-network URLs: local development and tests only.
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 # Accepted deliveries (and their attempts) are kept this many days for the history.

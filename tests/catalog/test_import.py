@@ -79,6 +79,9 @@ def test_an_import_of_2000_trainings_records_exactly_one_import(tmp_path, instit
 BAD_FEEDS = [
     (b"{not json", "not valid JSON"),
     (b"\xff\xfe[]", "not valid UTF-8"),
+    ('[{"reference": "A", "name": "Caf\u00e9"}]'.encode("latin-1"), "not valid UTF-8 (byte 32"),
+    ('[{"reference": "A", "name": "x"}]'.encode("utf-16"), "not valid UTF-8"),
+    (b'[{"reference": "A", "name": "x"}]\x00', "not valid JSON"),
     (b'{"reference": "A", "name": "B"}', "must be a JSON array"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ([{"reference": "A", "name": "ok"}, "just a string"], "record 1: must be a JSON object"),
@@ -129,6 +132,27 @@ def test_a_too_large_feed_is_refused_before_parsing(settings):
     settings.IMPORT_MAX_FEED_BYTES = 100
     with pytest.raises(FeedError, match="more than the limit of 100 bytes"):
         feed_parse(b"[" + b" " * 200 + b"]")
+
+
+@pytest.mark.django_db
+def test_a_huge_feed_file_is_refused_without_reading_it_whole(tmp_path, institute, settings):
+    import tracemalloc
+
+    settings.IMPORT_MAX_FEED_BYTES = 1024 * 1024
+    path = tmp_path / "huge.json"
+    with path.open("wb") as feed:  # 500 MB, sparse: no disk space, but read() returns it all
+        feed.truncate(500 * 1024 * 1024)
+    before = snapshot()
+    tracemalloc.start()
+    try:
+        with pytest.raises(CommandError, match="larger than the limit of 1048576 bytes"):
+            call_command("import_trainings", "--institute", str(institute.pk), str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"500 MB feed file: Python memory peak {peak / 1e6:.2f} MB")
+    assert peak < 20 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+    assert snapshot() == before
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,6 +1,6 @@
 import sys
-from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.services import FeedError, ImportTargetMissing, feed_parse, import_run
@@ -17,13 +17,22 @@ class Command(BaseCommand):
         parser.add_argument("feed", help="path of the JSON feed, or - for standard input")
 
     def handle(self, *args, institute: int, feed: str, **options) -> None:
+        limit = settings.IMPORT_MAX_FEED_BYTES
+        # One byte past the limit is enough to refuse the feed: a huge file (or an endless
+        # stdin) is never read into memory whole.
         if feed == "-":
-            raw = sys.stdin.buffer.read()
+            raw = sys.stdin.buffer.read(limit + 1)
         else:
             try:
-                raw = Path(feed).read_bytes()
+                with open(feed, "rb") as stream:
+                    raw = stream.read(limit + 1)
             except OSError as error:
                 raise CommandError(f"cannot read feed {feed}: {error.strerror}") from None
+        if len(raw) > limit:
+            raise CommandError(
+                f"{feed}: feed is larger than the limit of {limit} bytes "
+                "(IMPORT_MAX_FEED_BYTES); nothing was changed"
+            )
         try:
             records = feed_parse(raw)
             result = import_run(institute_id=institute, records=records)

@@ -1,0 +1,139 @@
+"""Every attempt ends within WEBHOOK_TIMEOUT, whatever a real partner does on its socket.
+
+requests' read timeout applies per socket read; these partners defeat it (a byte every
+0.3 s never trips a 2 s read timeout), so only the attempt's hard deadline ends them.
+"""
+
+import threading
+import time
+import tracemalloc
+
+import pytest
+
+from deliveries.models import DeliveryAttempt
+from deliveries.services import dispatch_tick, webhook_deliver
+from tests.deliveries.helpers import record
+from tests.support.partner import Behaviour
+from webhooks.models import Webhook
+
+TIMEOUT = 2.0
+# Room for the thread switch and the recording; far below what a dripping partner would take
+# (the header drip alone lasts about 12 s, the body drip 30 s).
+SLACK = 1.5
+
+
+@pytest.fixture
+def webhook(db, fast_delivery, partner):
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    return Webhook.objects.create(name="Partner", url=partner.url)
+
+
+def attempt_once(webhook) -> tuple[DeliveryAttempt, float]:
+    record("update", "training", 7, 1)
+    dispatch_tick()
+    started = time.monotonic()
+    assert webhook_deliver(webhook_id=webhook.pk) == 1
+    elapsed = time.monotonic() - started
+    return DeliveryAttempt.objects.get(), elapsed
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error_kind"),
+    [
+        (Behaviour(hang=10), "timeout"),
+        (Behaviour(half_close=True), "connection"),
+        (Behaviour(reset=True), "connection"),
+        (Behaviour(header_drip=0.3), "timeout"),
+        (Behaviour(body=b"x" * 100, drip=0.3), "timeout"),
+    ],
+    ids=["hang", "half-close", "reset", "header-drip", "body-drip"],
+)
+def test_each_attempt_ends_within_the_timeout(webhook, partner, behaviour, error_kind):
+    partner.then(behaviour)
+    attempt, elapsed = attempt_once(webhook)
+    assert elapsed <= TIMEOUT + SLACK
+    assert attempt.duration <= TIMEOUT + SLACK
+    assert (attempt.error_kind, attempt.accepted) == (error_kind, False)
+    assert partner.wait_for(1)
+
+
+def test_a_50_mb_answer_is_read_only_up_to_the_cap(webhook, partner):
+    partner.then(Behaviour(body_size=50 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        attempt, elapsed = attempt_once(webhook)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Reading the whole answer would take 50 MB; the cap keeps 64 KiB and drops the rest
+    # with the connection.
+    print(f"50 MB answer: Python memory peak {peak / 1e6:.2f} MB, {elapsed:.2f} s")
+    assert peak < 20 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+    assert elapsed <= TIMEOUT + SLACK
+    assert (attempt.status_code, attempt.accepted) == (200, True)
+    assert attempt.response_body == "x" * 2048
+
+
+def test_the_connection_is_usable_again_after_a_deadline(webhook, partner):
+    # The shut-down socket must not be handed to the next attempt as if it were alive.
+    partner.then(Behaviour(body=b"x" * 100, drip=0.3))
+    attempt_once(webhook)
+    from deliveries.services import webhook_retry_now
+
+    webhook_retry_now(webhook_id=webhook.pk)
+    dispatch_tick()
+    webhook_deliver(webhook_id=webhook.pk)
+    kinds = list(DeliveryAttempt.objects.order_by("number").values_list("error_kind", flat=True))
+    assert kinds == ["timeout", ""]
+
+
+def test_a_name_lookup_that_never_answers_is_a_dns_error_within_the_connect_timeout(
+    db, fast_delivery, monkeypatch
+):
+    answered = threading.Event()
+
+    def silent_resolver(*args):
+        answered.wait(10)  # a DNS server that does not answer; released at the end
+        raise OSError("no answer")
+
+    monkeypatch.setattr("deliveries.http._resolver", silent_resolver)
+    webhook = Webhook.objects.create(name="Slow DNS", url="http://partner.example/hook")
+    try:
+        attempt, elapsed = attempt_once(webhook)
+    finally:
+        answered.set()
+    assert elapsed <= fast_delivery.WEBHOOK_CONNECT_TIMEOUT + SLACK
+    assert attempt.error_kind == "dns"
+    assert "did not resolve within" in attempt.error_message
+
+
+def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
+    # Celery's prefork pool forks workers from a parent that may have sent already: the
+    # child must get its own watchdog and resolver threads, not the parent's dead ones.
+    import os
+    import signal
+
+    from deliveries.http import webhook_post
+
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    assert webhook_post(url=partner.url, body=b"{}", headers={}).accepted  # threads started
+    partner.then(Behaviour(header_drip=0.3))  # only the deadline can end this one
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 2
+        try:
+            result = webhook_post(url=partner.url, body=b"{}", headers={})
+            code = 0 if result.error_kind == "timeout" and result.duration <= TIMEOUT + SLACK else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's attempt never ended")
+    assert os.waitstatus_to_exitcode(status) == 0
