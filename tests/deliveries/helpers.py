@@ -1,9 +1,13 @@
 import json
+from datetime import timedelta
+
+from django.utils import timezone
 
 from changes.services import change_record
 from deliveries.bundling import changes_collect
 from deliveries.http import SendResult
-from deliveries.services import delivery_claim, delivery_record
+from deliveries.models import Delivery
+from deliveries.services import delivery_claim, delivery_record, dispatch_tick, webhook_deliver
 
 
 def record(action: str, kind: str, object_id: int, parent_id: int | None = None) -> None:
@@ -27,3 +31,16 @@ def next_batch(webhook) -> list[dict] | None:
 
 def keys(entries: list[dict]) -> list[tuple[str, str, int]]:
     return [(entry["action"], entry["object"], entry["id"]) for entry in entries]
+
+
+def deliver(webhook) -> int:
+    """One dispatcher tick, then the webhook's due attempts; the number of attempts made."""
+    dispatch_tick()
+    return webhook_deliver(webhook_id=webhook.pk)
+
+
+def make_retry_due(webhook) -> None:
+    """Skip the backoff: the webhook's open delivery is due now."""
+    Delivery.objects.filter(webhook=webhook).exclude(state="delivered").update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services import dispatch_tick, webhook_deliver
-from tests.deliveries.helpers import record
+from deliveries.services import dispatch_tick
+from tests.deliveries.helpers import deliver, make_retry_due, record
 from tests.support.partner import status
 from webhooks.models import Webhook
 from webhooks.services import webhook_resume
@@ -21,17 +21,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def webhook(db, fast_delivery, partner):
     fast_delivery.ADMINS = [("Ops", "ops@example.test")]
     return Webhook.objects.create(name="Partner", url=partner.url)
-
-
-def deliver(webhook) -> int:
-    dispatch_tick()
-    return webhook_deliver(webhook_id=webhook.pk)
-
-
-def make_retry_due(webhook) -> None:
-    Delivery.objects.filter(webhook=webhook).exclude(state="delivered").update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
 
 
 def failing_for(webhook, minutes: int) -> None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from catalog.models import Training
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import dispatch_tick, webhook_deliver, webhook_retry_now
-from tests.deliveries.helpers import record
+from tests.deliveries.helpers import deliver, make_retry_due, record
 from tests.support.partner import Behaviour, status
 from webhooks.models import Webhook
 
@@ -21,17 +21,6 @@ from webhooks.models import Webhook
 @pytest.fixture
 def webhook(db, fast_delivery, partner):
     return Webhook.objects.create(name="Partner", url=partner.url)
-
-
-def deliver(webhook) -> int:
-    dispatch_tick()
-    return webhook_deliver(webhook_id=webhook.pk)
-
-
-def make_retry_due(webhook) -> None:
-    Delivery.objects.filter(webhook=webhook).exclude(state="delivered").update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
 
 
 def test_the_body_is_exactly_the_spec_shape(webhook, partner, institute):
