@@ -50,7 +50,7 @@ class Scale:
 # someone else's load then hits both sides, not a whole side.
 FULL = Scale(
     capture_saves=500, capture_rounds=10, webhooks_saves=200,
-    import_feed=10_000, import_drop=500, import_rounds=3,
+    import_feed=10_000, import_drop=500, import_rounds=11,
     drain_changes=1_000_000, drain_trainings=50_000, drain_small_changes=100_000,
     delivery_webhooks=100, delivery_batches=5, delivery_rounds=3,
     latency_webhooks=10, latency_saves=10, latency_rounds=2,
