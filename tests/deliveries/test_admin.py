@@ -51,4 +51,5 @@ def test_the_webhook_list_shows_pending_changes_and_health(admin_client, history
     dispatch_tick()
     page = admin_client.get(reverse("admin:webhooks_webhook_changelist")).content.decode()
     assert "failing since" in page
+    assert '<td class="field-pending_changes">1</td>' in page, "one change waits behind the batch"
     assert history.secret not in page, "secrets never appear in the list"
