@@ -9,33 +9,41 @@ import zlib
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from springhook.env import env_bool, env_float, env_int, env_seconds_list, env_str
+from springhook.env import (
+    ConfigurationError,
+    env_bool,
+    env_float,
+    env_int,
+    env_seconds_list,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Environment -------------------------------------------------------------------------
 # "development" (the default, for a fresh clone) or "production". Production turns DEBUG
-# off, HTTPS on, and refuses to start without the variables below.
+# off (and refuses DJANGO_DEBUG=1), HTTPS on, and refuses to start without the variables
+# below.
 SPRINGHOOK_ENV = env_str("SPRINGHOOK_ENV", "development")
 if SPRINGHOOK_ENV not in ("development", "production"):
-    raise ImproperlyConfigured(
+    raise ConfigurationError(
         f"SPRINGHOOK_ENV must be 'development' or 'production', got {SPRINGHOOK_ENV!r}"
     )
 PRODUCTION = SPRINGHOOK_ENV == "production"
 if PRODUCTION:
     # No development fallback for these in production: a missing one stops every process
     # (web, worker, beat, migrate) at start, instead of running on a throwaway key, on a
-    # local SQLite file, or answering no host at all.
+    # local SQLite file, answering no host at all, or sending partners localhost URLs.
     _missing = [
         name
-        for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL")
+        for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "API_BASE_URL")
         if not env_str(name, "").strip()
     ]
     if _missing:
-        raise ImproperlyConfigured(
+        raise ConfigurationError(
             f"SPRINGHOOK_ENV=production needs {', '.join(_missing)} set in the environment"
             " (see .env.example)"
         )
@@ -43,6 +51,12 @@ if PRODUCTION:
 # --- Core Django -------------------------------------------------------------------------
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or "development-only-insecure-key-do-not-use"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # DEBUG shows tracebacks and settings to anyone, and keeps every SQL query in memory.
+    raise ConfigurationError(
+        "DJANGO_DEBUG=1 is refused with SPRINGHOOK_ENV=production: DEBUG pages show"
+        " tracebacks and settings to anyone; unset DJANGO_DEBUG"
+    )
 ALLOWED_HOSTS = [
     host.strip()
     for host in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
@@ -238,8 +252,9 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"deliveries.dispatch_tick": {"queue": "dispatch"}}
 
 # --- Webhooks ----------------------------------------------------------------------------
-# Base of the `url` of every change entry: API_BASE_URL + /trainings/<id>.
-API_BASE_URL = env_str("API_BASE_URL", "http://localhost:8000").rstrip("/")
+# Base of the `url` of every change entry: API_BASE_URL + /trainings/<id>. An http(s) URL
+# with a host; production requires it (partners could not use a localhost default).
+API_BASE_URL = env_url("API_BASE_URL", "http://localhost:8000")
 # Seconds the oldest undelivered change of a webhook waits so that later edits bundle with
 # it; a webhook can override it.
 WEBHOOK_BUNDLE_DELAY = env_float("WEBHOOK_BUNDLE_DELAY", 30, minimum=0)
