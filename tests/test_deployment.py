@@ -113,6 +113,31 @@ def test_the_dockerfile_command_exists():
     check_command(json.loads(cmd))
 
 
+def test_the_dockerfile_collectstatic_step_runs_with_its_own_variables(tmp_path):
+    """The build step's RUN line, with the image's ENV and nothing from this machine: the
+    production settings it loads must find every variable they require."""
+    instructions = dockerfile_lines()
+    (run,) = [arguments for instruction, arguments in instructions
+              if instruction == "RUN" and "collectstatic" in arguments]
+    image_env = {}
+    for instruction, arguments in instructions:
+        if instruction == "ENV":
+            for assignment in shlex.split(arguments):
+                name, _, value = assignment.partition("=")
+                image_env[name] = value
+    image_env["DJANGO_STATIC_ROOT"] = str(tmp_path / "static")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", run], cwd=ROOT, capture_output=True, text=True,
+        env={**image_env, "PATH": f"{bin_dir}:/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+
+
 def test_web_worker_and_beat_start_after_the_migration(compose):
     services = compose["services"]
     for name in ("web", "worker", "beat"):
