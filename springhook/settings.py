@@ -7,9 +7,11 @@ variable is also listed, with a production value, in .env.example.
 
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 from springhook.env import (
     ConfigurationError,
@@ -101,12 +103,17 @@ CSRF_TRUSTED_ORIGINS = [
 
 # --- Database ----------------------------------------------------------------------------
 # DATABASE_URL, e.g. postgres://user@127.0.0.1:5432/springhook; a SQLite file by default.
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}").strip(),
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        )
+    }
+except ValueError as error:  # an unknown scheme, or not a URL at all
+    raise ConfigurationError(
+        f"DATABASE_URL must be a database URL like postgres://user@host:5432/name: {error}"
+    ) from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Test databases are named after the checkout, so that test runs of two working
     # copies on one PostgreSQL server never drop each other's database.
@@ -217,6 +224,11 @@ EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
 EMAIL_SUBJECT_PREFIX = "[Springhook] "
 
 # --- Logging -----------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ConfigurationError(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -230,13 +242,19 @@ LOGGING = {
             "formatter": "plain",
         }
     },
-    "root": {"handlers": ["stdout"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
 }
 
 # --- Celery ------------------------------------------------------------------------------
 # Without CELERY_BROKER_URL Springhook runs the embedded dispatcher
 # (`python manage.py run_dispatcher`) and needs no broker at all.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "").strip()
+if CELERY_BROKER_URL and urlsplit(CELERY_BROKER_URL).scheme not in TRANSPORT_ALIASES:
+    raise ConfigurationError(
+        # Not the value itself: it may carry the broker's password.
+        "CELERY_BROKER_URL must be a broker URL like redis://127.0.0.1:6379/0, got one"
+        f" with the scheme {urlsplit(CELERY_BROKER_URL).scheme!r}"
+    )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
