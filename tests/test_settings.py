@@ -130,6 +130,19 @@ def test_the_documented_production_environment_passes_the_deploy_check():
     assert "no issues" in result.stdout
 
 
+def test_the_deploy_check_warns_about_private_urls_in_production():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **production_environment(), "WEBHOOK_ALLOW_PRIVATE_URLS": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "(springhook.W001) WEBHOOK_ALLOW_PRIVATE_URLS is on" in result.stderr
+    assert "System check identified 1 issue" in result.stderr
+
+
 def test_development_defaults_need_no_environment():
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); from django.conf import settings;"
