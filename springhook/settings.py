@@ -84,8 +84,9 @@ USE_TZ = True
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
-# Health probes come from inside the private network, over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Health probes and Prometheus scrapes come from inside the private network, over plain
+# HTTP (METRICS_TOKEN, below, keeps /metrics to the scraper).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # Browsers remember "HTTPS only" for this long (a year in production; 0 turns HSTS off).
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0,
                               minimum=0)
@@ -298,6 +299,9 @@ WEBHOOK_TICK_SECONDS = env_float("WEBHOOK_TICK_SECONDS", 1, minimum=0.05)
 # /healthz answers 503 when the dispatcher (embedded, or Celery beat + worker) has not
 # ticked for this many seconds.
 HEALTHZ_MAX_TICK_AGE = env_float("HEALTHZ_MAX_TICK_AGE", 60, minimum=1)
+# When set, /metrics answers only requests with `Authorization: Bearer <METRICS_TOKEN>`
+# (its gauges name every webhook); when empty, anyone who can reach it may read it.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
 # Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
 WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
 

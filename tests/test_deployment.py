@@ -228,13 +228,14 @@ def http_get(port: int, path: str, headers: dict[str, str]) -> http.client.HTTPR
 def test_the_image_commands_serve_the_site_in_production(tmp_path):
     """collectstatic as the Dockerfile runs it, then gunicorn as compose runs it: the
     probe passes on the admin login page, static files are served hashed and cacheable,
-    plain HTTP is redirected to HTTPS except /healthz."""
+    plain HTTP is redirected to HTTPS except /healthz and /metrics (behind its token)."""
     environment = {
         **os.environ,
         **production_environment(),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
         "DJANGO_ALLOWED_HOSTS": "webhooks.example.com",
+        "METRICS_TOKEN": "scrape-token",
     }
     for command in (["collectstatic", "--no-input"], ["migrate", "--no-input"]):
         subprocess.run(
@@ -277,6 +278,12 @@ def test_the_image_commands_serve_the_site_in_production(tmp_path):
         health = http_get(port, "/healthz", {"Host": "webhooks.example.com"})
         assert health.status == 503
         assert json.loads(health.body)["status"] == "unhealthy"
+        # So does Prometheus, with the token.
+        plain_host = {"Host": "webhooks.example.com"}
+        assert http_get(port, "/metrics", plain_host).status == 401
+        scrape = http_get(port, "/metrics", {**plain_host, "Authorization": "Bearer scrape-token"})
+        assert scrape.status == 200
+        assert b"springhook_deliveries_open" in scrape.body
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
