@@ -4,13 +4,16 @@
     celery -A springhook beat      (exactly one; a second one only duplicates harmless ticks)
 """
 
+import logging
+import logging.config
 import os
 import sys
 
-from celery import Celery
+from celery import Celery, signals
 from celery.loaders.app import AppLoader
 
 from springhook.env import EXIT_CONFIGURATION, configuration_errors_exit
+from springhook.logs import logging_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
 
@@ -47,6 +50,17 @@ class SpringhookLoader(AppLoader):
 app = Celery("springhook", loader="springhook.celery:SpringhookLoader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def logging_setup(loglevel: int | str | None = None, **kwargs) -> None:
+    """Worker and beat log like every other process (springhook/logs.py: one logfmt line
+    per record), at their --loglevel, instead of with Celery's own format and handlers."""
+    from django.conf import settings
+
+    if isinstance(loglevel, int):
+        loglevel = logging.getLevelName(loglevel)
+    logging.config.dictConfig(logging_config(level=loglevel or settings.LOG_LEVEL))
 
 
 @app.on_after_configure.connect

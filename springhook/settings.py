@@ -22,6 +22,7 @@ from springhook.env import (
     env_str,
     env_url,
 )
+from springhook.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -230,21 +231,9 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ConfigurationError(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
     )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # stdout, where container runtimes and process managers collect logs (StreamHandler
-    # would pick stderr by default).
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "plain",
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-}
+# One logfmt line per record on stdout, for every process (springhook/logs.py); Celery
+# worker and beat use the same at their --loglevel.
+LOGGING = logging_config(level=LOG_LEVEL)
 
 # --- Celery ------------------------------------------------------------------------------
 # Without CELERY_BROKER_URL Springhook runs the embedded dispatcher
