@@ -15,3 +15,8 @@ with configuration_errors_exit():
     from django.conf import settings
 
     settings.INSTALLED_APPS  # noqa: B018 -- loading the settings is the point
+
+# gunicorn's control socket (for `gunicornc`) lives in $HOME/.gunicorn, and the service
+# users of the image and of the systemd units have no writable home: without this, every
+# start logs an error. Nothing here uses the control interface.
+control_socket_disable = True

@@ -288,3 +288,79 @@ def test_the_image_commands_serve_the_site_in_production(tmp_path):
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
+
+
+UNITS = ROOT / "deploy" / "systemd"
+
+
+def unit_file(path: Path) -> dict[str, dict[str, str]]:
+    """The sections and settings of a systemd unit file (one value per key here)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, separator, value = line.partition("=")
+        assert separator and current is not None, f"{path.name}: not key=value: {line!r}"
+        assert key not in current, f"{path.name}: {key} set twice"
+        current[key] = value
+    return sections
+
+
+def bare_section() -> str:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index("### Bare")
+    return text[start:text.index("\n## ", start)]
+
+
+def test_the_systemd_units_run_the_documented_commands_as_the_service_user(compose):
+    from springhook.env import EXIT_CONFIGURATION
+
+    units = {path.stem: unit_file(path) for path in sorted(UNITS.glob("*.service"))}
+    assert set(units) == {"springhook-web", "springhook-worker", "springhook-beat"}
+    doc = bare_section()
+    compose_commands = {name: as_argv(service["command"])
+                        for name, service in compose["services"].items() if name in APP_SERVICES}
+    for name, unit in units.items():
+        service = unit["Service"]
+        assert f"{name}.service" in doc, f"docs/operations.md does not name {name}.service"
+        assert service["User"] == service["Group"] == "springhook"
+        for path_key in ("WorkingDirectory", "EnvironmentFile"):
+            assert service[path_key].startswith("/") and service[path_key] in doc, path_key
+        assert service["WorkingDirectory"] == "/srv/springhook/app"
+        assert service["Restart"] == "always"
+        assert service["RestartPreventExitStatus"] == str(EXIT_CONFIGURATION)
+        assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+        program, *arguments = shlex.split(service["ExecStart"])
+        venv_bin = "/srv/springhook/venv/bin/"
+        assert program.startswith(venv_bin) and "/srv/springhook/venv" in doc, program
+        argv = [program.removeprefix(venv_bin), *arguments]
+        check_command(argv)
+        role = name.removeprefix("springhook-")
+        # The same command as the compose file's, but for where beat keeps its schedule.
+        assert argv[:len(compose_commands[role]) - 2] == compose_commands[role][:-2] or (
+            argv == compose_commands[role]
+        ), (argv, compose_commands[role])
+    web = shlex.split(units["springhook-web"]["Service"]["ExecStart"])
+    assert web[-2:] == ["--access-logfile", "-"]
+    worker_stop = float(units["springhook-worker"]["Service"]["TimeoutStopSec"])
+    assert worker_stop > settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT
+    beat = units["springhook-beat"]["Service"]
+    schedule = Path(shlex.split(beat["ExecStart"])[shlex.split(beat["ExecStart"]).index(
+        "--schedule") + 1])
+    assert schedule.parent == Path("/var/lib") / beat["StateDirectory"]
+    assert str(schedule.parent) in doc, "the docs do not make beat's schedule directory"
+
+
+def test_the_bare_steps_name_the_files_of_the_repository():
+    doc = bare_section()
+    for relative in re.findall(r"/srv/springhook/app/([\w./*-]+)", doc):
+        assert list(ROOT.glob(relative)), f"docs/operations.md names {relative}, not in the repo"
+    for command in re.findall(r"manage\.py (\w+)", doc):
+        assert command in get_commands(), f"no management command {command!r}"
+    assert "venv/" in (ROOT / ".gitignore").read_text().split()
