@@ -7,7 +7,8 @@ only, so that DNS rebinding cannot switch it between the check and the connect.
 
 The total timeout is a hard deadline. requests' read timeout applies to each socket read,
 so a partner that drips its answer one byte a second would never trip it; instead a
-watchdog thread shuts the attempt's socket down at the deadline, whatever the partner does.
+watchdog thread shuts the attempt's sockets down at the deadline, whatever the partner does
+and however the answer is framed.
 The name lookup, which the C resolver runs without any timeout of ours, is bounded by
 running it in a small thread pool and giving up after the connect timeout.
 """
@@ -28,6 +29,7 @@ import requests
 import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from deliveries.models import DeliveryAttempt
@@ -73,11 +75,16 @@ class SendResult:
 
 
 class AttemptDeadline:
-    """Ends one attempt at its deadline by shutting down the socket of its connection.
+    """Ends one attempt at its deadline by shutting down the sockets it uses.
 
-    The pool classes below register every connection an attempt uses. A shut down socket
-    makes the blocked read return at once, so the attempt ends however slowly the partner
-    sends; the connection is then broken and the pool replaces it.
+    The connection classes below register each socket the moment it is connected, and the
+    pools register a kept-alive connection's socket when an attempt reuses it. The deadline
+    holds the socket object itself, not the connection: a response that ends with its
+    connection (`Connection: close`, HTTP/1.0, a body read to the end of the stream) takes
+    the socket over and the connection forgets it, but the read still blocks on that
+    socket. A shut down socket makes the blocked read return at once, so the attempt ends
+    however slowly the partner sends; the connection is then broken and the pool replaces
+    it.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -85,7 +92,7 @@ class AttemptDeadline:
         self.finished = False
         self.ends_at = time.monotonic() + seconds
         self._lock = threading.Lock()
-        self._connections: list = []
+        self._sockets: list[socket.socket] = []
 
     def __enter__(self) -> "AttemptDeadline":
         _local.deadline = self
@@ -94,26 +101,30 @@ class AttemptDeadline:
 
     def __exit__(self, *exc_info) -> None:
         with self._lock:
-            # From now on the connection may serve the thread's next attempt: hands off.
+            # From now on the socket may serve the thread's next attempt: hands off.
             self.finished = True
-            self._connections.clear()
+            self._sockets.clear()
         _local.deadline = None
 
-    def connection_add(self, connection) -> None:
+    def socket_add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
         with self._lock:
-            self._connections.append(connection)
+            if self.finished:
+                return
+            self._sockets.append(sock)
             fired = self.fired
         if fired:
-            _connection_shutdown(connection)
+            _socket_shutdown(sock)
 
     def fire(self) -> None:
         with self._lock:
             if self.finished:
                 return
             self.fired = True
-            connections = list(self._connections)
-        for connection in connections:
-            _connection_shutdown(connection)
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _socket_shutdown(sock)
 
 
 class _Watchdog:
@@ -164,30 +175,53 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _connection_shutdown(connection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        return  # still connecting: the connect timeout bounds that step
+def _socket_shutdown(sock: socket.socket) -> None:
     # socket.socket's own shutdown, not SSLSocket's: that one would first drop the TLS state
-    # under the reading thread's feet; this only ends the TCP stream. OSError: closed already.
+    # under the reading thread's feet; this only ends the TCP stream. OSError: closed already
+    # (a closed socket object has no descriptor any more, so this never reaches another
+    # connection's socket).
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _DeadlineMixin:
-    def _make_request(self, conn, *args, **kwargs):
-        deadline = getattr(_local, "deadline", None)
+def _current_deadline() -> AttemptDeadline | None:
+    return getattr(_local, "deadline", None)
+
+
+class _DeadlineConnectionMixin:
+    def connect(self) -> None:
+        # The TCP connect and the TLS handshake are bounded per step by the connect timeout;
+        # from here on the attempt's deadline can end every read.
+        super().connect()
+        deadline = _current_deadline()
         if deadline is not None:
-            deadline.connection_add(conn)
+            deadline.socket_add(self.sock)
+
+
+class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _DeadlinePoolMixin:
+    def _make_request(self, conn, *args, **kwargs):
+        deadline = _current_deadline()
+        if deadline is not None:
+            # A kept-alive connection is connected already: register its socket now (a new
+            # one registers itself when it connects).
+            deadline.socket_add(getattr(conn, "sock", None))
         return super()._make_request(conn, *args, **kwargs)
 
 
-class _DeadlineHTTPPool(_DeadlineMixin, HTTPConnectionPool):
-    pass
+class _DeadlineHTTPPool(_DeadlinePoolMixin, HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
 
 
-class _DeadlineHTTPSPool(_DeadlineMixin, HTTPSConnectionPool):
-    pass
+class _DeadlineHTTPSPool(_DeadlinePoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
 
 
 class PinnedAddressAdapter(HTTPAdapter):

@@ -10,10 +10,12 @@ import tracemalloc
 
 import pytest
 
+from deliveries.http import webhook_post
 from deliveries.models import DeliveryAttempt
 from deliveries.services import dispatch_tick, webhook_deliver
 from tests.deliveries.helpers import record
 from tests.support.partner import Behaviour
+from tests.support.raw_partner import FRAMINGS, RawAnswer, RawPartner
 from webhooks.models import Webhook
 
 TIMEOUT = 2.0
@@ -113,8 +115,6 @@ def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
     import os
     import signal
 
-    from deliveries.http import webhook_post
-
     fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
     assert webhook_post(url=partner.url, body=b"{}", headers={}).accepted  # threads started
     partner.then(Behaviour(header_drip=0.3))  # only the deadline can end this one
@@ -137,3 +137,45 @@ def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
         os.waitpid(pid, 0)
         pytest.fail("the forked child's attempt never ended")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.fixture
+def raw_partner():
+    started = []
+
+    def start(answer: RawAnswer) -> RawPartner:
+        started.append(RawPartner(answer).start())
+        return started[-1]
+
+    yield start
+    for partner in started:
+        partner.stop()
+
+
+@pytest.mark.parametrize("drip", ["head", "body"])
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_every_framing_dripped_ends_at_the_deadline(fast_delivery, raw_partner, framing, drip):
+    # A byte every 0.3 s: the head alone lasts 15 s or more, the body (100 bytes) 30 s.
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    answer = RawAnswer(framing, drip_head=0.3 if drip == "head" else 0,
+                       drip_body=0.3 if drip == "body" else 0)
+    partner = raw_partner(answer)
+    started = time.monotonic()
+    result = webhook_post(url=partner.url, body=b"{}", headers={})
+    elapsed = time.monotonic() - started
+    assert elapsed <= TIMEOUT + SLACK, f"{framing}, {drip} dripped: {elapsed:.1f} s"
+    assert (result.error_kind, result.accepted) == ("timeout", False)
+    assert partner.requests == 1
+
+
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_every_framing_answered_at_once_is_accepted(fast_delivery, raw_partner, framing):
+    # The same partner without the drip: the framing itself is read correctly, twice (the
+    # second send reuses a kept-alive connection where the framing allows one).
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    partner = raw_partner(RawAnswer(framing))
+    for _ in range(2):
+        result = webhook_post(url=partner.url, body=b"{}", headers={})
+        assert (result.status_code, result.accepted, result.response_body) == (
+            200, True, "x" * 100
+        )
