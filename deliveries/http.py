@@ -33,7 +33,14 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from deliveries.models import DeliveryAttempt
-from webhooks.addresses import AddressRefused, HostUnresolvable, host_resolve
+from webhooks.addresses import (
+    AddressRefused,
+    HostUnresolvable,
+    InvalidWebhookURL,
+    host_ascii,
+    host_resolve,
+    url_validate,
+)
 
 ErrorKind = DeliveryAttempt.ErrorKind
 # The first bytes of a response kept for the history (SPEC: 2 KiB).
@@ -293,11 +300,23 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     def failed(kind: str, message: str, status: int | None = None, text: str = "") -> SendResult:
         return SendResult(status, kind, message[:1000], text, time.monotonic() - started)
 
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        # The URL was checked when saved, but the database may hold anything (an older
+        # rule, a direct write): the same check again, so that a malformed URL is a
+        # refused attempt and not an exception.
+        url_validate(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
+        parts = urlsplit(url)
+        hostname = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # The Host header and the TLS server name carry the name as DNS knows it: an
+        # internationalised name IDNA-encoded (http.client would send it as Latin-1, or
+        # fail on a character that Latin-1 lacks).
+        wire_host = host_ascii(hostname)
+    except (InvalidWebhookURL, AddressRefused, ValueError) as error:
+        return failed(ErrorKind.REFUSED_ADDRESS, f"webhook URL refused: {error}")
     try:
         address = address_resolve(
-            parts.hostname or "", port,
+            hostname, port,
             timeout=min(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT),
         )
     except HostUnresolvable as error:
@@ -309,16 +328,19 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     if parts.port:
         netloc += f":{parts.port}"
     pinned_url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = parts.hostname if not parts.port else f"{parts.hostname}:{parts.port}"
-    if parts.hostname and ":" in parts.hostname:
-        host_header = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    host_header = f"[{wire_host}]" if ":" in wire_host else wire_host
+    if parts.port:
+        host_header += f":{parts.port}"
 
     session = http_session()
     request = requests.Request(
         "POST", pinned_url, data=body, headers={**headers, "Host": host_header}
     )
-    prepared = session.prepare_request(request)
-    prepared.springhook_hostname = parts.hostname
+    try:
+        prepared = session.prepare_request(request)
+    except (requests.exceptions.RequestException, ValueError) as error:
+        return failed(ErrorKind.REFUSED_ADDRESS, f"webhook URL refused: {error}")
+    prepared.springhook_hostname = wire_host
     ends_at = started + settings.WEBHOOK_TIMEOUT
     with AttemptDeadline(max(0.0, ends_at - time.monotonic())) as deadline:
         return _send(session, prepared, deadline, started, ends_at)

@@ -4,6 +4,7 @@ requests' read timeout applies per socket read; these partners defeat it (a byte
 0.3 s never trips a 2 s read timeout), so only the attempt's hard deadline ends them.
 """
 
+import socket
 import threading
 import time
 import tracemalloc
@@ -179,3 +180,61 @@ def test_every_framing_answered_at_once_is_accepted(fast_delivery, raw_partner, 
         assert (result.status_code, result.accepted, result.response_body) == (
             200, True, "x" * 100
         )
+
+
+@pytest.mark.parametrize(
+    ("host", "wire_host"),
+    [("bücher.example", "xn--bcher-kva.example"),
+     ("пример.испытание", "xn--e1afmkfd.xn--80akhbyknj4f")],
+    ids=["latin-1-name", "cyrillic-name"],
+)
+def test_an_internationalised_host_is_sent_idna_encoded(
+    db, fast_delivery, partner, monkeypatch, host, wire_host
+):
+    # The partner's DNS answers for the encoded name only, as real DNS does.
+    looked_up = []
+
+    def resolver(name, port, *args):
+        looked_up.append(name)
+        assert name == wire_host
+        return socket.getaddrinfo("127.0.0.1", port, *args)
+
+    monkeypatch.setattr("deliveries.http._resolver", resolver)
+    port = partner.server.server_address[1]
+    webhook = Webhook.objects.create(name="IDN", url=f"http://{host}:{port}/hook")
+    attempt, _ = attempt_once(webhook)
+    assert (attempt.accepted, attempt.error_kind) == (True, "")
+    (received,) = partner.wait_for(1)
+    assert received.headers["Host"] == f"{wire_host}:{port}"
+    assert looked_up == [wire_host]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999/hook",  # port out of range: urlsplit's .port raises
+        "http://127.0.0.1:8a/hook",
+        "http://[::1/hook",  # unclosed bracket: urlsplit raises
+        "http://[::1]x/hook",
+        "",
+        "not a url",
+        "ftp://127.0.0.1/hook",
+        "http:///hook",
+        "http://user:pw@127.0.0.1/hook",
+        "http://127.0.0.1/ho ok",
+        "http://127.0.0.1/hook\r\nX-Injected: 1",
+        "http://exa\u00admple.test/hook",
+        "http://\u0301abc.test/hook",  # no IDNA encoding
+        "http://a..b.test/hook",
+        "http://" + "a" * 64 + ".test/hook",
+        "http://127.0.0.1:0/hook",
+    ],
+)
+def test_a_malformed_url_in_the_database_is_a_refused_attempt(db, fast_delivery, url):
+    # Written straight into the database, past the validators: the send must still end as
+    # a recorded attempt, never an exception.
+    webhook = Webhook.objects.create(name="Broken", url="http://127.0.0.1:9/hook")
+    Webhook.objects.filter(pk=webhook.pk).update(url=url)
+    attempt, _ = attempt_once(webhook)
+    assert (attempt.accepted, attempt.error_kind) == (False, "refused_address")
+    assert attempt.error_message.startswith("webhook URL refused: ")
