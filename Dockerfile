@@ -21,6 +21,7 @@ COPY catalog ./catalog
 COPY changes ./changes
 COPY webhooks ./webhooks
 COPY deliveries ./deliveries
+COPY adminpolicy ./adminpolicy
 
 # Static files are gathered (hashed and compressed) at build time, so the web server
 # serves them from the image. Production settings need these variables to load; the

@@ -98,10 +98,9 @@ def main() -> None:
 
     from bench.workloads import TRAININGS_PER_INSTITUTE, webhooks_create
     from changes.services import ChangeEntry, changes_record
-    from deliveries import bundling
-    from deliveries.bundling import changes_collect
     from deliveries.http import SendResult
-    from deliveries.services import delivery_claim, delivery_record, webhooks_due
+    from deliveries.services import changes_collect, delivery_claim, delivery_record, webhooks_due
+    from deliveries.services import collect as collect_module
     from webhooks.models import Webhook
 
     webhook_ids = webhooks_create(base_url="http://127.0.0.1:9", count=WEBHOOKS)
@@ -173,7 +172,7 @@ def main() -> None:
     out.append(section("Record (`delivery_record`)",
                        explained(record_statements, prepare=claim_statements)))
     out.append(f"_{timezone.now():%Y-%m-%d %H:%M} UTC; temporary table: "
-               f"`{bundling._CLAIMED}`._\n")
+               f"`{collect_module._CLAIMED}`._\n")
     print("\n".join(out))
 
 

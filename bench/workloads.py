@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.db import connection
 
-from deliveries.bundling import BatchEntry
 from deliveries.models import PendingEntry
 from deliveries.payload import payload_render
+from deliveries.services import BatchEntry
 from webhooks.models import Webhook
 
 # Trainings per institute in generated data: the parent_id of training n is n // this.

@@ -2,12 +2,13 @@ from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils.html import format_html
 
+from adminpolicy import LookupPolicyAdmin
 from catalog.models import ApiKey, Institute, Training
 from catalog.services import api_key_create
 
 
 @admin.register(Institute)
-class InstituteAdmin(admin.ModelAdmin):
+class InstituteAdmin(LookupPolicyAdmin):
     list_display = ["name", "id", "training_count", "updated_at"]
     search_fields = ["name", "=id"]
     readonly_fields = ["created_at", "updated_at"]
@@ -21,7 +22,7 @@ class InstituteAdmin(admin.ModelAdmin):
 
 
 @admin.register(Training)
-class TrainingAdmin(admin.ModelAdmin):
+class TrainingAdmin(LookupPolicyAdmin):
     list_display = ["name", "reference", "institute", "price", "updated_at"]
     list_filter = ["institute", "updated_at"]
     list_select_related = ["institute"]
@@ -36,7 +37,7 @@ class TrainingAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(LookupPolicyAdmin):
     """API keys: the raw key is shown once, right after it is created; the hash never."""
 
     list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]

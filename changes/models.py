@@ -24,12 +24,20 @@ class Change(models.Model):
     action = models.CharField(max_length=16, choices=Action.choices)
     # Not indexed: the collector claims by id, and every index is paid by every save.
     created_at = models.DateTimeField()
+    # Set for a change meant for one webhook only (a resync sends that webhook the whole
+    # catalogue); empty for a change every webhook receives. No database constraint nor
+    # index: writers never pay for them, and the collector skips a webhook that is gone.
+    webhook = models.ForeignKey(
+        "webhooks.Webhook", on_delete=models.DO_NOTHING, null=True, blank=True,
+        db_constraint=False, db_index=False, related_name="+",
+    )
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.object_kind} {self.object_id}"
+        target = f" for webhook {self.webhook_id}" if self.webhook_id else ""
+        return f"{self.action} {self.object_kind} {self.object_id}{target}"
 
 
 class AtomicSaveModel(models.Model):

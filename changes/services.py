@@ -23,10 +23,11 @@ class ChangeEntry(NamedTuple):
 
 _INSERT_SQL = (
     f"INSERT INTO {Change._meta.db_table} "
-    "(object_kind, object_id, parent_id, action, created_at) VALUES "
+    "(object_kind, object_id, parent_id, action, created_at, webhook_id) VALUES "
 )
-_ROW = "(%s, %s, %s, %s, %s)"
-# Rows per INSERT statement in the bulk path; 5 parameters each stays far below the
+_ROW = "(%s, %s, %s, %s, %s, %s)"
+_ROW_PARAMETERS = 6
+# Rows per INSERT statement in the bulk path; 6 parameters each stays far below the
 # parameter limits of SQLite (32,766) and PostgreSQL (65,535).
 _BULK_CHUNK = 2000
 
@@ -41,36 +42,40 @@ def change_record(
     with connection.cursor() as cursor:
         cursor.execute(
             _INSERT_SQL + _ROW,
-            [object_kind, object_id, parent_id, action, _now(connection)],
+            [object_kind, object_id, parent_id, action, _now(connection), None],
         )
 
 
-def changes_record(*, entries: Iterable[ChangeEntry]) -> int:
+def changes_record(*, entries: Iterable[ChangeEntry], webhook_id: int | None = None) -> int:
     """Record many changes at once: the path for bulk writes that bypass model signals.
 
     `QuerySet.update()`, `bulk_create()` and `bulk_update()` send no signals, so code that
-    uses them must call this in the same transaction, one entry per object touched. Returns
-    the number of changes recorded.
+    uses them must call this in the same transaction, one entry per object touched. With
+    `webhook_id` the changes go to that webhook alone (a resync); otherwise to every
+    webhook. Returns the number of changes recorded.
     """
     using = router.db_for_write(Change)
     connection = connections[using]
     now = _now(connection)
     if connection.vendor == "postgresql":
-        return _changes_record_arrays(connection, entries, now)
+        return _changes_record_arrays(connection, entries, now, webhook_id)
     count = 0
     chunk: list[object] = []
     with connection.cursor() as cursor:
         for entry in entries:
             _check_action(entry.action)
             chunk.extend(
-                (entry.object_kind, entry.object_id, entry.parent_id, entry.action, now)
+                (entry.object_kind, entry.object_id, entry.parent_id, entry.action, now,
+                 webhook_id)
             )
             count += 1
-            if len(chunk) >= _BULK_CHUNK * 5:
-                cursor.execute(_INSERT_SQL + ", ".join([_ROW] * (len(chunk) // 5)), chunk)
+            if len(chunk) >= _BULK_CHUNK * _ROW_PARAMETERS:
+                rows = len(chunk) // _ROW_PARAMETERS
+                cursor.execute(_INSERT_SQL + ", ".join([_ROW] * rows), chunk)
                 chunk = []
         if chunk:
-            cursor.execute(_INSERT_SQL + ", ".join([_ROW] * (len(chunk) // 5)), chunk)
+            rows = len(chunk) // _ROW_PARAMETERS
+            cursor.execute(_INSERT_SQL + ", ".join([_ROW] * rows), chunk)
     return count
 
 
@@ -80,13 +85,16 @@ def changes_record(*, entries: Iterable[ChangeEntry]) -> int:
 _ARRAY_CHUNK = 50_000
 _ARRAYS_SQL = (
     f"INSERT INTO {Change._meta.db_table} (object_kind, object_id, parent_id, action, "
-    "created_at) SELECT kind, object_id, parent_id, action, %s FROM unnest("
+    "created_at, webhook_id) SELECT kind, object_id, parent_id, action, %s, CAST(%s AS bigint) "
+    "FROM unnest("
     "CAST(%s AS varchar[]), CAST(%s AS bigint[]), CAST(%s AS bigint[]), "
     "CAST(%s AS varchar[])) AS entry (kind, object_id, parent_id, action)"
 )
 
 
-def _changes_record_arrays(connection, entries: Iterable[ChangeEntry], now) -> int:
+def _changes_record_arrays(
+    connection, entries: Iterable[ChangeEntry], now, webhook_id: int | None
+) -> int:
     count = 0
     columns: tuple[list, list, list, list] = ([], [], [], [])
     with connection.cursor() as cursor:
@@ -98,10 +106,10 @@ def _changes_record_arrays(connection, entries: Iterable[ChangeEntry], now) -> i
             columns[3].append(entry.action)
             count += 1
             if len(columns[0]) >= _ARRAY_CHUNK:
-                cursor.execute(_ARRAYS_SQL, [now, *map(_array_literal, columns)])
+                cursor.execute(_ARRAYS_SQL, [now, webhook_id, *map(_array_literal, columns)])
                 columns = ([], [], [], [])
         if columns[0]:
-            cursor.execute(_ARRAYS_SQL, [now, *map(_array_literal, columns)])
+            cursor.execute(_ARRAYS_SQL, [now, webhook_id, *map(_array_literal, columns)])
     return count
 
 

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from adminpolicy import LookupPolicyAdmin
 from deliveries.charts import hourly_chart_svg
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import (
@@ -64,7 +65,7 @@ class LastErrorKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(LookupPolicyAdmin):
     list_display = [
         "message_id", "webhook", "created_at", "state", "entry_count", "attempt_count",
         "last_status_code", "last_error_kind", "next_attempt_at", "is_test",

@@ -8,7 +8,7 @@ class PendingEntry(models.Model):
     """One object's undelivered change for one webhook, already coalesced.
 
     The dispatcher moves each recorded Change into one of these per webhook, merging it
-    with the entry already waiting for the same object (see deliveries.bundling), so a
+    with the entry already waiting for the same object (see deliveries.services.collect), so a
     webhook's backlog is bounded by the number of distinct objects, however long it is
     paused or failing. An entry is removed in the transaction that puts it into a Delivery.
     """
@@ -43,6 +43,9 @@ class PendingEntry(models.Model):
 
 class Delivery(models.Model):
     """One batch for one webhook: the exact body, sent (and re-sent) until accepted."""
+
+    # No admin lookup may touch these (adminpolicy): the lease is the holder's proof.
+    sensitive_fields = ("lease_token",)
 
     class State(models.TextChoices):
         PENDING = "pending", "pending"  # not attempted yet

@@ -4,10 +4,15 @@ from datetime import timedelta
 from django.utils import timezone
 
 from changes.services import change_record
-from deliveries.bundling import changes_collect
 from deliveries.http import SendResult
 from deliveries.models import Delivery
-from deliveries.services import delivery_claim, delivery_record, dispatch_tick, webhook_deliver
+from deliveries.services import (
+    changes_collect,
+    delivery_claim,
+    delivery_record,
+    dispatch_tick,
+    webhook_deliver,
+)
 
 
 def record(action: str, kind: str, object_id: int, parent_id: int | None = None) -> None:

@@ -1,6 +1,6 @@
 """Collecting folds any history of changes exactly as the coalescing rules say.
 
-PostgreSQL folds in SQL and SQLite in Python (deliveries.bundling): both must give the
+PostgreSQL folds in SQL and SQLite in Python (deliveries.services.collect): both must give the
 entries that a plain model of SPEC §3 gives, for random histories split into random
 collector runs, including a destroy that resets an import waiting from an earlier run.
 """
@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from changes.models import Change
 from changes.services import ChangeEntry, changes_record
 from deliveries.models import PendingEntry
 from tests.deliveries.helpers import collect, record
@@ -111,3 +112,43 @@ def test_a_collected_change_is_applied_once_even_inside_an_outer_transaction(
     record("update", "training", 2, 10)
     collect()
     assert list(PendingEntry.objects.values_list("object_id", flat=True)) == [2]
+
+
+def test_changes_for_one_webhook_reach_that_webhook_alone(db, fast_delivery):
+    target = Webhook.objects.create(name="Resynced", url="http://127.0.0.1:9/a")
+    other = Webhook.objects.create(name="Other", url="http://127.0.0.1:9/b")
+    changes_record(
+        entries=[ChangeEntry("institute", n, "import") for n in (1, 2)], webhook_id=target.pk
+    )
+    record("update", "training", 5, 1)
+    collect()
+    assert set(PendingEntry.objects.filter(webhook=target).values_list(
+        "object_kind", "object_id", "action")) == {
+        ("institute", 1, "import"), ("institute", 2, "import"), ("training", 5, "update")
+    }
+    assert list(PendingEntry.objects.filter(webhook=other).values_list(
+        "object_kind", "object_id", "action")) == [("training", 5, "update")]
+
+
+def test_a_targeted_import_folds_in_order_with_everyones_changes(db, fast_delivery):
+    # In one collector run: the institute is destroyed after the targeted import (destroy
+    # wins), and another is updated after its targeted import (the import absorbs it).
+    target = Webhook.objects.create(name="Resynced", url="http://127.0.0.1:9/a")
+    changes_record(
+        entries=[ChangeEntry("institute", n, "import") for n in (1, 2)], webhook_id=target.pk
+    )
+    record("destroy", "institute", 1)
+    record("update", "institute", 2)
+    collect()
+    assert dict(PendingEntry.objects.filter(webhook=target).values_list(
+        "object_id", "action")) == {1: "destroy", 2: "import"}
+
+
+def test_changes_for_a_deleted_webhook_are_dropped(db, fast_delivery):
+    gone = Webhook.objects.create(name="Gone", url="http://127.0.0.1:9/a")
+    other = Webhook.objects.create(name="Other", url="http://127.0.0.1:9/b")
+    changes_record(entries=[ChangeEntry("institute", 1, "import")], webhook_id=gone.pk)
+    gone.delete()
+    collect()
+    assert not PendingEntry.objects.filter(webhook=other).exists()
+    assert not Change.objects.exists()

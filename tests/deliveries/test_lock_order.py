@@ -1,4 +1,4 @@
-"""Claiming and recording lock a webhook's rows in one order (deliveries/services.py).
+"""Claiming and recording lock a webhook's rows in one order (deliveries.services).
 
 delivery_claim locks the webhook, then its delivery. delivery_record used to lock the
 delivery, then the webhook: with two tasks for one webhook at once (a second beat, or a

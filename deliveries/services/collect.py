@@ -1,6 +1,6 @@
-"""Bundling: recorded changes become coalesced pending entries, and entries become batches.
+"""Collecting: recorded changes become coalesced pending entries for every webhook.
 
-The coalescing rules (SPEC §3), per (object kind, id), over changes not yet delivered:
+The coalescing rules, per (object kind, id), over changes not yet delivered:
 - the latest of `update` and `destroy` wins;
 - for an institute, `import` absorbs `update`, several imports are one, and a `destroy`
   that is the latest change wins over both;
@@ -10,24 +10,21 @@ The coalescing rules (SPEC §3), per (object kind, id), over changes not yet del
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import connection, transaction
 
 from changes.models import Action, Change
 from deliveries.models import PendingEntry
 from webhooks.models import Webhook
 
-# Changes moved per transaction: large enough to amortise the statements, small enough
-# to keep each transaction short.
 COLLECT_CHUNK = 10_000
 # Any constant: the key of the PostgreSQL advisory lock that lets one collector run at a time.
 _COLLECT_LOCK_KEY = 0x5350_4843  # "SPHC"
 
 
 def action_merge(earlier: str, later: str) -> str:
-    """The action of one object after `earlier` and then `later` (SPEC §3)."""
+    """The action of one object after `earlier` and then `later` (see the module docstring)."""
     if later == Action.UPDATE and earlier == Action.IMPORT:
         return Action.IMPORT
     return later
@@ -134,8 +131,9 @@ def changes_collect(*, limit: int | None = None) -> int:
     applied exactly once, and a change whose writer has not committed yet is simply
     picked up by a later call (rows are claimed, never skipped by a high-water mark).
     Only one collector runs at a time, so changes apply to entries in order. A webhook
-    receives the changes recorded after it was created. Returns the number of changes
-    collected (0 also when another collector is busy).
+    receives the changes recorded after it was created, and those recorded for it alone
+    (`Change.webhook`, a resync). Returns the number of changes collected (0 also when
+    another collector is busy).
     """
     change_table = Change._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
@@ -144,7 +142,7 @@ def changes_collect(*, limit: int | None = None) -> int:
         if connection.vendor == "postgresql":
             return _collect_in_sql(cursor, limit or COLLECT_CHUNK_POSTGRESQL)
         cursor.execute(
-            f"SELECT id, object_kind, object_id, parent_id, action, created_at "
+            f"SELECT id, object_kind, object_id, parent_id, action, created_at, webhook_id "
             f"FROM {change_table} ORDER BY id LIMIT %s",
             [limit or COLLECT_CHUNK],
         )
@@ -172,7 +170,7 @@ def _collect_in_sql(cursor, limit: int) -> int:
     cursor.execute(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CLAIMED} (id bigint, object_kind "
         f"varchar(32), object_id bigint, parent_id bigint, action varchar(16), "
-        f"created_at timestamptz) ON COMMIT DELETE ROWS"
+        f"created_at timestamptz, webhook_id bigint) ON COMMIT DELETE ROWS"
     )
     # Empty already after a commit; not when this runs inside an outer transaction (then
     # the last call's claimed rows would be folded again).
@@ -183,7 +181,7 @@ def _collect_in_sql(cursor, limit: int) -> int:
     cursor.execute(
         f"WITH claimed AS (DELETE FROM {change_table} WHERE id <= (SELECT max(id) FROM "
         f"(SELECT id FROM {change_table} ORDER BY id LIMIT %s) AS chunk) "
-        f"RETURNING id, object_kind, object_id, parent_id, action, created_at) "
+        f"RETURNING id, object_kind, object_id, parent_id, action, created_at, webhook_id) "
         f"INSERT INTO {_CLAIMED} SELECT * FROM claimed",
         [limit],
     )
@@ -202,12 +200,10 @@ def _collect_in_sql(cursor, limit: int) -> int:
         f"SELECT min(created_at), bool_or(action = %s) FROM {_CLAIMED}", [Action.DESTROY]
     )
     oldest, has_destroy = cursor.fetchone()
-    groups: dict[datetime | None, list[int]] = {}
-    for webhook_id, webhook_created_at in webhooks:
-        key = None if webhook_created_at <= oldest else webhook_created_at
-        groups.setdefault(key, []).append(webhook_id)
-    for since, webhook_ids in groups.items():
-        params = {"since": since, "webhooks": webhook_ids}
+    cursor.execute(f"SELECT DISTINCT webhook_id FROM {_CLAIMED} WHERE webhook_id IS NOT NULL")
+    targets = {row[0] for row in cursor.fetchall()}
+    for (since, target), webhook_ids in _fold_groups(webhooks, oldest, targets).items():
+        params = {"since": since, "target": target, "webhooks": webhook_ids}
         if has_destroy:
             cursor.execute(_RESET_SQL, params)
         cursor.execute(_FOLD_UPSERT_SQL, params)
@@ -228,7 +224,8 @@ _FOLDED = f"""
            max(id) FILTER (WHERE action = 'destroy') AS last_destroy_id,
            max(id) FILTER (WHERE action = 'import') AS last_import_id
     FROM {_CLAIMED}
-    WHERE CAST(%(since)s AS timestamptz) IS NULL OR created_at >= %(since)s
+    WHERE (CAST(%(since)s AS timestamptz) IS NULL OR created_at >= %(since)s)
+      AND (webhook_id IS NULL OR webhook_id = CAST(%(target)s AS bigint))
     GROUP BY object_kind, object_id
 """
 _EPOCH = "TIMESTAMP WITH TIME ZONE 'epoch'"
@@ -266,22 +263,34 @@ _FOLD_UPSERT_SQL = f"""
 """
 
 
-def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]]) -> None:
-    to_aware = _aware_converter()
-    created = [to_aware(row[5]) for row in rows]
-    oldest = min(created)
-    # Most webhooks predate every change in the chunk and share one fold; a webhook created
-    # in the middle of it gets only the changes made after its creation.
-    groups: dict[datetime | None, list[int]] = {}
+def _fold_groups(
+    webhooks: list[tuple[int, datetime]], oldest: datetime, targets: set[int]
+) -> dict[tuple[datetime | None, int | None], list[int]]:
+    """The webhooks that share one fold of a chunk, keyed by (since, target).
+
+    Most webhooks predate every change in the chunk and share one fold; a webhook created
+    in the middle of it gets only the changes made after its creation (`since`), and a
+    webhook that has changes of its own in the chunk (`target`) gets those too, folded
+    with everyone's in one pass so that the order between them holds.
+    """
+    groups: dict[tuple[datetime | None, int | None], list[int]] = {}
     for webhook_id, webhook_created_at in webhooks:
-        key = None if webhook_created_at <= oldest else webhook_created_at
-        groups.setdefault(key, []).append(webhook_id)
-    for since, webhook_ids in groups.items():
-        selected = (
-            rows
-            if since is None
-            else [row for row, at in zip(rows, created, strict=True) if at >= since]
-        )
+        since = None if webhook_created_at <= oldest else webhook_created_at
+        target = webhook_id if webhook_id in targets else None
+        groups.setdefault((since, target), []).append(webhook_id)
+    return groups
+
+
+def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]]) -> None:
+    to_aware = aware_converter()
+    created = [to_aware(row[5]) for row in rows]
+    targets = {row[6] for row in rows if row[6] is not None}
+    for (since, target), webhook_ids in _fold_groups(webhooks, min(created), targets).items():
+        selected = [
+            row[:6]
+            for row, at in zip(rows, created, strict=True)
+            if (since is None or at >= since) and row[6] in (None, target)
+        ]
         folded = changes_fold(selected)
         resets = [
             FoldedChange(
@@ -297,7 +306,7 @@ def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]])
             _entries_upsert(cursor, webhook_ids, folded)
 
 
-def _aware_converter():
+def aware_converter():
     if connection.vendor == "postgresql":
         return lambda value: value
     from django.utils.dateparse import parse_datetime
@@ -317,74 +326,3 @@ def _delete_changes(cursor, table: str, ids: list[int]) -> None:
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
         cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
-
-
-@dataclass(frozen=True)
-class BatchEntry:
-    object_kind: str
-    object_id: int
-    action: str
-
-
-def bundle_delay(webhook: Webhook) -> float:
-    if webhook.bundle_delay is not None:
-        return webhook.bundle_delay
-    return settings.WEBHOOK_BUNDLE_DELAY
-
-
-def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[BatchEntry]:
-    """Take the next batch of a webhook's pending entries, if one is due; [] otherwise.
-
-    Must run inside the caller's transaction, with the webhook row locked: the entries
-    taken are deleted, and belong to the Delivery the caller creates in that transaction.
-    A batch is due when its oldest entry waited the bundle delay, or a full batch waits
-    (`force` skips the delay: an operator's "retry now"). Entries come ordered by their
-    latest change; training updates of an institute imported in the same batch are
-    folded into that import.
-    """
-    batch_size = settings.WEBHOOK_BATCH_SIZE
-    table = PendingEntry._meta.db_table
-    with connection.cursor() as cursor:
-        # Is a batch due? The oldest entry and whether a full batch waits, in one round
-        # trip; both read the (webhook, ...) indexes, never the whole table.
-        cursor.execute(
-            f"SELECT (SELECT first_change_at FROM {table} WHERE webhook_id = %s "
-            f"ORDER BY first_change_at LIMIT 1), (SELECT count(*) FROM (SELECT 1 FROM "
-            f"{table} WHERE webhook_id = %s LIMIT %s) AS waiting)",
-            [webhook.pk, webhook.pk, batch_size],
-        )
-        oldest, waiting = cursor.fetchone()
-        if oldest is None:
-            return []
-        if connection.vendor != "postgresql":  # SQLite answers raw SQL with naive values
-            oldest = _aware_converter()(oldest)
-        waited_enough = force or oldest <= now - timedelta(seconds=bundle_delay(webhook))
-        if not waited_enough and waiting < batch_size:
-            return []
-        # Take the batch: delete its entries and get them back in one statement.
-        cursor.execute(
-            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE webhook_id = %s "
-            f"ORDER BY last_change_id LIMIT %s) "
-            f"RETURNING object_kind, object_id, action, parent_id, last_change_id",
-            [webhook.pk, batch_size],
-        )
-        rows = sorted(cursor.fetchall(), key=lambda row: row[4])
-        imported = {
-            object_id
-            for kind, object_id, action, _, _ in rows
-            if kind == "institute" and action == Action.IMPORT
-        }
-        if imported:
-            # The partner re-reads the imported institutes' trainings: their updates are
-            # carried by the import, including those beyond this batch's size.
-            placeholders = ", ".join(["%s"] * len(imported))
-            cursor.execute(
-                f"DELETE FROM {table} WHERE webhook_id = %s AND object_kind = 'training' "
-                f"AND action = %s AND parent_id IN ({placeholders})",
-                [webhook.pk, Action.UPDATE, *imported],
-            )
-    return [
-        BatchEntry(kind, object_id, action)
-        for kind, object_id, action, parent_id, _ in rows
-        if not (kind == "training" and action == Action.UPDATE and parent_id in imported)
-    ]

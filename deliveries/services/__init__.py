@@ -1,0 +1,65 @@
+"""The delivery engine, one module per step, in the order work flows through them:
+
+collect     recorded changes → each webhook's coalesced pending entries
+batch       pending entries → the body of a webhook's next delivery
+claim       a delivery's next attempt taken under a lease (short transaction)
+send        the attempt signed and POSTed (no transaction open)
+record      the outcome stored, the retry scheduled, the webhook's health updated
+notify      mail to staff about failing, recovered and gone webhooks
+operations  what operators ask for: retry now, a test event
+retention   old accepted deliveries deleted
+dispatch    the steps put together: the tick and a webhook's deliveries
+
+Callers import from here (`from deliveries.services import dispatch_tick`).
+"""
+
+from deliveries.services.batch import BatchEntry, batch_take, bundle_delay
+from deliveries.services.claim import (
+    Claim,
+    delivery_claim,
+    lease_seconds,
+    message_id_generate,
+    webhook_signing_secrets,
+)
+from deliveries.services.collect import action_merge, changes_collect, changes_fold
+from deliveries.services.dispatch import (
+    dispatch_tick,
+    dispatcher_heartbeat_record,
+    webhook_deliver,
+    webhooks_due,
+)
+from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify
+from deliveries.services.operations import DeliveryError, delivery_test_send, webhook_retry_now
+from deliveries.services.record import RETRY_AFTER_CAP, delivery_record, retry_delay
+from deliveries.services.retention import PRUNE_BATCH, deliveries_prune
+from deliveries.services.send import USER_AGENT, delivery_send
+
+__all__ = [
+    "FAILURE_NOTIFY_AFTER",
+    "PRUNE_BATCH",
+    "RETRY_AFTER_CAP",
+    "USER_AGENT",
+    "BatchEntry",
+    "Claim",
+    "DeliveryError",
+    "action_merge",
+    "batch_take",
+    "bundle_delay",
+    "changes_collect",
+    "changes_fold",
+    "deliveries_prune",
+    "delivery_claim",
+    "delivery_record",
+    "delivery_send",
+    "delivery_test_send",
+    "dispatch_tick",
+    "dispatcher_heartbeat_record",
+    "lease_seconds",
+    "message_id_generate",
+    "retry_delay",
+    "webhook_deliver",
+    "webhook_retry_now",
+    "webhook_signing_secrets",
+    "webhooks_due",
+    "webhooks_failure_notify",
+]
