@@ -7,7 +7,7 @@ answers and real deliveries against its schemas, so it cannot drift from the cod
 
 from django.conf import settings
 
-import springhook
+import core
 from catalog.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
 
@@ -325,7 +325,7 @@ def openapi_document() -> dict:
         "openapi": "3.1.0",
         "info": {
             "title": "Trainings API and Springhook webhooks",
-            "version": springhook.__version__,
+            "version": core.__version__,
             "description": (
                 "Read-only JSON about trainings and institutes, and the webhook that tells "
                 "partners what changed. Every API request needs an API key; every answer, "
