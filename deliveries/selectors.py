@@ -30,6 +30,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from changes.kinds import OBJECT_KINDS
 from deliveries.models import Delivery, DeliveryAttempt, DispatcherHeartbeat, PendingEntry
 from webhooks.models import Webhook
 
@@ -214,7 +215,9 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
 
 
 # "training 345345", "Training #345345", "institute:12"
-_OBJECT_QUERY = re.compile(r"^\s*(training|institute)\s*[#:]?\s*(\d+)\s*$", re.IGNORECASE)
+_OBJECT_QUERY = re.compile(
+    rf"^\s*({'|'.join(map(re.escape, OBJECT_KINDS))})\s*[#:]?\s*(\d+)\s*$", re.IGNORECASE
+)
 
 
 def object_query_parse(text: str) -> tuple[str, int] | None:
