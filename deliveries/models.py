@@ -3,6 +3,11 @@ from django.db.models import Q
 
 from webhooks.models import Webhook
 
+# An open delivery: not accepted yet, whether pending or failing (Delivery.State). The
+# one-open-per-webhook constraint, the partial index of due deliveries and
+# `Delivery.objects.open()` all use this one condition.
+OPEN_DELIVERY = ~Q(state="delivered")
+
 
 class PendingEntry(models.Model):
     """One object's undelivered change for one webhook, already coalesced.
@@ -41,6 +46,12 @@ class PendingEntry(models.Model):
         return f"{self.action} {self.object_kind} {self.object_id} for {self.webhook_id}"
 
 
+class DeliveryQuerySet(models.QuerySet):
+    def open(self) -> "DeliveryQuerySet":
+        """Deliveries not accepted yet (at most one per webhook): pending or failing."""
+        return self.filter(OPEN_DELIVERY)
+
+
 class Delivery(models.Model):
     """One batch for one webhook: the exact body, sent (and re-sent) until accepted."""
 
@@ -69,6 +80,8 @@ class Delivery(models.Model):
     # An operator's "send test event": `{"changes": []}`, signed and recorded like any batch.
     is_test = models.BooleanField("test", default=False)
 
+    objects = DeliveryQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "deliveries"
         ordering = ["-created_at", "-id"]
@@ -77,14 +90,14 @@ class Delivery(models.Model):
             # once the earlier one was accepted, which keeps the partner's order.
             models.UniqueConstraint(
                 fields=["webhook"],
-                condition=~Q(state="delivered"),
+                condition=OPEN_DELIVERY,
                 name="delivery_one_open_per_webhook",
             ),
         ]
         indexes = [
             models.Index(
                 fields=["next_attempt_at"],
-                condition=~Q(state="delivered"),
+                condition=OPEN_DELIVERY,
                 name="delivery_open_due",
             ),
             models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_history"),
