@@ -166,13 +166,23 @@ class DeliveryAttempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        outcome = "accepted" if self.accepted else (self.error_kind or "failed")
-        return f"attempt {self.number} of {self.delivery_id}: {outcome}"
+        return f"Attempt {self.number}: {self.outcome}"
 
     def save(self, *args, **kwargs) -> None:
         if self.webhook_id is None and self.delivery_id is not None:
             self.webhook_id = self.delivery.webhook_id
         super().save(*args, **kwargs)
+
+    @property
+    def outcome(self) -> str:
+        """What happened, for people: "accepted (HTTP 204)", "HTTP 503", "timeout"."""
+        if self.accepted:
+            return f"accepted (HTTP {self.status_code})" if self.status_code else "accepted"
+        if self.error_kind == self.ErrorKind.HTTP_STATUS and self.status_code:
+            return f"HTTP {self.status_code}"
+        if self.error_kind:
+            return self.get_error_kind_display()
+        return "failed"
 
 
 class DispatcherHeartbeat(models.Model):
