@@ -90,6 +90,33 @@ def test_every_link_resolves_inside_the_repository(path):
     assert broken_links(path) == []
 
 
+# `deliveries/http.py`, `tests/test_docs.py::test_name`: a file the prose names in code.
+NAMED_PATH = re.compile(r"`([\w.-]+(?:/[\w.-]+)+)(?:::[^`]*)?`")
+# Local state that `dev.py run` makes; not in the repository.
+RUNTIME_DIRS = ("var/",)
+
+
+def missing_named_files(path: Path) -> list[str]:
+    """Files named in code spans (`deliveries/http.py`) that do not exist: where a rule
+    lives must stay true when code moves."""
+    top_level = {entry.name for entry in ROOT.iterdir() if entry.is_dir()}
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    missing = []
+    for name in NAMED_PATH.findall(text):
+        if name.split("/")[0] not in top_level or name.startswith(RUNTIME_DIRS):
+            continue
+        if not (ROOT / name).exists() and not (path.parent / name).exists():
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.parametrize(
+    "path", markdown_files(), ids=lambda path: path.relative_to(ROOT).as_posix()
+)
+def test_every_file_the_docs_name_exists(path):
+    assert missing_named_files(path) == []
+
+
 def test_the_checker_finds_what_is_broken(tmp_path, monkeypatch):
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     (tmp_path / "docs").mkdir()
@@ -102,6 +129,7 @@ def test_the_checker_finds_what_is_broken(tmp_path, monkeypatch):
         "[outside](../../elsewhere/notes.md) [web](https://example.com/)\n"
         "`[not a link](nowhere.md)`\n\n"
         "```\n[not a link either](nowhere.md)\n```\n"
+        "Rules live in `docs/other.md` and `docs/gone.py::rule`; state in `var/x.db`.\n"
     )
     assert broken_links(page) == [
         "pictures/none.png: no such file",
@@ -109,6 +137,7 @@ def test_the_checker_finds_what_is_broken(tmp_path, monkeypatch):
         "../../elsewhere/notes.md: leads outside the repository",
         "https://example.com/: leads outside the repository",
     ]
+    assert missing_named_files(page) == ["docs/gone.py"]
 
 
 def test_nothing_cites_the_specification_outside_the_repository():
