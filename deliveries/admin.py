@@ -185,24 +185,22 @@ class WebhookOperationsAdmin(WebhookAdmin):
 
     # The five operations, each for a list action and a change-page button. ------------
 
-    # Each returns what happened, told to the user, and a detail for the webhook's history.
-
-    def _retry(self, request, webhook: Webhook) -> tuple[str, str]:
+    def _retry(self, request, webhook: Webhook) -> str:
         if webhook_retry_now(webhook_id=webhook.pk):
-            return "Retry queued: the next attempt goes out at the dispatcher's next tick.", ""
-        return "Nothing to send: no open batch and no pending changes.", ""
+            return "Retry queued: the next attempt goes out at the dispatcher's next tick."
+        return "Nothing to send: no open batch and no pending changes."
 
-    def _send_test(self, request, webhook: Webhook) -> tuple[str, str]:
-        delivery = delivery_test_send(webhook_id=webhook.pk)
-        return "Test event queued.", delivery.message_id
+    def _send_test(self, request, webhook: Webhook) -> str:
+        delivery_test_send(webhook_id=webhook.pk)
+        return "Test event queued."
 
-    def _pause(self, request, webhook: Webhook) -> tuple[str, str]:
+    def _pause(self, request, webhook: Webhook) -> str:
         webhook_pause(webhook_id=webhook.pk, reason=f"Paused by {request.user.get_username()}.")
-        return "Paused: changes keep collecting and go out when resumed.", ""
+        return "Paused: changes keep collecting and go out when resumed."
 
-    def _resume(self, request, webhook: Webhook) -> tuple[str, str]:
+    def _resume(self, request, webhook: Webhook) -> str:
         webhook_resume(webhook_id=webhook.pk)
-        return "Resumed: the backlog goes out now.", ""
+        return "Resumed: the backlog goes out now."
 
     def _operate(self, request, webhooks, operation: str) -> None:
         """Run the operation on each webhook, log it on each, and tell the user once per
@@ -215,12 +213,11 @@ class WebhookOperationsAdmin(WebhookAdmin):
         refused: list[str] = []
         for webhook in webhooks:
             try:
-                outcome, detail = perform(request, webhook)
+                outcome = perform(request, webhook)
             except (DeliveryError, WebhookError) as error:
                 refused.append(f"{webhook}: {error}")
                 continue
-            history = f"{OPERATIONS[operation][0]}: {outcome}"
-            self.log_change(request, webhook, f"{history} ({detail})" if detail else history)
+            self.log_change(request, webhook, f"{OPERATIONS[operation][0]}: {outcome}")
             done.setdefault(outcome, []).append(webhook)
         for outcome, webhooks_done in done.items():
             self.message_user(request, f"{_webhooks_text(webhooks_done)}: {outcome}",
