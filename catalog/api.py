@@ -2,7 +2,8 @@
 
 Plain Django views. Every answer, errors included, is JSON; every request needs an API
 key (the `X-API-Key` header, or the `api_key` query parameter). The `url` of an object is
-the one webhook changes point to: API_BASE_URL + /trainings/<id> or /institutes/<id>.
+the one webhook changes point to (changes.kinds: API_BASE_URL + /trainings/<id> or
+/institutes/<id>).
 """
 
 import functools
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
 from django.views import defaults
@@ -25,6 +25,7 @@ from catalog.selectors import (
     training_get,
 )
 from catalog.services import api_key_check
+from changes.kinds import INSTITUTE, TRAINING
 
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000
@@ -40,16 +41,8 @@ _POSITIVE_INT = re.compile(r"0*[1-9][0-9]{0,8}")
 # --- Representations ---------------------------------------------------------------------
 
 
-def training_url(training_id: int) -> str:
-    return f"{settings.API_BASE_URL}/trainings/{training_id}"
-
-
-def institute_url(institute_id: int) -> str:
-    return f"{settings.API_BASE_URL}/institutes/{institute_id}"
-
-
 def institute_trainings_url(institute_id: int, **query: int) -> str:
-    url = f"{institute_url(institute_id)}/trainings"
+    url = INSTITUTE.url(institute_id) + TRAINING.api_path
     return f"{url}?{urlencode(query)}" if query else url
 
 
@@ -70,7 +63,7 @@ def training_data(training: Training) -> dict:
         "price": None if training.price is None else f"{training.price:.2f}",
         "created_at": _timestamp(training.created_at),
         "updated_at": _timestamp(training.updated_at),
-        "url": training_url(training.pk),
+        "url": TRAINING.url(training.pk),
     }
 
 
@@ -80,7 +73,7 @@ def institute_data(institute: Institute) -> dict:
         "name": institute.name,
         "created_at": _timestamp(institute.created_at),
         "updated_at": _timestamp(institute.updated_at),
-        "url": institute_url(institute.pk),
+        "url": INSTITUTE.url(institute.pk),
         "trainings_url": institute_trainings_url(institute.pk),
     }
 

@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import ApiKey, Institute, Training
+from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import ChangeEntry, change_record, changes_record
 
@@ -245,11 +246,11 @@ def import_run(*, institute_id: int, records: list[FeedRecord]) -> ImportResult:
         _delete_rows(using, Training._meta.db_table, removed_ids)
         changes_record(
             entries=(
-                ChangeEntry("training", training_id, Action.DESTROY, institute.pk)
+                ChangeEntry(TRAINING.name, training_id, Action.DESTROY, institute.pk)
                 for training_id in removed_ids
             )
         )
-        change_record(object_kind="institute", object_id=institute.pk, action=Action.IMPORT)
+        change_record(object_kind=INSTITUTE.name, object_id=institute.pk, action=Action.IMPORT)
     return ImportResult(
         created=len(to_create),
         updated=len(to_update),
@@ -284,7 +285,7 @@ def trainings_bulk_update(*, queryset: QuerySet[Training], **values: object) -> 
             )
         changes_record(
             entries=(
-                ChangeEntry("training", training_id, Action.UPDATE, institute_id)
+                ChangeEntry(TRAINING.name, training_id, Action.UPDATE, institute_id)
                 for training_id, institute_id in rows
             )
         )
@@ -298,7 +299,7 @@ def trainings_bulk_create(*, trainings: Iterable[Training]) -> list[Training]:
         created = Training.objects.bulk_create(list(trainings), batch_size=_BULK_BATCH)
         changes_record(
             entries=(
-                ChangeEntry("training", training.pk, Action.UPDATE, training.institute_id)
+                ChangeEntry(TRAINING.name, training.pk, Action.UPDATE, training.institute_id)
                 for training in created
             )
         )
@@ -317,7 +318,7 @@ def catalogue_resend() -> int:
     with transaction.atomic(using=using):
         return changes_record(
             entries=(
-                ChangeEntry("institute", institute_id, Action.IMPORT)
+                ChangeEntry(INSTITUTE.name, institute_id, Action.IMPORT)
                 for institute_id in Institute.objects.order_by("id").values_list("id", flat=True)
             )
         )
