@@ -11,7 +11,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from springhook.logfmt import logfmt
+from core.logfmt import logfmt
 
 # Celery writes a line for each task it receives and runs, and beat one for each task it
 # sends: with a tick a second, some 120 and 60 lines a minute from an idle worker and beat.
