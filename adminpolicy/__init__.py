@@ -8,10 +8,16 @@ admins here accept only the lookups their own list filters make, and never one w
 reaches a field that a model declares sensitive.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.filters import SimpleListFilter
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models.constants import LOOKUP_SEP
+
+# A search longer than this, or of more words, finds nothing: a person never types one,
+# and the database would refuse the query it makes (SQLite caps a LIKE pattern and the depth
+# of a condition; one OR group per word).
+SEARCH_MAX_CHARACTERS = 200
+SEARCH_MAX_WORDS = 10
 
 # Fields of models outside the project that hold secrets (the project's own models say so
 # in their `sensitive_fields`).
@@ -78,6 +84,13 @@ class LookupPolicyAdmin(admin.ModelAdmin):
             return super().lookup_allowed(lookup, value, request)
         return False
 
+    def get_search_results(self, request, queryset, search_term):
+        refusal = search_refusal(search_term)
+        if refusal is not None:
+            self.message_user(request, refusal, messages.WARNING)
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
     def _filter_lookups(self, request) -> dict[str, set[str]]:
         fields: set[str] = set()
         parameters: set[str] = set()
@@ -92,6 +105,19 @@ class LookupPolicyAdmin(admin.ModelAdmin):
             else:
                 fields.add(item)
         return {"fields": fields, "parameters": parameters}
+
+
+def search_refusal(search_term: str) -> str | None:
+    """Why the search cannot run (it then finds nothing), or None when it can."""
+    if "\x00" in search_term:
+        # PostgreSQL cannot hold a NUL character in a query parameter.
+        return "The search contains a NUL character; nothing can match it."
+    if len(search_term) > SEARCH_MAX_CHARACTERS or len(search_term.split()) > SEARCH_MAX_WORDS:
+        return (
+            f"Search for at most {SEARCH_MAX_CHARACTERS} characters and {SEARCH_MAX_WORDS} "
+            "words."
+        )
+    return None
 
 
 def _is_target_key(model, path: list[str]) -> bool:

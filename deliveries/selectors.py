@@ -208,15 +208,22 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
 
 
 # "training 345345", "Training #345345", "institute:12"
+# ASCII digits only, at most 19 of them: ids are 64-bit integers, and a longer number (or
+# one in other scripts' digits) is no id at all, so the search falls back to the others.
 _OBJECT_QUERY = re.compile(
-    rf"^\s*({'|'.join(map(re.escape, OBJECT_KINDS))})\s*[#:]?\s*(\d+)\s*$", re.IGNORECASE
+    rf"^\s*({'|'.join(map(re.escape, OBJECT_KINDS))})\s*[#:]?\s*([0-9]{{1,19}})\s*$",
+    re.IGNORECASE | re.ASCII,
 )
+_ID_MAX = 2**63 - 1
 
 
 def object_query_parse(text: str) -> tuple[str, int] | None:
-    """("training", 345345) for a search like "training 345345"; None otherwise."""
+    """("training", 345345) for a search like "training 345345"; None otherwise (also for a
+    number that cannot be an id)."""
     match = _OBJECT_QUERY.match(text)
-    return (match.group(1).lower(), int(match.group(2))) if match else None
+    if match is None or int(match.group(2)) > _ID_MAX:
+        return None
+    return match.group(1).lower(), int(match.group(2))
 
 
 def deliveries_carrying(
