@@ -1,8 +1,9 @@
 """Reads of the catalogue for the Trainings API: each answers in a fixed number of queries."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Institute, Training
 
@@ -73,3 +74,96 @@ def institute_trainings_page(
         ]
     )
     return TrainingsPage(count=count, page=page, page_size=page_size, trainings=trainings)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a list page starts or ends, in the lists' order (updated_at, id)."""
+
+    updated_at: datetime
+    id: int
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a list in (updated_at, id) order, with whether pages exist around it."""
+
+    count: int
+    objects: list
+    has_next: bool
+    has_previous: bool
+
+
+def _listing(
+    queryset: QuerySet,
+    *,
+    updated_since: datetime | None,
+    after: Position | None,
+    before: Position | None,
+    page_size: int,
+) -> ListPage:
+    """A page of `queryset` in (updated_at, id) order: the first `page_size` objects after
+    `after`, or the last ones before `before`, or the first page. Three queries over the
+    (updated_at, id) index: the count, the page, and whether anything lies beyond it on
+    the side the client came from.
+
+    Positions are values, not offsets: an object changed while a client pages moves to
+    the end (it is seen again there), and none shifts past the client unseen.
+    """
+    if updated_since is not None:
+        queryset = queryset.filter(updated_at__gte=updated_since)
+    count = queryset.order_by().count()
+    if before is not None:
+        rows = list(_before(queryset, before).order_by("-updated_at", "-id")[: page_size + 1])
+        has_previous = len(rows) > page_size
+        objects = rows[:page_size][::-1]
+        # What follows the page: at least the object `before` named, unless it is gone.
+        has_next = _after(queryset, _position(objects[-1]) if objects else before).exists()
+        return ListPage(count, objects, has_next, has_previous)
+    ordered = queryset if after is None else _after(queryset, after)
+    rows = list(ordered.order_by("updated_at", "id")[: page_size + 1])
+    objects = rows[:page_size]
+    has_previous = after is not None and _before(
+        queryset, _position(objects[0]) if objects else after
+    ).exists()
+    return ListPage(count, objects, len(rows) > page_size, has_previous)
+
+
+def _position(obj) -> Position:
+    return Position(obj.updated_at, obj.pk)
+
+
+def _after(queryset: QuerySet, position: Position) -> QuerySet:
+    return queryset.filter(
+        Q(updated_at__gt=position.updated_at)
+        | Q(updated_at=position.updated_at, id__gt=position.id)
+    )
+
+
+def _before(queryset: QuerySet, position: Position) -> QuerySet:
+    return queryset.filter(
+        Q(updated_at__lt=position.updated_at)
+        | Q(updated_at=position.updated_at, id__lt=position.id)
+    )
+
+
+def institutes_page(
+    *, updated_since: datetime | None, after: Position | None, before: Position | None,
+    page_size: int,
+) -> ListPage:
+    """A page of all institutes in (updated_at, id) order (see _listing)."""
+    return _listing(
+        Institute.objects.all(), updated_since=updated_since, after=after, before=before,
+        page_size=page_size,
+    )
+
+
+def trainings_page(
+    *, updated_since: datetime | None, after: Position | None, before: Position | None,
+    page_size: int,
+) -> ListPage:
+    """A page of all trainings in (updated_at, id) order (see _listing)."""
+    return _listing(
+        Training.objects.all(), updated_since=updated_since, after=after, before=before,
+        page_size=page_size,
+    )

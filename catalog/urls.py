@@ -12,7 +12,9 @@ def _with_json_suffix(route: str, view, name: str) -> list[URLPattern]:
 
 
 urlpatterns = [
+    *_with_json_suffix("trainings", api.training_list, "training-list"),
     *_with_json_suffix("trainings/<int:training_id>", api.training_detail, "training-detail"),
+    *_with_json_suffix("institutes", api.institute_list, "institute-list"),
     *_with_json_suffix("institutes/<int:institute_id>", api.institute_detail, "institute-detail"),
     *_with_json_suffix(
         "institutes/<int:institute_id>/trainings",

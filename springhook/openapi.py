@@ -8,7 +8,7 @@ answers and real deliveries against its schemas, so it cannot drift from the cod
 from django.conf import settings
 
 import springhook
-from catalog.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
 
 SCHEMAS = "#/components/schemas/"
@@ -182,9 +182,8 @@ def _get(summary: str, description: str, parameters: list[dict], ok: dict, **err
         ),
         "404": _error("The object does not exist (it was removed, or never existed).",
                       "not_found", "Training 5 does not exist."),
-        "405": _error("A method other than GET or HEAD: the API is read-only.",
-                      "method_not_allowed", "POST is not allowed here; the API is read-only: "
-                      "use GET."),
+        "405": _error("A method other than GET or HEAD: this endpoint only reads.",
+                      "method_not_allowed", "POST is not allowed here: use GET."),
         **errors,
     }
     return {"get": {"summary": summary, "description": description, "parameters": parameters,

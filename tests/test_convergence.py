@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from apikeys.services import api_key_create
 from catalog.models import Institute, Training
 from catalog.services import (
     FeedRecord,
-    api_key_create,
     import_run,
     trainings_bulk_create,
     trainings_bulk_update,

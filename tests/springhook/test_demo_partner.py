@@ -6,8 +6,9 @@ import stat
 
 from django.core.management import call_command
 
-from catalog.models import ApiKey, Institute
-from catalog.services import api_key_check
+from apikeys.models import ApiKey
+from apikeys.services import api_key_check
+from catalog.models import Institute
 from changes.models import Change
 from webhooks.models import Webhook
 

@@ -14,8 +14,9 @@ from django.test import Client
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
+from apikeys.services import api_key_create
 from catalog.models import Training
-from catalog.services import FeedRecord, api_key_create, import_run
+from catalog.services import FeedRecord, import_run
 from deliveries.services import delivery_claim, delivery_send, delivery_test_send
 from springhook.openapi import openapi_document
 from tests.deliveries.helpers import collect

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from catalog.models import ApiKey
-from catalog.services import api_key_create, api_key_hash, catalogue_resend
+from apikeys.models import ApiKey
+from apikeys.services import api_key_create, api_key_hash
+from catalog.services import catalogue_resend
 from webhooks.models import Webhook
 
 DEMO_NAME = "Demo partner"
