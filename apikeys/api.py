@@ -8,6 +8,7 @@ a stable `error` code and a `message` for people.
 import functools
 import re
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -40,6 +41,12 @@ class ApiError(Exception):
         for name, value in self.headers.items():
             response[name] = value
         return response
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds always present, so that every timestamp has the
+    same shape and keeps the database's precision (partners compare updated_at)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def error_response(status: int, error: str, message: str) -> JsonResponse:

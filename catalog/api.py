@@ -9,7 +9,7 @@ API_BASE_URL + /trainings/<id> or /institutes/<id>.
 import base64
 import binascii
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -23,6 +23,7 @@ from apikeys.api import (
     page_answer,
     page_size_parameter,
     positive_int_parameter,
+    timestamp,
 )
 from catalog.models import Institute, Training
 from catalog.selectors import (
@@ -49,12 +50,6 @@ def institute_url(institute_id: int) -> str:
 
 def institute_trainings_url(institute_id: int, **query: int) -> str:
     return link(f"{institute_url(institute_id)}/trainings", **query)
-
-
-def timestamp(value: datetime) -> str:
-    # RFC 3339 in UTC with microseconds always present, so that every timestamp has the
-    # same shape and keeps the database's precision (partners compare updated_at).
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def training_data(training: Training) -> dict:

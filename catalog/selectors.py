@@ -1,11 +1,15 @@
-"""Reads of the catalogue for the Trainings API: each answers in a fixed number of queries."""
+"""Reads of the catalogue: for the Trainings API (each in a fixed number of queries), and
+the whole catalogue as change entries for a resync."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Institute, Training
+from changes.models import Action
+from changes.services import ChangeEntry
 
 
 class PageOutOfRange(LookupError):
@@ -167,3 +171,27 @@ def trainings_page(
         Training.objects.all(), updated_since=updated_since, after=after, before=before,
         page_size=page_size,
     )
+
+
+_CATALOGUE_CHUNK = 10_000
+
+
+def catalogue_entries() -> Iterator[ChangeEntry]:
+    """The whole catalogue as change entries: an `import` of every institute, by id.
+
+    What a resync sends (changes.services.catalogue_record; registered in CatalogConfig):
+    each `import` makes the partner read the institute and all its trainings. The ids are
+    read 10,000 at a time from the primary key, never all at once.
+    """
+    last_id = 0
+    while True:
+        ids = list(
+            Institute.objects.filter(pk__gt=last_id)
+            .order_by("id")
+            .values_list("id", flat=True)[:_CATALOGUE_CHUNK]
+        )
+        if not ids:
+            return
+        for institute_id in ids:
+            yield ChangeEntry("institute", institute_id, Action.IMPORT)
+        last_id = ids[-1]

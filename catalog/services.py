@@ -305,20 +305,3 @@ def trainings_bulk_create(*, trainings: Iterable[Training]) -> list[Training]:
     return created
 
 
-def catalogue_resend() -> int:
-    """Record an `import` for every institute, so that every partner re-reads the catalogue.
-
-    A webhook only receives changes made after it was created; this is how a partner with
-    an empty mirror gets everything (the demo partner uses it at its first start). Each
-    `import` makes the partner read the institute and its whole training list. Returns
-    the number of institutes recorded.
-    """
-    using = router.db_for_write(Institute)
-    with transaction.atomic(using=using):
-        return changes_record(
-            entries=(
-                ChangeEntry("institute", institute_id, Action.IMPORT)
-                for institute_id in Institute.objects.order_by("id").values_list("id", flat=True)
-            )
-        )
-

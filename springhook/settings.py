@@ -270,6 +270,9 @@ WEBHOOK_TICK_SECONDS = env_float("WEBHOOK_TICK_SECONDS", 1, minimum=0.05)
 HEALTHZ_MAX_TICK_AGE = env_float("HEALTHZ_MAX_TICK_AGE", 60, minimum=1)
 # Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
 WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
+# A partner may ask for the whole catalogue (POST /webhooks/<id>/resync) once per this many
+# seconds per webhook; sooner is answered 429 with Retry-After. Staff are not limited.
+WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)
 
 # --- Imports -----------------------------------------------------------------------------
 # A feed larger than this is refused before it is parsed (bytes).

@@ -11,6 +11,8 @@ urlpatterns = [
     path("openapi.json", views.openapi_json, name="openapi"),
     # The Trainings API at the site root: /trainings/<id>, /institutes/<id>[/trainings].
     path("", include("catalog.urls")),
+    # The partners' own webhooks, deliveries, resync and test event: /webhooks[/<id>/...].
+    path("", include("deliveries.urls")),
 ]
 # Django's own error answers (400, 404, 500) stay the defaults: outside the admin,
 # springhook.middleware.JsonErrorsMiddleware turns them into the API's JSON errors.
