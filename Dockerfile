@@ -15,19 +15,20 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY springhook ./springhook
 COPY catalog ./catalog
 COPY changes ./changes
 COPY webhooks ./webhooks
 COPY deliveries ./deliveries
+COPY adminpolicy ./adminpolicy
 
 # Static files are gathered (hashed and compressed) at build time, so the web server
 # serves them from the image. Production settings need these variables to load; the
 # values exist only for this step and are not kept in the image.
 RUN SECRET_KEY_FOR_BUILD="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     && DJANGO_SECRET_KEY="$SECRET_KEY_FOR_BUILD" DJANGO_ALLOWED_HOSTS=localhost \
-       DATABASE_URL=sqlite:////tmp/unused.sqlite3 \
+       DATABASE_URL=sqlite:////tmp/unused.sqlite3 API_BASE_URL=https://build.invalid \
        python manage.py collectstatic --no-input -v 0
 
 # The app runs as an unprivileged user that cannot change its own code.

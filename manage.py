@@ -7,7 +7,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from springhook.env import configuration_errors_exit
+
+    with configuration_errors_exit():
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

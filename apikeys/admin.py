@@ -1,12 +1,13 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from adminpolicy import LookupPolicyAdmin
 from apikeys.models import ApiKey
 from apikeys.services import api_key_create
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(LookupPolicyAdmin):
     """API keys: the raw key is shown once, right after it is created; the hash never."""
 
     list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]

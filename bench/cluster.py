@@ -124,11 +124,14 @@ class Cluster:
         )
         self._wait_for(name, "ready.")
 
-    def beat(self, name: str) -> None:
-        """Start a beat with a schedule file of its own; wait until it ticks."""
+    def beat(self, name: str, *, loglevel: str = "DEBUG") -> None:
+        """Start a beat with a schedule file of its own; wait until it ticks.
+
+        At DEBUG beat logs each task it sends ("Sending due task"), which tells that it
+        ticks; at INFO it logs nothing after its banner, so only that is waited for."""
         schedule = self.log_dir / f"{name}-schedule"
-        self._start(name, ["beat", "--schedule", str(schedule), "--loglevel", "INFO"])
-        self._wait_for(name, "Sending due task")
+        self._start(name, ["beat", "--schedule", str(schedule), "--loglevel", loglevel])
+        self._wait_for(name, "Sending due task" if loglevel == "DEBUG" else "LocalTime")
 
     def _wait_for(self, name: str, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

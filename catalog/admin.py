@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.db.models import Count
 
+from adminpolicy import LookupPolicyAdmin
 from catalog.models import Institute, Training
 
 
 @admin.register(Institute)
-class InstituteAdmin(admin.ModelAdmin):
+class InstituteAdmin(LookupPolicyAdmin):
     list_display = ["name", "id", "training_count", "updated_at"]
     search_fields = ["name", "=id"]
     readonly_fields = ["created_at", "updated_at"]
@@ -19,7 +20,7 @@ class InstituteAdmin(admin.ModelAdmin):
 
 
 @admin.register(Training)
-class TrainingAdmin(admin.ModelAdmin):
+class TrainingAdmin(LookupPolicyAdmin):
     list_display = ["name", "reference", "institute", "price", "updated_at"]
     list_filter = ["institute", "updated_at"]
     list_select_related = ["institute"]

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
+from adminpolicy import LookupPolicyAdmin
 from deliveries.charts import hourly_chart_svg
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import (
@@ -72,7 +73,7 @@ class LastErrorKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(LookupPolicyAdmin):
     list_display = [
         "message_id", "webhook", "created_at", "state", "entry_count", "attempt_count",
         "last_status_code", "last_error_kind", "next_attempt_at", "is_test",

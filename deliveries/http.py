@@ -7,7 +7,8 @@ only, so that DNS rebinding cannot switch it between the check and the connect.
 
 The total timeout is a hard deadline. requests' read timeout applies to each socket read,
 so a partner that drips its answer one byte a second would never trip it; instead a
-watchdog thread shuts the attempt's socket down at the deadline, whatever the partner does.
+watchdog thread shuts the attempt's sockets down at the deadline, whatever the partner does
+and however the answer is framed.
 The name lookup, which the C resolver runs without any timeout of ours, is bounded by
 running it in a small thread pool and giving up after the connect timeout.
 """
@@ -28,10 +29,18 @@ import requests
 import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from deliveries.models import DeliveryAttempt
-from webhooks.addresses import AddressRefused, HostUnresolvable, host_resolve
+from webhooks.addresses import (
+    AddressRefused,
+    HostUnresolvable,
+    InvalidWebhookURL,
+    host_ascii,
+    host_resolve,
+    url_validate,
+)
 
 ErrorKind = DeliveryAttempt.ErrorKind
 # The first bytes of a response kept for the history (SPEC: 2 KiB).
@@ -73,11 +82,16 @@ class SendResult:
 
 
 class AttemptDeadline:
-    """Ends one attempt at its deadline by shutting down the socket of its connection.
+    """Ends one attempt at its deadline by shutting down the sockets it uses.
 
-    The pool classes below register every connection an attempt uses. A shut down socket
-    makes the blocked read return at once, so the attempt ends however slowly the partner
-    sends; the connection is then broken and the pool replaces it.
+    The connection classes below register each socket the moment it is connected, and the
+    pools register a kept-alive connection's socket when an attempt reuses it. The deadline
+    holds the socket object itself, not the connection: a response that ends with its
+    connection (`Connection: close`, HTTP/1.0, a body read to the end of the stream) takes
+    the socket over and the connection forgets it, but the read still blocks on that
+    socket. A shut down socket makes the blocked read return at once, so the attempt ends
+    however slowly the partner sends; the connection is then broken and the pool replaces
+    it.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -85,7 +99,7 @@ class AttemptDeadline:
         self.finished = False
         self.ends_at = time.monotonic() + seconds
         self._lock = threading.Lock()
-        self._connections: list = []
+        self._sockets: list[socket.socket] = []
 
     def __enter__(self) -> "AttemptDeadline":
         _local.deadline = self
@@ -94,26 +108,30 @@ class AttemptDeadline:
 
     def __exit__(self, *exc_info) -> None:
         with self._lock:
-            # From now on the connection may serve the thread's next attempt: hands off.
+            # From now on the socket may serve the thread's next attempt: hands off.
             self.finished = True
-            self._connections.clear()
+            self._sockets.clear()
         _local.deadline = None
 
-    def connection_add(self, connection) -> None:
+    def socket_add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
         with self._lock:
-            self._connections.append(connection)
+            if self.finished:
+                return
+            self._sockets.append(sock)
             fired = self.fired
         if fired:
-            _connection_shutdown(connection)
+            _socket_shutdown(sock)
 
     def fire(self) -> None:
         with self._lock:
             if self.finished:
                 return
             self.fired = True
-            connections = list(self._connections)
-        for connection in connections:
-            _connection_shutdown(connection)
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _socket_shutdown(sock)
 
 
 class _Watchdog:
@@ -164,30 +182,53 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _connection_shutdown(connection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        return  # still connecting: the connect timeout bounds that step
+def _socket_shutdown(sock: socket.socket) -> None:
     # socket.socket's own shutdown, not SSLSocket's: that one would first drop the TLS state
-    # under the reading thread's feet; this only ends the TCP stream. OSError: closed already.
+    # under the reading thread's feet; this only ends the TCP stream. OSError: closed already
+    # (a closed socket object has no descriptor any more, so this never reaches another
+    # connection's socket).
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _DeadlineMixin:
-    def _make_request(self, conn, *args, **kwargs):
-        deadline = getattr(_local, "deadline", None)
+def _current_deadline() -> AttemptDeadline | None:
+    return getattr(_local, "deadline", None)
+
+
+class _DeadlineConnectionMixin:
+    def connect(self) -> None:
+        # The TCP connect and the TLS handshake are bounded per step by the connect timeout;
+        # from here on the attempt's deadline can end every read.
+        super().connect()
+        deadline = _current_deadline()
         if deadline is not None:
-            deadline.connection_add(conn)
+            deadline.socket_add(self.sock)
+
+
+class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _DeadlinePoolMixin:
+    def _make_request(self, conn, *args, **kwargs):
+        deadline = _current_deadline()
+        if deadline is not None:
+            # A kept-alive connection is connected already: register its socket now (a new
+            # one registers itself when it connects).
+            deadline.socket_add(getattr(conn, "sock", None))
         return super()._make_request(conn, *args, **kwargs)
 
 
-class _DeadlineHTTPPool(_DeadlineMixin, HTTPConnectionPool):
-    pass
+class _DeadlineHTTPPool(_DeadlinePoolMixin, HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
 
 
-class _DeadlineHTTPSPool(_DeadlineMixin, HTTPSConnectionPool):
-    pass
+class _DeadlineHTTPSPool(_DeadlinePoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
 
 
 class PinnedAddressAdapter(HTTPAdapter):
@@ -259,11 +300,23 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     def failed(kind: str, message: str, status: int | None = None, text: str = "") -> SendResult:
         return SendResult(status, kind, message[:1000], text, time.monotonic() - started)
 
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        # The URL was checked when saved, but the database may hold anything (an older
+        # rule, a direct write): the same check again, so that a malformed URL is a
+        # refused attempt and not an exception.
+        url_validate(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
+        parts = urlsplit(url)
+        hostname = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # The Host header and the TLS server name carry the name as DNS knows it: an
+        # internationalised name IDNA-encoded (http.client would send it as Latin-1, or
+        # fail on a character that Latin-1 lacks).
+        wire_host = host_ascii(hostname)
+    except (InvalidWebhookURL, AddressRefused, ValueError) as error:
+        return failed(ErrorKind.REFUSED_ADDRESS, f"webhook URL refused: {error}")
     try:
         address = address_resolve(
-            parts.hostname or "", port,
+            hostname, port,
             timeout=min(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT),
         )
     except HostUnresolvable as error:
@@ -275,16 +328,19 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     if parts.port:
         netloc += f":{parts.port}"
     pinned_url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = parts.hostname if not parts.port else f"{parts.hostname}:{parts.port}"
-    if parts.hostname and ":" in parts.hostname:
-        host_header = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    host_header = f"[{wire_host}]" if ":" in wire_host else wire_host
+    if parts.port:
+        host_header += f":{parts.port}"
 
     session = http_session()
     request = requests.Request(
         "POST", pinned_url, data=body, headers={**headers, "Host": host_header}
     )
-    prepared = session.prepare_request(request)
-    prepared.springhook_hostname = parts.hostname
+    try:
+        prepared = session.prepare_request(request)
+    except (requests.exceptions.RequestException, ValueError) as error:
+        return failed(ErrorKind.REFUSED_ADDRESS, f"webhook URL refused: {error}")
+    prepared.springhook_hostname = wire_host
     ends_at = started + settings.WEBHOOK_TIMEOUT
     with AttemptDeadline(max(0.0, ends_at - time.monotonic())) as deadline:
         return _send(session, prepared, deadline, started, ends_at)

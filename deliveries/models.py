@@ -44,6 +44,9 @@ class PendingEntry(models.Model):
 class Delivery(models.Model):
     """One batch for one webhook: the exact body, sent (and re-sent) until accepted."""
 
+    # No admin lookup may touch these (adminpolicy): the lease is the holder's proof.
+    sensitive_fields = ("lease_token",)
+
     class State(models.TextChoices):
         PENDING = "pending", "pending"  # not attempted yet
         FAILING = "failing", "failing"  # attempted and failed; retried at next_attempt_at

@@ -4,18 +4,63 @@
     celery -A springhook beat      (exactly one; a second one only duplicates harmless ticks)
 """
 
+import logging
+import logging.config
 import os
+import sys
 
-from celery import Celery
+from celery import Celery, signals
+from celery.loaders.app import AppLoader
+
+from springhook.env import EXIT_CONFIGURATION, configuration_errors_exit
+from springhook.logs import logging_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
 
 # How often old accepted deliveries are pruned (each run deletes for a few seconds at most).
 PRUNE_SECONDS = 60.0
 
-app = Celery("springhook")
+
+class SpringhookLoader(AppLoader):
+    """Celery's loader, with the project's rules for starting a worker or beat."""
+
+    def config_from_object(self, obj, silent=False):
+        # The Django settings are read here, when a celery command first needs its
+        # configuration: a missing or bad variable ends it with one line naming it.
+        with configuration_errors_exit():
+            return super().config_from_object(obj, silent=silent)
+
+    def on_worker_init(self) -> None:
+        # Runs when a worker or beat starts, before either connects to a broker. Without
+        # CELERY_BROKER_URL Celery would fall back to amqp://guest@localhost:5672 and use
+        # whatever listens there.
+        from django.conf import settings
+
+        if not settings.CELERY_BROKER_URL:
+            print(
+                "springhook: configuration error: a Celery worker or beat needs"
+                " CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without a broker, run"
+                " `python manage.py run_dispatcher` instead",
+                file=sys.stderr, flush=True,
+            )
+            raise SystemExit(EXIT_CONFIGURATION)
+        super().on_worker_init()
+
+
+app = Celery("springhook", loader="springhook.celery:SpringhookLoader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def logging_setup(loglevel: int | str | None = None, **kwargs) -> None:
+    """Worker and beat log like every other process (springhook/logs.py: one logfmt line
+    per record), at their --loglevel, instead of with Celery's own format and handlers."""
+    from django.conf import settings
+
+    if isinstance(loglevel, int):
+        loglevel = logging.getLevelName(loglevel)
+    logging.config.dictConfig(logging_config(level=loglevel or settings.LOG_LEVEL))
 
 
 @app.on_after_configure.connect

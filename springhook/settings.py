@@ -7,35 +7,46 @@ variable is also listed, with a production value, in .env.example.
 
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
-from springhook.env import env_bool, env_float, env_int, env_seconds_list, env_str
+from springhook.env import (
+    ConfigurationError,
+    env_bool,
+    env_float,
+    env_int,
+    env_seconds_list,
+    env_str,
+    env_url,
+)
+from springhook.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Environment -------------------------------------------------------------------------
 # "development" (the default, for a fresh clone) or "production". Production turns DEBUG
-# off, HTTPS on, and refuses to start without the variables below.
+# off (and refuses DJANGO_DEBUG=1), HTTPS on, and refuses to start without the variables
+# below.
 SPRINGHOOK_ENV = env_str("SPRINGHOOK_ENV", "development")
 if SPRINGHOOK_ENV not in ("development", "production"):
-    raise ImproperlyConfigured(
+    raise ConfigurationError(
         f"SPRINGHOOK_ENV must be 'development' or 'production', got {SPRINGHOOK_ENV!r}"
     )
 PRODUCTION = SPRINGHOOK_ENV == "production"
 if PRODUCTION:
     # No development fallback for these in production: a missing one stops every process
     # (web, worker, beat, migrate) at start, instead of running on a throwaway key, on a
-    # local SQLite file, or answering no host at all.
+    # local SQLite file, answering no host at all, or sending partners localhost URLs.
     _missing = [
         name
-        for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL")
+        for name in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "API_BASE_URL")
         if not env_str(name, "").strip()
     ]
     if _missing:
-        raise ImproperlyConfigured(
+        raise ConfigurationError(
             f"SPRINGHOOK_ENV=production needs {', '.join(_missing)} set in the environment"
             " (see .env.example)"
         )
@@ -43,6 +54,12 @@ if PRODUCTION:
 # --- Core Django -------------------------------------------------------------------------
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or "development-only-insecure-key-do-not-use"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # DEBUG shows tracebacks and settings to anyone, and keeps every SQL query in memory.
+    raise ConfigurationError(
+        "DJANGO_DEBUG=1 is refused with SPRINGHOOK_ENV=production: DEBUG pages show"
+        " tracebacks and settings to anyone; unset DJANGO_DEBUG"
+    )
 ALLOWED_HOSTS = [
     host.strip()
     for host in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
@@ -68,8 +85,9 @@ USE_TZ = True
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
-# Health probes come from inside the private network, over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Health probes and Prometheus scrapes come from inside the private network, over plain
+# HTTP (METRICS_TOKEN, below, keeps /metrics to the scraper).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # Browsers remember "HTTPS only" for this long (a year in production; 0 turns HSTS off).
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0,
                               minimum=0)
@@ -87,12 +105,17 @@ CSRF_TRUSTED_ORIGINS = [
 
 # --- Database ----------------------------------------------------------------------------
 # DATABASE_URL, e.g. postgres://user@127.0.0.1:5432/springhook; a SQLite file by default.
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}").strip(),
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        )
+    }
+except ValueError as error:  # an unknown scheme, or not a URL at all
+    raise ConfigurationError(
+        f"DATABASE_URL must be a database URL like postgres://user@host:5432/name: {error}"
+    ) from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Test databases are named after the checkout, so that test runs of two working
     # copies on one PostgreSQL server never drop each other's database.
@@ -206,26 +229,25 @@ EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
 EMAIL_SUBJECT_PREFIX = "[Springhook] "
 
 # --- Logging -----------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # stdout, where container runtimes and process managers collect logs (StreamHandler
-    # would pick stderr by default).
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "plain",
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ConfigurationError(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
+    )
+# One logfmt line per record on stdout, for every process (springhook/logs.py); Celery
+# worker and beat use the same at their --loglevel.
+LOGGING = logging_config(level=LOG_LEVEL)
 
 # --- Celery ------------------------------------------------------------------------------
 # Without CELERY_BROKER_URL Springhook runs the embedded dispatcher
 # (`python manage.py run_dispatcher`) and needs no broker at all.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "").strip()
+if CELERY_BROKER_URL and urlsplit(CELERY_BROKER_URL).scheme not in TRANSPORT_ALIASES:
+    raise ConfigurationError(
+        # Not the value itself: it may carry the broker's password.
+        "CELERY_BROKER_URL must be a broker URL like redis://127.0.0.1:6379/0, got one"
+        f" with the scheme {urlsplit(CELERY_BROKER_URL).scheme!r}"
+    )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -241,8 +263,9 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"deliveries.dispatch_tick": {"queue": "dispatch"}}
 
 # --- Webhooks ----------------------------------------------------------------------------
-# Base of the `url` of every change entry: API_BASE_URL + /trainings/<id>.
-API_BASE_URL = env_str("API_BASE_URL", "http://localhost:8000").rstrip("/")
+# Base of the `url` of every change entry: API_BASE_URL + /trainings/<id>. An http(s) URL
+# with a host; production requires it (partners could not use a localhost default).
+API_BASE_URL = env_url("API_BASE_URL", "http://localhost:8000")
 # Seconds the oldest undelivered change of a webhook waits so that later edits bundle with
 # it; a webhook can override it.
 WEBHOOK_BUNDLE_DELAY = env_float("WEBHOOK_BUNDLE_DELAY", 30, minimum=0)
@@ -268,6 +291,9 @@ WEBHOOK_TICK_SECONDS = env_float("WEBHOOK_TICK_SECONDS", 1, minimum=0.05)
 # /healthz answers 503 when the dispatcher (embedded, or Celery beat + worker) has not
 # ticked for this many seconds.
 HEALTHZ_MAX_TICK_AGE = env_float("HEALTHZ_MAX_TICK_AGE", 60, minimum=1)
+# When set, /metrics answers only requests with `Authorization: Bearer <METRICS_TOKEN>`
+# (its gauges name every webhook); when empty, anyone who can reach it may read it.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
 # Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
 WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
 # A partner may ask for the whole catalogue (POST /webhooks/<id>/resync) once per this many

@@ -1,8 +1,9 @@
 """Endpoints of the project itself: /healthz for load balancers and orchestrators,
-/metrics for Prometheus, /openapi.json for partners. None needs a login, and none shows a
-secret or a URL."""
+/metrics for Prometheus, /openapi.json for partners. None needs a login (/metrics needs
+METRICS_TOKEN when that is set), and none shows a secret or a URL."""
 
-from datetime import timedelta
+import hmac
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -27,6 +28,12 @@ from springhook.openapi import openapi_document
 DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0]
 # The histogram covers attempts started this long ago at most (a sliding window).
 DURATION_WINDOW = timedelta(hours=1)
+
+
+def _tick_age(last_tick: datetime, now: datetime) -> float:
+    # Clocks of the machines that write the heartbeat and read it may differ a little: a
+    # tick "in the future" is a tick just now.
+    return max(0.0, (now - last_tick).total_seconds())
 
 
 def _database_check() -> str:
@@ -60,7 +67,7 @@ def healthz(request):
     database = _database_check()
     broker = _broker_check()
     last_tick = dispatcher_last_tick() if database == "ok" else None
-    tick_age = (timezone.now() - last_tick).total_seconds() if last_tick else None
+    tick_age = _tick_age(last_tick, timezone.now()) if last_tick else None
     dispatcher_ok = tick_age is not None and tick_age <= settings.HEALTHZ_MAX_TICK_AGE
     healthy = database == "ok" and broker in ("ok", "not configured") and dispatcher_ok
     return JsonResponse(
@@ -147,13 +154,27 @@ class SpringhookCollector:
             "Seconds since the dispatcher last ticked (absent when it never did).",
         )
         if last_tick:
-            tick.add_metric([], (now - last_tick).total_seconds())
+            tick.add_metric([], _tick_age(last_tick, now))
         yield tick
+
+
+def _metrics_token_given(request) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest: the time taken tells nothing about how much of the token was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), settings.METRICS_TOKEN.encode()
+    )
 
 
 @never_cache
 @require_GET
 def metrics(request):
+    """Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer`."""
+    if settings.METRICS_TOKEN and not _metrics_token_given(request):
+        response = HttpResponse("401 Unauthorized: /metrics needs its bearer token.\n",
+                                status=401, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SpringhookCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

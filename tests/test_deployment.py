@@ -113,6 +113,31 @@ def test_the_dockerfile_command_exists():
     check_command(json.loads(cmd))
 
 
+def test_the_dockerfile_collectstatic_step_runs_with_its_own_variables(tmp_path):
+    """The build step's RUN line, with the image's ENV and nothing from this machine: the
+    production settings it loads must find every variable they require."""
+    instructions = dockerfile_lines()
+    (run,) = [arguments for instruction, arguments in instructions
+              if instruction == "RUN" and "collectstatic" in arguments]
+    image_env = {}
+    for instruction, arguments in instructions:
+        if instruction == "ENV":
+            for assignment in shlex.split(arguments):
+                name, _, value = assignment.partition("=")
+                image_env[name] = value
+    image_env["DJANGO_STATIC_ROOT"] = str(tmp_path / "static")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", run], cwd=ROOT, capture_output=True, text=True,
+        env={**image_env, "PATH": f"{bin_dir}:/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+
+
 def test_web_worker_and_beat_start_after_the_migration(compose):
     services = compose["services"]
     for name in ("web", "worker", "beat"):
@@ -203,13 +228,14 @@ def http_get(port: int, path: str, headers: dict[str, str]) -> http.client.HTTPR
 def test_the_image_commands_serve_the_site_in_production(tmp_path):
     """collectstatic as the Dockerfile runs it, then gunicorn as compose runs it: the
     probe passes on the admin login page, static files are served hashed and cacheable,
-    plain HTTP is redirected to HTTPS except /healthz."""
+    plain HTTP is redirected to HTTPS except /healthz and /metrics (behind its token)."""
     environment = {
         **os.environ,
         **production_environment(),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
         "DJANGO_ALLOWED_HOSTS": "webhooks.example.com",
+        "METRICS_TOKEN": "scrape-token",
     }
     for command in (["collectstatic", "--no-input"], ["migrate", "--no-input"]):
         subprocess.run(
@@ -252,7 +278,89 @@ def test_the_image_commands_serve_the_site_in_production(tmp_path):
         health = http_get(port, "/healthz", {"Host": "webhooks.example.com"})
         assert health.status == 503
         assert json.loads(health.body)["status"] == "unhealthy"
+        # So does Prometheus, with the token.
+        plain_host = {"Host": "webhooks.example.com"}
+        assert http_get(port, "/metrics", plain_host).status == 401
+        scrape = http_get(port, "/metrics", {**plain_host, "Authorization": "Bearer scrape-token"})
+        assert scrape.status == 200
+        assert b"springhook_deliveries_open" in scrape.body
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
+
+
+UNITS = ROOT / "deploy" / "systemd"
+
+
+def unit_file(path: Path) -> dict[str, dict[str, str]]:
+    """The sections and settings of a systemd unit file (one value per key here)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, separator, value = line.partition("=")
+        assert separator and current is not None, f"{path.name}: not key=value: {line!r}"
+        assert key not in current, f"{path.name}: {key} set twice"
+        current[key] = value
+    return sections
+
+
+def bare_section() -> str:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index("### Bare")
+    return text[start:text.index("\n## ", start)]
+
+
+def test_the_systemd_units_run_the_documented_commands_as_the_service_user(compose):
+    from springhook.env import EXIT_CONFIGURATION
+
+    units = {path.stem: unit_file(path) for path in sorted(UNITS.glob("*.service"))}
+    assert set(units) == {"springhook-web", "springhook-worker", "springhook-beat"}
+    doc = bare_section()
+    compose_commands = {name: as_argv(service["command"])
+                        for name, service in compose["services"].items() if name in APP_SERVICES}
+    for name, unit in units.items():
+        service = unit["Service"]
+        assert f"{name}.service" in doc, f"docs/operations.md does not name {name}.service"
+        assert service["User"] == service["Group"] == "springhook"
+        for path_key in ("WorkingDirectory", "EnvironmentFile"):
+            assert service[path_key].startswith("/") and service[path_key] in doc, path_key
+        assert service["WorkingDirectory"] == "/srv/springhook/app"
+        assert service["Restart"] == "always"
+        assert service["RestartPreventExitStatus"] == str(EXIT_CONFIGURATION)
+        assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+        program, *arguments = shlex.split(service["ExecStart"])
+        venv_bin = "/srv/springhook/venv/bin/"
+        assert program.startswith(venv_bin) and "/srv/springhook/venv" in doc, program
+        argv = [program.removeprefix(venv_bin), *arguments]
+        check_command(argv)
+        role = name.removeprefix("springhook-")
+        # The same command as the compose file's, but for where beat keeps its schedule.
+        assert argv[:len(compose_commands[role]) - 2] == compose_commands[role][:-2] or (
+            argv == compose_commands[role]
+        ), (argv, compose_commands[role])
+    web = shlex.split(units["springhook-web"]["Service"]["ExecStart"])
+    assert web[-2:] == ["--access-logfile", "-"]
+    worker_stop = float(units["springhook-worker"]["Service"]["TimeoutStopSec"])
+    assert worker_stop > settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT
+    beat = units["springhook-beat"]["Service"]
+    schedule = Path(shlex.split(beat["ExecStart"])[shlex.split(beat["ExecStart"]).index(
+        "--schedule") + 1])
+    assert schedule.parent == Path("/var/lib") / beat["StateDirectory"]
+    assert str(schedule.parent) in doc, "the docs do not make beat's schedule directory"
+
+
+def test_the_bare_steps_name_the_files_of_the_repository():
+    doc = bare_section()
+    for relative in re.findall(r"/srv/springhook/app/([\w./*-]+)", doc):
+        assert list(ROOT.glob(relative)), f"docs/operations.md names {relative}, not in the repo"
+    for command in re.findall(r"manage\.py (\w+)", doc):
+        assert command in get_commands(), f"no management command {command!r}"
+    assert "venv/" in (ROOT / ".gitignore").read_text().split()

@@ -295,6 +295,15 @@ def host_resolve(
     return addresses
 
 
+def host_ascii(host: str) -> str:
+    """The host as it goes on the wire (the Host header, TLS server name): ASCII, lower
+    case; a non-ASCII name IDNA-encoded as :func:`host_resolve` looks it up.
+
+    Raises :class:`InvalidWebhookURL` for a name that has no IDNA encoding.
+    """
+    return host.lower() if host.isascii() else _idna_encode(host)
+
+
 def parse_ip_literal(host: str) -> IPAddress | None:
     """Return the IP address that ``host`` spells, or ``None`` if it is not an IP literal.
 

@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from adminpolicy import LookupPolicyAdmin
 from webhooks.models import Webhook
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(LookupPolicyAdmin):
     list_display = ["name", "url", "is_active", "health", "last_success_at", "created_at"]
     list_filter = ["is_active", "created_at"]
     search_fields = ["name", "url", "description"]

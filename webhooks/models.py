@@ -7,6 +7,9 @@ from webhooks.validators import URL_MAX_LENGTH, webhook_url_validator
 class Webhook(models.Model):
     """A partner's endpoint: where Springhook POSTs batches of changes, and how."""
 
+    # No admin lookup may touch these (adminpolicy): a filter would tell them bit by bit.
+    sensitive_fields = ("secret", "previous_secret")
+
     name = models.CharField(max_length=200)
     url = models.CharField(
         "URL",

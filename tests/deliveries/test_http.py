@@ -4,16 +4,19 @@ requests' read timeout applies per socket read; these partners defeat it (a byte
 0.3 s never trips a 2 s read timeout), so only the attempt's hard deadline ends them.
 """
 
+import socket
 import threading
 import time
 import tracemalloc
 
 import pytest
 
+from deliveries.http import webhook_post
 from deliveries.models import DeliveryAttempt
 from deliveries.services import dispatch_tick, webhook_deliver
 from tests.deliveries.helpers import record
 from tests.support.partner import Behaviour
+from tests.support.raw_partner import FRAMINGS, RawAnswer, RawPartner
 from webhooks.models import Webhook
 
 TIMEOUT = 2.0
@@ -113,8 +116,6 @@ def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
     import os
     import signal
 
-    from deliveries.http import webhook_post
-
     fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
     assert webhook_post(url=partner.url, body=b"{}", headers={}).accepted  # threads started
     partner.then(Behaviour(header_drip=0.3))  # only the deadline can end this one
@@ -137,3 +138,103 @@ def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
         os.waitpid(pid, 0)
         pytest.fail("the forked child's attempt never ended")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.fixture
+def raw_partner():
+    started = []
+
+    def start(answer: RawAnswer) -> RawPartner:
+        started.append(RawPartner(answer).start())
+        return started[-1]
+
+    yield start
+    for partner in started:
+        partner.stop()
+
+
+@pytest.mark.parametrize("drip", ["head", "body"])
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_every_framing_dripped_ends_at_the_deadline(fast_delivery, raw_partner, framing, drip):
+    # A byte every 0.3 s: the head alone lasts 15 s or more, the body (100 bytes) 30 s.
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    answer = RawAnswer(framing, drip_head=0.3 if drip == "head" else 0,
+                       drip_body=0.3 if drip == "body" else 0)
+    partner = raw_partner(answer)
+    started = time.monotonic()
+    result = webhook_post(url=partner.url, body=b"{}", headers={})
+    elapsed = time.monotonic() - started
+    assert elapsed <= TIMEOUT + SLACK, f"{framing}, {drip} dripped: {elapsed:.1f} s"
+    assert (result.error_kind, result.accepted) == ("timeout", False)
+    assert partner.requests == 1
+
+
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_every_framing_answered_at_once_is_accepted(fast_delivery, raw_partner, framing):
+    # The same partner without the drip: the framing itself is read correctly, twice (the
+    # second send reuses a kept-alive connection where the framing allows one).
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    partner = raw_partner(RawAnswer(framing))
+    for _ in range(2):
+        result = webhook_post(url=partner.url, body=b"{}", headers={})
+        assert (result.status_code, result.accepted, result.response_body) == (
+            200, True, "x" * 100
+        )
+
+
+@pytest.mark.parametrize(
+    ("host", "wire_host"),
+    [("bücher.example", "xn--bcher-kva.example"),
+     ("пример.испытание", "xn--e1afmkfd.xn--80akhbyknj4f")],
+    ids=["latin-1-name", "cyrillic-name"],
+)
+def test_an_internationalised_host_is_sent_idna_encoded(
+    db, fast_delivery, partner, monkeypatch, host, wire_host
+):
+    # The partner's DNS answers for the encoded name only, as real DNS does.
+    looked_up = []
+
+    def resolver(name, port, *args):
+        looked_up.append(name)
+        assert name == wire_host
+        return socket.getaddrinfo("127.0.0.1", port, *args)
+
+    monkeypatch.setattr("deliveries.http._resolver", resolver)
+    port = partner.server.server_address[1]
+    webhook = Webhook.objects.create(name="IDN", url=f"http://{host}:{port}/hook")
+    attempt, _ = attempt_once(webhook)
+    assert (attempt.accepted, attempt.error_kind) == (True, "")
+    (received,) = partner.wait_for(1)
+    assert received.headers["Host"] == f"{wire_host}:{port}"
+    assert looked_up == [wire_host]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999/hook",  # port out of range: urlsplit's .port raises
+        "http://127.0.0.1:8a/hook",
+        "http://[::1/hook",  # unclosed bracket: urlsplit raises
+        "http://[::1]x/hook",
+        "",
+        "not a url",
+        "ftp://127.0.0.1/hook",
+        "http:///hook",
+        "http://user:pw@127.0.0.1/hook",
+        "http://127.0.0.1/ho ok",
+        "http://127.0.0.1/hook\r\nX-Injected: 1",
+        "http://exa\u00admple.test/hook",
+        "http://\u0301abc.test/hook",  # no IDNA encoding
+        "http://a..b.test/hook",
+        "http://" + "a" * 64 + ".test/hook",
+        "http://127.0.0.1:0/hook",
+    ],
+)
+def test_a_malformed_url_in_the_database_is_a_refused_attempt(db, fast_delivery, url):
+    # Written straight into the database, past the validators: the send must still end as
+    # a recorded attempt, never an exception.
+    webhook = Webhook.objects.create(name="Broken", url="http://127.0.0.1:9/hook")
+    Webhook.objects.filter(pk=webhook.pk).update(url=url)
+    attempt, _ = attempt_once(webhook)
+    assert (attempt.accepted, attempt.error_kind) == (False, "refused_address")
+    assert attempt.error_message.startswith("webhook URL refused: ")

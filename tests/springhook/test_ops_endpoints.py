@@ -2,8 +2,10 @@
 metrics parsed with prometheus_client's own text parser."""
 
 import os
+import re
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -120,3 +122,86 @@ def test_metrics_parse_and_carry_pending_outcomes_and_durations(client, db):
     assert value("springhook_webhook_attempts_24h", webhook='Beta "quoted"',
                  outcome="failed") == 1
     assert "whsec_" not in response.content.decode() and "https://" not in response.content.decode()
+
+
+def test_a_tick_from_a_clock_ahead_counts_as_age_zero(client, db, settings):
+    settings.CELERY_BROKER_URL = ""
+    DispatcherHeartbeat.objects.create(pk=1, ticked_at=timezone.now() + timedelta(seconds=5))
+    health = client.get("/healthz").json()
+    assert health["dispatcher"]["last_tick_age_seconds"] == 0
+    assert health["dispatcher"]["status"] == "ok"
+    families = {f.name: f for f in text_string_to_metric_families(
+        client.get("/metrics").content.decode())}
+    [sample] = families["springhook_dispatcher_last_tick_age_seconds"].samples
+    assert sample.value == 0
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(client, db, settings):
+    settings.METRICS_TOKEN = "s3cret-token"
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Bearer s3cret-toke"},
+        {"Authorization": "Basic s3cret-token"},
+        {"Authorization": "s3cret-token"},
+    ):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+        assert b"springhook_" not in response.content
+    for value in ("Bearer s3cret-token", "bearer s3cret-token"):
+        response = client.get("/metrics", headers={"Authorization": value})
+        assert response.status_code == 200
+        assert b"springhook_deliveries_open" in response.content
+
+
+def test_metrics_are_open_without_a_token(client, db, settings):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics").status_code == 200
+
+
+ROOT = Path(__file__).resolve().parents[2]
+METRIC_NAME = re.compile(r"`(springhook_[a-z0-9_]+)(?:\{([a-z_, ]*)\})?`")
+
+
+def served_metrics(client) -> dict[str, set[str]]:
+    """{family name: label names} of what /metrics serves, with a webhook in every state."""
+    Webhook.objects.create(name="One", url="https://one.example/")
+    DispatcherHeartbeat.objects.create(pk=1, ticked_at=timezone.now())
+    text = client.get("/metrics").content.decode()
+    served = {}
+    for family in text_string_to_metric_families(text):
+        labels = {name for sample in family.samples for name in sample.labels} - {"le"}
+        served[family.name] = labels
+    return served
+
+
+def metrics_paragraphs(path: Path) -> list[str]:
+    """The paragraphs (and table rows) of a Markdown page that are about /metrics."""
+    text = path.read_text()
+    blocks = re.split(r"\n\s*\n", text)
+    return [block for block in blocks if "/metrics" in block or "| `springhook_" in block]
+
+
+def test_every_metric_the_docs_name_is_served_with_its_labels(client, db):
+    served = served_metrics(client)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = 0
+    for page in pages:
+        for block in metrics_paragraphs(page):
+            for name, labels in METRIC_NAME.findall(block):
+                named += 1
+                assert name in served, f"{page.name} names {name}, which /metrics does not serve"
+                for label in filter(None, (part.strip() for part in labels.split(","))):
+                    assert label in served[name], f"{page.name}: {name} has no label {label}"
+    assert named >= len(served)
+
+
+def test_the_operations_table_lists_exactly_the_served_metrics(client, db):
+    served = served_metrics(client)
+    table = {}
+    for line in (ROOT / "docs" / "operations.md").read_text().splitlines():
+        row = re.match(r"^\| `(springhook_[a-z0-9_]+)` \|([^|]*)\|", line)
+        if row:
+            table[row.group(1)] = set(re.findall(r"`([a-z_]+)`", row.group(2)))
+    assert table == served
