@@ -18,6 +18,7 @@ RUN pip install -r requirements.txt
 COPY manage.py gunicorn.conf.py ./
 COPY springhook ./springhook
 COPY catalog ./catalog
+COPY apikeys ./apikeys
 COPY changes ./changes
 COPY webhooks ./webhooks
 COPY deliveries ./deliveries

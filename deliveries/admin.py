@@ -282,11 +282,12 @@ class WebhookOperationsAdmin(WebhookAdmin):
 
     @admin.action(description="Send the whole catalogue", permissions=["operate"])
     def send_whole_catalogue(self, request, queryset):
-        queued = 0
         webhooks = list(queryset)
+        count = 0
         for webhook in webhooks:
+            # One catalogue for all: each webhook gets the same count (barring a change
+            # to the catalogue in between).
             count = webhook_resync(webhook_id=webhook.pk)
-            queued += count
             self.log_change(
                 request, webhook, f"Send the whole catalogue: {_institutes(count)} queued."
             )
@@ -296,7 +297,7 @@ class WebhookOperationsAdmin(WebhookAdmin):
                 "Queued the whole catalogue for %(webhooks)d webhook (%(institutes)s).",
                 "Queued the whole catalogue for %(webhooks)d webhooks (%(institutes)s each).",
                 len(webhooks),
-            ) % {"webhooks": len(webhooks), "institutes": _institutes(count if webhooks else 0)},
+            ) % {"webhooks": len(webhooks), "institutes": _institutes(count)},
             messages.SUCCESS,
         )
 
