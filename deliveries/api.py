@@ -30,6 +30,7 @@ from deliveries.selectors import (
     WebhookHealth,
     webhook_deliveries_page,
     webhook_delivery_get,
+    webhook_last_accepted,
     webhooks_health,
 )
 from deliveries.services import (
@@ -65,6 +66,7 @@ def delivery_url(delivery: Delivery) -> str:
 def webhook_data(health: WebhookHealth, now: datetime) -> dict:
     webhook = health.webhook
     age = health.oldest_pending_age(now)
+    last = webhook_last_accepted(webhook_id=webhook.pk)
     return {
         "id": webhook.pk,
         "name": webhook.name,
@@ -76,6 +78,11 @@ def webhook_data(health: WebhookHealth, now: datetime) -> dict:
         "oldest_pending_at": _time(health.oldest_pending_at),
         "oldest_pending_age_seconds": None if age is None else round(age.total_seconds(), 3),
         "last_accepted_at": _time(webhook.last_success_at),
+        "last_accepted_delivery": None if last is None else {
+            "message_id": last.message_id,
+            "delivered_at": _time(last.delivered_at),
+            "url": delivery_url(last),
+        },
         "last_resync_at": _time(webhook.last_resync_at),
         "deliveries_url": deliveries_url(webhook.pk),
     }

@@ -321,3 +321,18 @@ def webhook_delivery_get(*, webhook_id: int, message_id: str) -> Delivery | None
         .prefetch_related("attempts")
         .first()
     )
+
+
+def webhook_last_accepted(*, webhook_id: int) -> Delivery | None:
+    """The webhook's last accepted delivery, without its payload (one query).
+
+    A webhook's batches are accepted in the order they were made (the next one is built
+    only after the last was accepted), so the newest accepted one by creation is the last
+    accepted: the (webhook, -created_at) index finds it.
+    """
+    return (
+        Delivery.objects.filter(webhook_id=webhook_id, state=Delivery.State.DELIVERED)
+        .defer("payload")
+        .order_by("-created_at", "-id")
+        .first()
+    )

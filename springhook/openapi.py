@@ -218,7 +218,8 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
             "additionalProperties": False,
             "required": ["id", "name", "url", "state", "failing_since", "paused_reason",
                          "pending_entries", "oldest_pending_at", "oldest_pending_age_seconds",
-                         "last_accepted_at", "last_resync_at", "deliveries_url"],
+                         "last_accepted_at", "last_accepted_delivery", "last_resync_at",
+                         "deliveries_url"],
             "properties": {
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
@@ -233,6 +234,16 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                 "oldest_pending_age_seconds": {"type": ["number", "null"], "minimum": 0},
                 "last_accepted_at": {**optional_time,
                                      "description": "when a delivery was last accepted"},
+                "last_accepted_delivery": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "required": ["message_id", "delivered_at", "url"],
+                    "properties": {
+                        "message_id": {"type": "string"},
+                        "delivered_at": timestamp,
+                        "url": {"type": "string", "format": "uri"},
+                    },
+                },
                 "last_resync_at": optional_time,
                 "deliveries_url": {"type": "string", "format": "uri"},
             },

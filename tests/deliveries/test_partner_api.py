@@ -73,6 +73,7 @@ def test_a_key_lists_its_own_webhooks_with_their_state_and_backlog(key_client, o
     assert first["oldest_pending_age_seconds"] >= 0
     assert first["oldest_pending_at"].endswith("Z")
     assert first["last_accepted_at"] is None
+    assert first["last_accepted_delivery"] is None
     assert first["deliveries_url"] == f"{BASE}/webhooks/{ours[0].pk}/deliveries"
     assert second["state"] == "paused"
     assert second["paused_reason"] == "Paused by staff for maintenance."
@@ -93,6 +94,12 @@ def test_failing_and_accepted_show_in_the_list(key_client, ours, partner):
     healthy = key_client.get(f"/webhooks/{ours[0].pk}").json()
     assert healthy["state"] == "healthy" and healthy["failing_since"] is None
     assert healthy["last_accepted_at"] is not None
+    accepted = Delivery.objects.get(webhook=ours[0])
+    assert healthy["last_accepted_delivery"] == {
+        "message_id": accepted.message_id,
+        "delivered_at": accepted.delivered_at.isoformat().replace("+00:00", "Z"),
+        "url": f"{BASE}/webhooks/{ours[0].pk}/deliveries/{accepted.message_id}",
+    }
 
 
 def test_a_key_without_webhooks_sees_an_empty_list(ours):
