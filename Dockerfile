@@ -16,6 +16,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY manage.py gunicorn.conf.py ./
+COPY core ./core
 COPY springhook ./springhook
 COPY catalog ./catalog
 COPY apikeys ./apikeys

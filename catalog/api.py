@@ -2,8 +2,8 @@
 
 Plain Django views on the shared API plumbing (apikeys.api): every answer, errors
 included, is JSON; every request needs an API key (the `X-API-Key` header, or the
-`api_key` query parameter). The `url` of an object is the one webhook changes point to:
-API_BASE_URL + /trainings/<id> or /institutes/<id>.
+`api_key` query parameter). The `url` of an object is the one webhook changes point to
+(changes.kinds: API_BASE_URL + /trainings/<id> or /institutes/<id>).
 """
 
 import base64
@@ -36,20 +36,13 @@ from catalog.selectors import (
     training_get,
     trainings_page,
 )
+from changes.kinds import INSTITUTE, TRAINING
 
 # --- Representations ---------------------------------------------------------------------
 
 
-def training_url(training_id: int) -> str:
-    return f"{settings.API_BASE_URL}/trainings/{training_id}"
-
-
-def institute_url(institute_id: int) -> str:
-    return f"{settings.API_BASE_URL}/institutes/{institute_id}"
-
-
 def institute_trainings_url(institute_id: int, **query: int) -> str:
-    return link(f"{institute_url(institute_id)}/trainings", **query)
+    return link(INSTITUTE.url(institute_id) + TRAINING.api_path, **query)
 
 
 def training_data(training: Training) -> dict:
@@ -63,7 +56,7 @@ def training_data(training: Training) -> dict:
         "price": None if training.price is None else f"{training.price:.2f}",
         "created_at": timestamp(training.created_at),
         "updated_at": timestamp(training.updated_at),
-        "url": training_url(training.pk),
+        "url": TRAINING.url(training.pk),
     }
 
 
@@ -73,7 +66,7 @@ def institute_data(institute: Institute) -> dict:
         "name": institute.name,
         "created_at": timestamp(institute.created_at),
         "updated_at": timestamp(institute.updated_at),
-        "url": institute_url(institute.pk),
+        "url": INSTITUTE.url(institute.pk),
         "trainings_url": institute_trainings_url(institute.pk),
     }
 
@@ -206,11 +199,11 @@ def _list(
 @api_view
 def institute_list(request: HttpRequest) -> JsonResponse:
     """Every institute, oldest change first (`updated_at`, then id), a page at a time."""
-    return _list(request, institutes_page, institute_data, "/institutes")
+    return _list(request, institutes_page, institute_data, INSTITUTE.api_path)
 
 
 @api_view
 def training_list(request: HttpRequest) -> JsonResponse:
     """Every training, oldest change first (`updated_at`, then id), a page at a time."""
-    return _list(request, trainings_page, training_data, "/trainings")
+    return _list(request, trainings_page, training_data, TRAINING.api_path)
 

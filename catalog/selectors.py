@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Institute, Training
+from changes.kinds import INSTITUTE
 from changes.models import Action
 from changes.services import ChangeEntry
 
@@ -196,5 +197,5 @@ def catalogue_entries() -> Iterator[ChangeEntry]:
         if not ids:
             return
         for institute_id in ids:
-            yield ChangeEntry("institute", institute_id, Action.IMPORT)
+            yield ChangeEntry(INSTITUTE.name, institute_id, Action.IMPORT)
         last_id = ids[-1]

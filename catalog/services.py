@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalog.models import Institute, Training
+from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import ChangeEntry, change_record, changes_record
 
@@ -245,11 +246,11 @@ def import_run(*, institute_id: int, records: list[FeedRecord]) -> ImportResult:
         _delete_rows(using, Training._meta.db_table, removed_ids)
         changes_record(
             entries=(
-                ChangeEntry("training", training_id, Action.DESTROY, institute.pk)
+                ChangeEntry(TRAINING.name, training_id, Action.DESTROY, institute.pk)
                 for training_id in removed_ids
             )
         )
-        change_record(object_kind="institute", object_id=institute.pk, action=Action.IMPORT)
+        change_record(object_kind=INSTITUTE.name, object_id=institute.pk, action=Action.IMPORT)
     return ImportResult(
         created=len(to_create),
         updated=len(to_update),
@@ -284,7 +285,7 @@ def trainings_bulk_update(*, queryset: QuerySet[Training], **values: object) -> 
             )
         changes_record(
             entries=(
-                ChangeEntry("training", training_id, Action.UPDATE, institute_id)
+                ChangeEntry(TRAINING.name, training_id, Action.UPDATE, institute_id)
                 for training_id, institute_id in rows
             )
         )
@@ -298,10 +299,8 @@ def trainings_bulk_create(*, trainings: Iterable[Training]) -> list[Training]:
         created = Training.objects.bulk_create(list(trainings), batch_size=_BULK_BATCH)
         changes_record(
             entries=(
-                ChangeEntry("training", training.pk, Action.UPDATE, training.institute_id)
+                ChangeEntry(TRAINING.name, training.pk, Action.UPDATE, training.institute_id)
                 for training in created
             )
         )
     return created
-
-

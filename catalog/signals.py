@@ -8,21 +8,22 @@ send no signals and record through changes.services.changes_record (see catalog.
 from django.db.models.signals import post_delete, post_save
 
 from catalog.models import Institute, Training
+from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import change_record
 
 
 def institute_saved(sender, instance: Institute, **kwargs) -> None:
-    change_record(object_kind="institute", object_id=instance.pk, action=Action.UPDATE)
+    change_record(object_kind=INSTITUTE.name, object_id=instance.pk, action=Action.UPDATE)
 
 
 def institute_deleted(sender, instance: Institute, **kwargs) -> None:
-    change_record(object_kind="institute", object_id=instance.pk, action=Action.DESTROY)
+    change_record(object_kind=INSTITUTE.name, object_id=instance.pk, action=Action.DESTROY)
 
 
 def training_saved(sender, instance: Training, **kwargs) -> None:
     change_record(
-        object_kind="training",
+        object_kind=TRAINING.name,
         object_id=instance.pk,
         action=Action.UPDATE,
         parent_id=instance.institute_id,
@@ -31,7 +32,7 @@ def training_saved(sender, instance: Training, **kwargs) -> None:
 
 def training_deleted(sender, instance: Training, **kwargs) -> None:
     change_record(
-        object_kind="training",
+        object_kind=TRAINING.name,
         object_id=instance.pk,
         action=Action.DESTROY,
         parent_id=instance.institute_id,

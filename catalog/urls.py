@@ -3,6 +3,7 @@
 from django.urls import URLPattern, path
 
 from catalog import api
+from changes.kinds import INSTITUTE, TRAINING
 
 
 def _with_json_suffix(route: str, view, name: str) -> list[URLPattern]:
@@ -11,13 +12,19 @@ def _with_json_suffix(route: str, view, name: str) -> list[URLPattern]:
     return [path(route, view, name=name), path(f"{route}.json", view, name=f"{name}-json")]
 
 
+# "trainings", "institutes": the API paths of the object kinds, which change URLs point to.
+TRAININGS = TRAINING.api_path.lstrip("/")
+INSTITUTES = INSTITUTE.api_path.lstrip("/")
+
 urlpatterns = [
-    *_with_json_suffix("trainings", api.training_list, "training-list"),
-    *_with_json_suffix("trainings/<int:training_id>", api.training_detail, "training-detail"),
-    *_with_json_suffix("institutes", api.institute_list, "institute-list"),
-    *_with_json_suffix("institutes/<int:institute_id>", api.institute_detail, "institute-detail"),
+    *_with_json_suffix(TRAININGS, api.training_list, "training-list"),
+    *_with_json_suffix(f"{TRAININGS}/<int:training_id>", api.training_detail, "training-detail"),
+    *_with_json_suffix(INSTITUTES, api.institute_list, "institute-list"),
     *_with_json_suffix(
-        "institutes/<int:institute_id>/trainings",
+        f"{INSTITUTES}/<int:institute_id>", api.institute_detail, "institute-detail"
+    ),
+    *_with_json_suffix(
+        f"{INSTITUTES}/<int:institute_id>/{TRAININGS}",
         api.institute_trainings,
         "institute-trainings",
     ),

@@ -12,8 +12,8 @@ class Change(models.Model):
 
     A row is written in the same transaction as the data it describes and is removed only
     when the dispatcher has copied it into every webhook's pending entries, in that
-    dispatcher's own transaction. Object kinds are plain strings ("training",
-    "institute") so that this app never imports the catalogue.
+    dispatcher's own transaction. `object_kind` is the name of one of changes.kinds (a plain
+    string such as "training"), so that this app never imports the catalogue.
     """
 
     object_kind = models.CharField(max_length=32)

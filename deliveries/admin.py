@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import ngettext
 
 from adminpolicy import LookupPolicyAdmin
@@ -33,6 +34,7 @@ from deliveries.services import (
     webhook_resync,
     webhook_retry_now,
 )
+from deliveries.templatetags.delivery_format import duration
 from webhooks.admin import WebhookAdmin
 from webhooks.models import Webhook
 from webhooks.services import WebhookError, webhook_pause, webhook_resume, webhook_secret_rotate
@@ -43,11 +45,15 @@ class DeliveryAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = [
-        "number", "started_at", "duration", "accepted", "status_code", "error_kind",
+        "number", "started_at", "duration_text", "accepted", "status_code", "error_kind",
         "error_message", "response_body",
     ]
     readonly_fields = fields
     ordering = ["number"]
+
+    @admin.display(description="duration")
+    def duration_text(self, attempt: DeliveryAttempt) -> str:
+        return duration(attempt.duration)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -126,7 +132,8 @@ class DeliveryAdmin(LookupPolicyAdmin):
 
 # --- Operators: the webhook admin with health, actions and buttons ----------------------
 # `webhooks` imports none of the other apps, so the operator surface that calls delivery
-# services extends its admin here (the way projects extend django.contrib.auth's UserAdmin).
+# services extends its admin here and is registered in its place at the end of this module
+# (the way projects extend django.contrib.auth's UserAdmin).
 
 OPERATIONS = {
     # url segment: (label, permission needed)
@@ -208,14 +215,23 @@ class WebhookOperationsAdmin(WebhookAdmin):
             "webhooks.view_webhook_secret"
         )
 
+    def _url_name(self, view: str) -> str:
+        # As ModelAdmin names its own views: admin:webhooks_webhook_change and the like.
+        return f"{self.opts.app_label}_{self.opts.model_name}_{view}"
+
+    def _reverse(self, view: str, *args) -> str:
+        return reverse(
+            f"admin:{self._url_name(view)}", args=args, current_app=self.admin_site.name
+        )
+
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("health/", wrap(self.dashboard_view), name="webhooks_webhook_dashboard"),
+            path("health/", wrap(self.dashboard_view), name=self._url_name("dashboard")),
             path("<int:object_id>/health/", wrap(self.health_view),
-                 name="webhooks_webhook_health"),
+                 name=self._url_name("health")),
             path("<int:object_id>/operate/<slug:operation>/", wrap(self.operate_view),
-                 name="webhooks_webhook_operate"),
+                 name=self._url_name("operate")),
             *super().get_urls(),
         ]
 
@@ -227,8 +243,8 @@ class WebhookOperationsAdmin(WebhookAdmin):
         return "Nothing to send: no open batch and no pending changes."
 
     def _send_test(self, request, webhook: Webhook) -> str:
-        delivery = delivery_test_send(webhook_id=webhook.pk)
-        return f"Test event {delivery.message_id} queued."
+        delivery_test_send(webhook_id=webhook.pk)
+        return "Test event queued."
 
     def _resync(self, request, webhook: Webhook) -> str:
         count = webhook_resync(webhook_id=webhook.pk)
@@ -243,30 +259,45 @@ class WebhookOperationsAdmin(WebhookAdmin):
         return "Resumed: the backlog goes out now."
 
     def _operate(self, request, webhooks, operation: str) -> None:
+        """Run the operation on each webhook, log it on each, and tell the user once per
+        outcome: "Partner A: Paused: …" for one webhook, "3 webhooks: Paused: …" for more."""
         perform = {
             "retry": self._retry, "send-test": self._send_test, "resync": self._resync,
             "pause": self._pause, "resume": self._resume,
         }[operation]
+        done: dict[str, list[Webhook]] = {}
+        refused: list[str] = []
         for webhook in webhooks:
             try:
                 outcome = perform(request, webhook)
             except (DeliveryError, WebhookError) as error:
-                self.message_user(request, f"{webhook}: {error}", messages.WARNING)
+                refused.append(f"{webhook}: {error}")
                 continue
             self.log_change(request, webhook, f"{OPERATIONS[operation][0]}: {outcome}")
-            self.message_user(request, f"{webhook}: {outcome}", messages.SUCCESS)
+            done.setdefault(outcome, []).append(webhook)
+        for outcome, webhooks_done in done.items():
+            self.message_user(request, f"{_webhooks_text(webhooks_done)}: {outcome}",
+                              messages.SUCCESS)
+        if len(refused) == 1:
+            self.message_user(request, refused[0], messages.WARNING)
+        elif refused:
+            self.message_user(
+                request,
+                ngettext("Refused for %(count)d webhook: %(reasons)s",
+                         "Refused for %(count)d webhooks: %(reasons)s", len(refused))
+                % {"count": len(refused), "reasons": "; ".join(refused)},
+                messages.WARNING,
+            )
 
     def _rotate(self, request, webhooks) -> TemplateResponse:
         rotated = []
         for webhook in webhooks:
             rotated.append(webhook_secret_rotate(webhook_id=webhook.pk))
             self.log_change(request, webhook, "Rotated the signing secret.")
-        return TemplateResponse(
+        return self._page(
             request,
             "admin/webhooks/webhook/secret_rotated.html",
             {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
                 "title": "New signing secrets",
                 "rotated": rotated,
             },
@@ -282,24 +313,7 @@ class WebhookOperationsAdmin(WebhookAdmin):
 
     @admin.action(description="Send the whole catalogue", permissions=["operate"])
     def send_whole_catalogue(self, request, queryset):
-        webhooks = list(queryset)
-        count = 0
-        for webhook in webhooks:
-            # One catalogue for all: each webhook gets the same count (barring a change
-            # to the catalogue in between).
-            count = webhook_resync(webhook_id=webhook.pk)
-            self.log_change(
-                request, webhook, f"Send the whole catalogue: {_institutes(count)} queued."
-            )
-        self.message_user(
-            request,
-            ngettext(
-                "Queued the whole catalogue for %(webhooks)d webhook (%(institutes)s).",
-                "Queued the whole catalogue for %(webhooks)d webhooks (%(institutes)s each).",
-                len(webhooks),
-            ) % {"webhooks": len(webhooks), "institutes": _institutes(count)},
-            messages.SUCCESS,
-        )
+        self._operate(request, queryset, "resync")
 
     @admin.action(description="Pause", permissions=["operate"])
     def pause(self, request, queryset):
@@ -332,11 +346,12 @@ class WebhookOperationsAdmin(WebhookAdmin):
         if operation == "rotate-secret":
             return self._rotate(request, [webhook])
         self._operate(request, [webhook], operation)
-        return HttpResponseRedirect(
-            request.POST.get("next")
-            if request.POST.get("next", "").startswith("/admin/")
-            else reverse("admin:webhooks_webhook_change", args=[webhook.pk])
-        )
+        next_url = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            next_url = self._reverse("change", webhook.pk)
+        return HttpResponseRedirect(next_url)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {
@@ -349,6 +364,20 @@ class WebhookOperationsAdmin(WebhookAdmin):
 
     # Health: the dashboard and one webhook over time. -----------------------------------
 
+    def _page(self, request, template: str, context: dict) -> TemplateResponse:
+        """An admin page of this site: its links resolve within this admin site."""
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "delivery_opts": Delivery._meta,
+                **context,
+            },
+        )
+
     def _require_operate(self, request) -> None:
         if not self.has_operate_permission(request):
             raise PermissionDenied
@@ -357,12 +386,10 @@ class WebhookOperationsAdmin(WebhookAdmin):
         self._require_operate(request)
         now = timezone.now()
         rows = webhooks_health(now=now)
-        return TemplateResponse(
+        return self._page(
             request,
             "admin/deliveries/dashboard.html",
             {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
                 "title": "Delivery health",
                 "is_nav_sidebar_enabled": False,  # the table wants the page's width
                 "now": now,
@@ -384,12 +411,10 @@ class WebhookOperationsAdmin(WebhookAdmin):
             .defer("payload")
             .order_by("-created_at", "-id")[:50]
         )
-        return TemplateResponse(
+        return self._page(
             request,
             "admin/deliveries/webhook_health.html",
             {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
                 "original": row.webhook,
                 "title": f"Delivery health: {row.webhook}",
                 "is_nav_sidebar_enabled": False,
@@ -405,6 +430,15 @@ class WebhookOperationsAdmin(WebhookAdmin):
                 "operations": OPERATIONS,
             },
         )
+
+
+def _webhooks_text(webhooks: list[Webhook]) -> str:
+    """"Partner A" for one webhook, "3 webhooks" for more."""
+    if len(webhooks) == 1:
+        return str(webhooks[0])
+    return ngettext("%(count)d webhook", "%(count)d webhooks", len(webhooks)) % {
+        "count": len(webhooks)
+    }
 
 
 admin.site.unregister(Webhook)

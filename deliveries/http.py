@@ -43,7 +43,7 @@ from webhooks.addresses import (
 )
 
 ErrorKind = DeliveryAttempt.ErrorKind
-# The first bytes of a response kept for the history (SPEC: 2 KiB).
+# The first bytes of a response kept for the history (2 KiB).
 RESPONSE_BODY_KEEP = 2048
 # Read at most this much of an answer: enough to reuse the connection after a normal
 # reply, and a hard stop for a partner that answers with an endless body.

@@ -3,6 +3,11 @@ from django.db.models import Q
 
 from webhooks.models import Webhook
 
+# An open delivery: not accepted yet, whether pending or failing (Delivery.State). The
+# one-open-per-webhook constraint, the partial index of due deliveries and
+# `Delivery.objects.open()` all use this one condition.
+OPEN_DELIVERY = ~Q(state="delivered")
+
 
 class PendingEntry(models.Model):
     """One object's undelivered change for one webhook, already coalesced.
@@ -41,6 +46,12 @@ class PendingEntry(models.Model):
         return f"{self.action} {self.object_kind} {self.object_id} for {self.webhook_id}"
 
 
+class DeliveryQuerySet(models.QuerySet):
+    def open(self) -> "DeliveryQuerySet":
+        """Deliveries not accepted yet (at most one per webhook): pending or failing."""
+        return self.filter(OPEN_DELIVERY)
+
+
 class Delivery(models.Model):
     """One batch for one webhook: the exact body, sent (and re-sent) until accepted."""
 
@@ -72,6 +83,8 @@ class Delivery(models.Model):
     # An operator's "send test event": `{"changes": []}`, signed and recorded like any batch.
     is_test = models.BooleanField("test", default=False)
 
+    objects = DeliveryQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "deliveries"
         ordering = ["-created_at", "-id"]
@@ -80,14 +93,14 @@ class Delivery(models.Model):
             # once the earlier one was accepted, which keeps the partner's order.
             models.UniqueConstraint(
                 fields=["webhook"],
-                condition=~Q(state="delivered"),
+                condition=OPEN_DELIVERY,
                 name="delivery_one_open_per_webhook",
             ),
         ]
         indexes = [
             models.Index(
                 fields=["next_attempt_at"],
-                condition=~Q(state="delivered"),
+                condition=OPEN_DELIVERY,
                 name="delivery_open_due",
             ),
             models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_history"),
@@ -156,13 +169,23 @@ class DeliveryAttempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        outcome = "accepted" if self.accepted else (self.error_kind or "failed")
-        return f"attempt {self.number} of {self.delivery_id}: {outcome}"
+        return f"Attempt {self.number}: {self.outcome}"
 
     def save(self, *args, **kwargs) -> None:
         if self.webhook_id is None and self.delivery_id is not None:
             self.webhook_id = self.delivery.webhook_id
         super().save(*args, **kwargs)
+
+    @property
+    def outcome(self) -> str:
+        """What happened, for people: "accepted (HTTP 204)", "HTTP 503", "timeout"."""
+        if self.accepted:
+            return f"accepted (HTTP {self.status_code})" if self.status_code else "accepted"
+        if self.error_kind == self.ErrorKind.HTTP_STATUS and self.status_code:
+            return f"HTTP {self.status_code}"
+        if self.error_kind:
+            return self.get_error_kind_display()
+        return "failed"
 
 
 class DispatcherHeartbeat(models.Model):

@@ -1,21 +1,17 @@
-"""The body partners receive (SPEC §1): compact UTF-8 JSON, byte for byte what is signed."""
+"""The body partners receive: compact UTF-8 JSON, byte for byte what is signed
+(docs/webhooks.md describes it for partners)."""
 
 import json
 from collections.abc import Iterable
 
-from django.conf import settings
-
+from changes.kinds import object_kind_get
 from changes.models import Action
-
-# Where the Trainings API serves each kind of object.
-OBJECT_PATHS = {"training": "/trainings/{id}", "institute": "/institutes/{id}"}
 
 
 def entry_json(*, object_kind: str, object_id: int, action: str) -> dict:
     entry = {"action": action, "object": object_kind, "id": object_id}
     if action != Action.DESTROY:
-        # Never a format extension, never an API key: partners add their own.
-        entry["url"] = settings.API_BASE_URL + OBJECT_PATHS[object_kind].format(id=object_id)
+        entry["url"] = object_kind_get(object_kind).url(object_id)
     return entry
 
 

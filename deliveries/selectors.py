@@ -16,20 +16,18 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     BooleanField,
-    Case,
     Count,
     FloatField,
-    IntegerField,
     Min,
     Q,
     QuerySet,
     Sum,
-    When,
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from changes.kinds import OBJECT_KINDS
 from deliveries.models import Delivery, DeliveryAttempt, DispatcherHeartbeat, PendingEntry
 from webhooks.models import Webhook
 
@@ -100,8 +98,7 @@ def attempt_stats_by_webhook(
         .order_by()
         .annotate(
             attempts=Count("started_at"),
-            accepted_count=Sum(Case(When(accepted=True, then=1), default=0,
-                                    output_field=IntegerField())),
+            accepted_count=Count("started_at", filter=Q(accepted=True)),
         )
     )
     if connection.vendor == "postgresql":
@@ -140,10 +137,8 @@ def attempts_per_hour(
         .values("hour")
         .order_by()
         .annotate(
-            accepted_count=Sum(Case(When(accepted=True, then=1), default=0,
-                                    output_field=IntegerField())),
-            failed_count=Sum(Case(When(accepted=False, then=1), default=0,
-                                  output_field=IntegerField())),
+            accepted_count=Count("started_at", filter=Q(accepted=True)),
+            failed_count=Count("started_at", filter=Q(accepted=False)),
         )
     }
     buckets = []
@@ -167,8 +162,7 @@ def attempts_per_day(*, now: datetime, days: int, webhook_id: int) -> list[dict]
         .order_by("-day")
         .annotate(
             attempts=Count("started_at"),
-            accepted=Sum(Case(When(accepted=True, then=1), default=0,
-                              output_field=IntegerField())),
+            accepted=Count("started_at", filter=Q(accepted=True)),
         )
     )
     return [
@@ -185,7 +179,7 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
     now = now or timezone.now()
     webhooks = Webhook.objects.order_by("name", "id")
     pending = PendingEntry.objects.order_by().values("webhook_id")
-    open_deliveries = Delivery.objects.exclude(state=Delivery.State.DELIVERED).defer("payload")
+    open_deliveries = Delivery.objects.open().defer("payload")
     if webhook_id is not None:
         webhooks = webhooks.filter(pk=webhook_id)
         pending = pending.filter(webhook_id=webhook_id)
@@ -214,7 +208,9 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
 
 
 # "training 345345", "Training #345345", "institute:12"
-_OBJECT_QUERY = re.compile(r"^\s*(training|institute)\s*[#:]?\s*(\d+)\s*$", re.IGNORECASE)
+_OBJECT_QUERY = re.compile(
+    rf"^\s*({'|'.join(map(re.escape, OBJECT_KINDS))})\s*[#:]?\s*(\d+)\s*$", re.IGNORECASE
+)
 
 
 def object_query_parse(text: str) -> tuple[str, int] | None:
@@ -257,7 +253,7 @@ def deliveries_open_by_state() -> dict[str, int]:
     """Open deliveries (at most one per webhook) per state: pending, failing."""
     counts = {Delivery.State.PENDING: 0, Delivery.State.FAILING: 0}
     for row in (
-        Delivery.objects.exclude(state=Delivery.State.DELIVERED)
+        Delivery.objects.open()
         .order_by().values("state").annotate(count=Count("pk"))
     ):
         counts[row["state"]] = row["count"]
@@ -277,8 +273,7 @@ def attempt_durations_histogram(
     """Finished attempts started since `since`: cumulative counts per upper bound in
     `buckets` (then +Inf), the count, and the sum of durations (one query)."""
     aggregates = {
-        f"le_{index}": Sum(Case(When(duration__lte=bound, then=1), default=0,
-                                output_field=IntegerField()))
+        f"le_{index}": Count("started_at", filter=Q(duration__lte=bound))
         for index, bound in enumerate(buckets)
     }
     row = (

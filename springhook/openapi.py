@@ -5,17 +5,24 @@ schedule), served at /openapi.json. Tests validate the document and check real A
 answers and real deliveries against its schemas, so it cannot drift from the code.
 """
 
+import re
+
 from django.conf import settings
 
-import springhook
+import core
 from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from changes.kinds import INSTITUTE, OBJECT_KINDS, TRAINING
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
 
 SCHEMAS = "#/components/schemas/"
 DELIVERY_STATES = tuple(Delivery.State.values)
 ERROR_KINDS = tuple(kind for kind in DeliveryAttempt.ErrorKind.values if kind)
-OBJECT_URL_PATTERN = r"/(trainings|institutes)/[0-9]+$"
+# The `url` of a change entry: one object of a kind, never a format extension or a key.
+OBJECT_URL_PATTERN = (
+    "/(" + "|".join(re.escape(kind.api_path.lstrip("/")) for kind in OBJECT_KINDS.values())
+    + r")/[0-9]+$"
+)
 _EXAMPLE_TIME = "2026-11-29T19:49:52.123456Z"
 
 
@@ -36,13 +43,13 @@ def _error(description: str, example_error: str, example_message: str) -> dict:
 
 def _schemas(base: str) -> dict:
     timestamp = {"type": "string", "format": "date-time", "description": "UTC, RFC 3339"}
-    object_kind = {"type": "string", "enum": ["training", "institute"]}
+    object_kind = {"type": "string", "enum": list(OBJECT_KINDS)}
+    object_paths = " or ".join(f"{kind.api_path}/<id>" for kind in OBJECT_KINDS.values())
     change_url = {
         "type": "string",
         "format": "uri",
-        # Never a format extension, never an API key (SPEC §1).
         "pattern": OBJECT_URL_PATTERN,
-        "description": "API_BASE_URL + /trainings/<id> or /institutes/<id>; the partner "
+        "description": f"API_BASE_URL + {object_paths}; the partner "
         f"adds its own API key (the {API_KEY_HEADER} header) to fetch it.",
     }
     return {
@@ -69,7 +76,7 @@ def _schemas(base: str) -> dict:
             "example": {
                 "id": 3, "institute": 1, "reference": "NW-LEAD", "name": "Leading small teams",
                 "description": "", "price": "120.00", "created_at": _EXAMPLE_TIME,
-                "updated_at": _EXAMPLE_TIME, "url": f"{base}/trainings/3",
+                "updated_at": _EXAMPLE_TIME, "url": base + TRAINING.path(3),
             },
         },
         "Institute": {
@@ -86,8 +93,8 @@ def _schemas(base: str) -> dict:
             },
             "example": {
                 "id": 1, "name": "Northwind Academy", "created_at": _EXAMPLE_TIME,
-                "updated_at": _EXAMPLE_TIME, "url": f"{base}/institutes/1",
-                "trainings_url": f"{base}/institutes/1/trainings",
+                "updated_at": _EXAMPLE_TIME, "url": base + INSTITUTE.path(1),
+                "trainings_url": base + INSTITUTE.path(1) + TRAINING.api_path,
             },
         },
         "TrainingPage": {
@@ -154,7 +161,7 @@ def _schemas(base: str) -> dict:
             "required": ["action", "object", "id", "url"],
             "properties": {
                 "action": {"const": "import"},
-                "object": {"const": "institute"},
+                "object": {"const": INSTITUTE.name},
                 "id": {"type": "integer"},
                 "url": change_url,
             },
@@ -396,11 +403,11 @@ def _paths() -> dict:
     )
     paths = {}
     for route, item in (
-        ("/institutes", _list("institutes", "InstituteList")),
-        ("/trainings", _list("trainings", "TrainingList")),
-        ("/trainings/{training_id}", training),
-        ("/institutes/{institute_id}", institute),
-        ("/institutes/{institute_id}/trainings", trainings),
+        (INSTITUTE.api_path, _list("institutes", "InstituteList")),
+        (TRAINING.api_path, _list("trainings", "TrainingList")),
+        (TRAINING.path("{training_id}"), training),
+        (INSTITUTE.path("{institute_id}"), institute),
+        (INSTITUTE.path("{institute_id}") + TRAINING.api_path, trainings),
     ):
         paths[route] = item
         # The same answer with a .json suffix, for clients that add one.
@@ -586,11 +593,11 @@ def _webhook(base: str) -> dict:
                 **_json(
                     _ref("WebhookPayload"),
                     example={"changes": [
-                        {"action": "import", "object": "institute", "id": 234234,
-                         "url": f"{base}/institutes/234234"},
-                        {"action": "update", "object": "training", "id": 345345,
-                         "url": f"{base}/trainings/345345"},
-                        {"action": "destroy", "object": "training", "id": 34534},
+                        {"action": "import", "object": INSTITUTE.name, "id": 234234,
+                         "url": base + INSTITUTE.path(234234)},
+                        {"action": "update", "object": TRAINING.name, "id": 345345,
+                         "url": base + TRAINING.path(345345)},
+                        {"action": "destroy", "object": TRAINING.name, "id": 34534},
                     ]},
                 ),
             },
@@ -632,7 +639,7 @@ def openapi_document() -> dict:
         "openapi": "3.1.0",
         "info": {
             "title": "Trainings API and Springhook webhooks",
-            "version": springhook.__version__,
+            "version": core.__version__,
             "description": (
                 "Read-only JSON about trainings and institutes, the webhook that tells "
                 "partners what changed, and the partners' own endpoints: their webhooks, "

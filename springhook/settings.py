@@ -254,10 +254,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-# The dispatch tick has a queue of its own. In one shared queue it waited behind every
-# delivery task already queued and, under a backlog, expired before it ran, so changes
-# stopped being collected exactly when there was most to send. A worker started without
-# -Q consumes both queues, taking from each in turn.
+# The tick's own queue keeps it from waiting behind delivery tasks (docs/operations.md).
 CELERY_TASK_QUEUES = [Queue("celery"), Queue("dispatch")]
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"deliveries.dispatch_tick": {"queue": "dispatch"}}

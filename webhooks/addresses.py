@@ -2,10 +2,10 @@
 
 A webhook URL is typed by staff, but the request is made by our own servers, from inside
 our network. Without a guard, a webhook pointed at ``http://169.254.169.254/`` or
-``http://127.1:6379/`` turns the dispatcher into a proxy into that network (SSRF). SPEC §5
-asks to refuse loopback, private, link-local, multicast, unspecified and reserved targets,
-in every spelling, when the webhook is saved (:func:`url_validate`) and again at every
-send (:func:`host_resolve`), because a name that resolved to a public address at save time
+``http://127.1:6379/`` turns the dispatcher into a proxy into that network (SSRF). So
+loopback, private, link-local, multicast, unspecified and reserved targets are refused, in
+every spelling, when the webhook is saved (:func:`url_validate`) and again at every send
+(:func:`host_resolve`), because a name that resolved to a public address at save time
 can resolve to ``127.0.0.1`` a minute later (DNS rebinding).
 
 This module is pure Python on purpose (no Django import): the model's validator, the

@@ -1,3 +1,11 @@
+"""The webhook admin for configuration: name, URL, bundle delay, and the signing secret
+for staff allowed to see it.
+
+The admin site shows a subclass of it: deliveries.admin.WebhookOperationsAdmin adds the
+operators' health pages, actions and buttons, which call delivery services, and registers
+itself in this one's place (this app imports no other app, so that part lives there).
+"""
+
 from django.contrib import admin
 
 from adminpolicy import LookupPolicyAdmin

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from springhook.logfmt import logfmt
+from core.logfmt import logfmt
 from webhooks.models import Webhook
 from webhooks.secrets import secret_generate
 

@@ -16,7 +16,7 @@ URL_MAX_LENGTH = MAX_URL_LENGTH
 
 
 def webhook_url_validator(value: str) -> None:
-    """Refuse a webhook URL that is malformed or points into a private network (SPEC §5).
+    """Refuse a webhook URL that is malformed or points into a private network.
 
     The spelling is checked without DNS first; then the host is resolved once and every
     address checked, so a name that points at 127.0.0.1 is refused when saved. The sender

@@ -1,4 +1,4 @@
-"""The `operators` group (SPEC §5): watch delivery health and history, retry, pause, resume
+"""The `operators` group: watch delivery health and history, retry, pause, resume
 and send test events; never change a webhook's URL nor read its secret."""
 
 from django.db import migrations

@@ -46,6 +46,6 @@ def deliver(webhook) -> int:
 
 def make_retry_due(webhook) -> None:
     """Skip the backoff: the webhook's open delivery is due now."""
-    Delivery.objects.filter(webhook=webhook).exclude(state="delivered").update(
+    Delivery.objects.filter(webhook=webhook).open().update(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
     )

@@ -1,4 +1,4 @@
-"""Each coalescing rule of SPEC §3, one test each (and across collector runs)."""
+"""Each coalescing rule (docs/contract.md), one test each (and across collector runs)."""
 
 from datetime import timedelta
 

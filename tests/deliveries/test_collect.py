@@ -1,7 +1,7 @@
 """Collecting folds any history of changes exactly as the coalescing rules say.
 
 PostgreSQL folds in SQL and SQLite in Python (deliveries.services.collect): both must give the
-entries that a plain model of SPEC §3 gives, for random histories split into random
+entries that a plain model of the coalescing rules gives, for random histories split into random
 collector runs, including a destroy that resets an import waiting from an earlier run.
 """
 

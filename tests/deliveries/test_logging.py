@@ -3,8 +3,8 @@
 import logging
 import re
 
+from core.logfmt import logfmt
 from deliveries.services import dispatch_tick, webhook_deliver, webhook_retry_now
-from springhook.logfmt import logfmt
 from tests.deliveries.helpers import record
 from tests.support.partner import status
 from webhooks.models import Webhook

@@ -1,4 +1,4 @@
-"""Telling staff (SPEC §4): a mail when a webhook has failed for over an hour, once per
+"""Telling staff: a mail when a webhook has failed for over an hour, once per
 episode, and one when it recovers; a 410 Gone pause is mailed at once."""
 
 from datetime import timedelta

@@ -170,7 +170,7 @@ def test_the_list_action_reports_once_for_all_webhooks(admin_client, webhooks, c
     )
 
     assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        "Queued the whole catalogue for 2 webhooks (3 institutes each)."
+        "2 webhooks: Queued the whole catalogue: 3 institutes."
     ]
     assert len(next_batch(webhooks[0])) == 3
     assert len(next_batch(webhooks[1])) == 3
@@ -186,7 +186,7 @@ def test_the_list_action_speaks_of_one_webhook_in_the_singular(
         follow=True,
     )
     assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        "Queued the whole catalogue for 1 webhook (1 institute)."
+        f"{webhooks[0]}: Queued the whole catalogue: 1 institute."
     ]
 
 

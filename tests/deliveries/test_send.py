@@ -1,4 +1,4 @@
-"""Sending to a real local HTTP server: the request of SPEC §1, failures and retries."""
+"""Sending to a real local HTTP server: the request partners receive, failures and retries."""
 
 import json
 import threading

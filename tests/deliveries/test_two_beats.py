@@ -1,4 +1,4 @@
-"""Two Celery beats started by mistake send nothing twice (SPEC §7: exactly one beat is
+"""Two Celery beats started by mistake send nothing twice (exactly one beat is
 the rule, but a second one must not break the guarantees).
 
 Real processes on PostgreSQL and a private Redis: one worker with four pool processes

@@ -1,4 +1,4 @@
-"""Celery in production (SPEC §7): a worker killed mid-send loses nothing, and a broker
+"""Celery in production: a worker killed mid-send loses nothing, and a broker
 outage only delays. Real worker and beat processes, a Redis of the test's own."""
 
 import signal

@@ -1,6 +1,6 @@
 """A writer whose transaction stays open for 30 seconds: its change took its id before
 later changes that commit and are delivered first, and it is still delivered, never
-skipped (SPEC §9: rows are claimed, never passed by a high-water mark)."""
+skipped: rows are claimed, never passed by a high-water mark."""
 
 import threading
 import time
