@@ -19,6 +19,7 @@ COPY manage.py gunicorn.conf.py ./
 COPY core ./core
 COPY springhook ./springhook
 COPY catalog ./catalog
+COPY apikeys ./apikeys
 COPY changes ./changes
 COPY webhooks ./webhooks
 COPY deliveries ./deliveries

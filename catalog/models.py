@@ -13,6 +13,11 @@ class Institute(AtomicSaveModel):
 
     class Meta:
         ordering = ["name", "id"]
+        indexes = [
+            # GET /institutes pages in (updated_at, id) order from a position, and
+            # `updated_since` starts a range of it: both read this index in order.
+            models.Index(fields=["updated_at", "id"], name="institute_updated_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -52,37 +57,10 @@ class Training(AtomicSaveModel):
             # The API lists an institute's trainings in id order, a page at a time: with
             # this index a page is read in order instead of sorting all of them each time.
             models.Index(fields=["institute", "id"], name="training_institute_id_idx"),
+            # GET /trainings, in (updated_at, id) order, like GET /institutes.
+            models.Index(fields=["updated_at", "id"], name="training_updated_id_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.reference})"
 
-
-class ApiKey(models.Model):
-    """A key that lets one client read the Trainings API; only its hash is stored.
-
-    The raw key is shown once, when it is created (catalog.services.api_key_create). The
-    prefix (its first characters) stays visible so that staff can tell keys apart and
-    match a key a partner quotes to its row.
-    """
-
-    # No admin lookup may touch the hash (adminpolicy): a filter would tell it bit by bit.
-    sensitive_fields = ("key_hash",)
-
-    name = models.CharField(max_length=200, help_text="Who uses this key, e.g. the partner.")
-    prefix = models.CharField(max_length=8, editable=False)
-    # SHA-256 hex digest of the whole raw key; unique, so it doubles as the lookup index.
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    is_active = models.BooleanField(
-        "active", default=True, help_text="An inactive key is refused (401) at once."
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    # Updated at most once a minute (see api_key_check), so it is accurate to the minute.
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        verbose_name = "API key"
-        ordering = ["name", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

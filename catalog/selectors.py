@@ -1,10 +1,16 @@
-"""Reads of the catalogue for the Trainings API: each answers in a fixed number of queries."""
+"""Reads of the catalogue: for the Trainings API (each in a fixed number of queries), and
+the whole catalogue as change entries for a resync."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Institute, Training
+from changes.kinds import INSTITUTE
+from changes.models import Action
+from changes.services import ChangeEntry
 
 
 class PageOutOfRange(LookupError):
@@ -73,3 +79,123 @@ def institute_trainings_page(
         ]
     )
     return TrainingsPage(count=count, page=page, page_size=page_size, trainings=trainings)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a list page starts or ends, in the lists' order (updated_at, id)."""
+
+    updated_at: datetime
+    id: int
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a list in (updated_at, id) order, with whether pages exist around it."""
+
+    count: int
+    objects: list
+    has_next: bool
+    has_previous: bool
+
+
+def _listing(
+    queryset: QuerySet,
+    *,
+    updated_since: datetime | None,
+    after: Position | None,
+    before: Position | None,
+    page_size: int,
+) -> ListPage:
+    """A page of `queryset` in (updated_at, id) order: the first `page_size` objects after
+    `after`, or the last ones before `before`, or the first page. Three queries over the
+    (updated_at, id) index: the count, the page, and whether anything lies beyond it on
+    the side the client came from.
+
+    Positions are values, not offsets: an object changed while a client pages moves to
+    the end (it is seen again there), and none shifts past the client unseen.
+    """
+    if updated_since is not None:
+        queryset = queryset.filter(updated_at__gte=updated_since)
+    count = queryset.order_by().count()
+    if before is not None:
+        rows = list(_before(queryset, before).order_by("-updated_at", "-id")[: page_size + 1])
+        has_previous = len(rows) > page_size
+        objects = rows[:page_size][::-1]
+        # What follows the page: at least the object `before` named, unless it is gone.
+        has_next = _after(queryset, _position(objects[-1]) if objects else before).exists()
+        return ListPage(count, objects, has_next, has_previous)
+    ordered = queryset if after is None else _after(queryset, after)
+    rows = list(ordered.order_by("updated_at", "id")[: page_size + 1])
+    objects = rows[:page_size]
+    has_previous = after is not None and _before(
+        queryset, _position(objects[0]) if objects else after
+    ).exists()
+    return ListPage(count, objects, len(rows) > page_size, has_previous)
+
+
+def _position(obj) -> Position:
+    return Position(obj.updated_at, obj.pk)
+
+
+# (updated_at, id) > position, spelt so that the index serves it: the planner turns the
+# plain range on updated_at into the index scan's start, and only the rows that share the
+# position's updated_at go through the OR (without the range it filters from the start).
+def _after(queryset: QuerySet, position: Position) -> QuerySet:
+    return queryset.filter(updated_at__gte=position.updated_at).filter(
+        Q(updated_at__gt=position.updated_at)
+        | Q(updated_at=position.updated_at, id__gt=position.id)
+    )
+
+
+def _before(queryset: QuerySet, position: Position) -> QuerySet:
+    return queryset.filter(updated_at__lte=position.updated_at).filter(
+        Q(updated_at__lt=position.updated_at)
+        | Q(updated_at=position.updated_at, id__lt=position.id)
+    )
+
+
+def institutes_page(
+    *, updated_since: datetime | None, after: Position | None, before: Position | None,
+    page_size: int,
+) -> ListPage:
+    """A page of all institutes in (updated_at, id) order (see _listing)."""
+    return _listing(
+        Institute.objects.all(), updated_since=updated_since, after=after, before=before,
+        page_size=page_size,
+    )
+
+
+def trainings_page(
+    *, updated_since: datetime | None, after: Position | None, before: Position | None,
+    page_size: int,
+) -> ListPage:
+    """A page of all trainings in (updated_at, id) order (see _listing)."""
+    return _listing(
+        Training.objects.all(), updated_since=updated_since, after=after, before=before,
+        page_size=page_size,
+    )
+
+
+_CATALOGUE_CHUNK = 10_000
+
+
+def catalogue_entries() -> Iterator[ChangeEntry]:
+    """The whole catalogue as change entries: an `import` of every institute, by id.
+
+    What a resync sends (changes.services.catalogue_record; registered in CatalogConfig):
+    each `import` makes the partner read the institute and all its trainings. The ids are
+    read 10,000 at a time from the primary key, never all at once.
+    """
+    last_id = 0
+    while True:
+        ids = list(
+            Institute.objects.filter(pk__gt=last_id)
+            .order_by("id")
+            .values_list("id", flat=True)[:_CATALOGUE_CHUNK]
+        )
+        if not ids:
+            return
+        for institute_id in ids:
+            yield ChangeEntry(INSTITUTE.name, institute_id, Action.IMPORT)
+        last_id = ids[-1]

@@ -1,25 +1,21 @@
-"""Writes to the catalogue that go beyond a single model save: the import, bulk edits, and
-the API keys of the Trainings API.
+"""Writes to the catalogue that go beyond a single model save: the import and bulk edits.
 
 Single saves and deletes record their change through signals (catalog.signals). The
 functions here use bulk SQL, which sends no signals, so each records its changes itself
 through changes.services in the same transaction.
 """
 
-import hashlib
 import json
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from catalog.models import ApiKey, Institute, Training
+from catalog.models import Institute, Training
 from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import ChangeEntry, change_record, changes_record
@@ -30,14 +26,18 @@ _BULK_BATCH = 1000
 
 
 class FeedError(ValueError):
-    """A feed that cannot be imported; names the record (its index) and the field."""
+    """A feed that cannot be imported; names the record and the field.
+
+    `index` is the record's position in the array from 0; messages count records from 1,
+    as people do: "record 2" is the second.
+    """
 
     def __init__(self, message: str, *, index: int | None = None, field: str | None = None):
         self.index = index
         self.field = field
         where = []
         if index is not None:
-            where.append(f"record {index}")
+            where.append(f"record {index + 1}")
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
@@ -99,7 +99,7 @@ def feed_parse(raw: bytes | str) -> list[FeedRecord]:
         if record.reference in seen:
             raise FeedError(
                 f"duplicate reference {record.reference!r} (first used by record "
-                f"{seen[record.reference]})",
+                f"{seen[record.reference] + 1})",
                 index=index,
                 field="reference",
             )
@@ -304,83 +304,3 @@ def trainings_bulk_create(*, trainings: Iterable[Training]) -> list[Training]:
             )
         )
     return created
-
-
-def catalogue_resend() -> int:
-    """Record an `import` for every institute, so that every partner re-reads the catalogue.
-
-    A webhook only receives changes made after it was created; this is how a partner with
-    an empty mirror gets everything (the demo partner uses it at its first start). Each
-    `import` makes the partner read the institute and its whole training list. Returns
-    the number of institutes recorded.
-    """
-    using = router.db_for_write(Institute)
-    with transaction.atomic(using=using):
-        return changes_record(
-            entries=(
-                ChangeEntry(INSTITUTE.name, institute_id, Action.IMPORT)
-                for institute_id in Institute.objects.order_by("id").values_list("id", flat=True)
-            )
-        )
-
-
-API_KEY_PREFIX = "sk_"
-API_KEY_BYTES = 32
-# Longer than any key we issue (3 + 43 characters): anything longer is refused unhashed.
-_API_KEY_MAX_LENGTH = 100
-# last_used_at is written at most this often per key, so that reading the API does not
-# turn every request into a write.
-API_KEY_LAST_USED_INTERVAL = timedelta(minutes=1)
-
-
-def api_key_hash(raw_key: str) -> str:
-    """The stored form of a key: SHA-256, hex.
-
-    A fast hash is the right tool here, unlike for passwords. Slow, salted hashes
-    (PBKDF2, Argon2) exist because passwords have little entropy and a stolen table can be
-    brute-forced; a key of 32 random bytes has 256 bits, which no amount of hashing speed
-    makes guessable. A plain digest also lets a key be found by an indexed lookup instead
-    of trying every row with a deliberately slow function on every request.
-    """
-    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
-
-
-def api_key_create(*, name: str) -> tuple[ApiKey, str]:
-    """Create an active API key; return it with the raw key, which exists only here.
-
-    The raw key (`sk_` + 32 random bytes, URL-safe base64) is never stored: only its
-    SHA-256 and its first 8 characters (to recognise it by). Show it to the user once.
-    Raises ValidationError for a blank or too long name.
-    """
-    raw_key = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_BYTES)
-    api_key = ApiKey(name=name.strip(), prefix=raw_key[:8], key_hash=api_key_hash(raw_key))
-    api_key.full_clean()
-    api_key.save()
-    return api_key, raw_key
-
-
-def api_key_check(*, raw_key: str) -> ApiKey | None:
-    """The active key that `raw_key` is, or None; notes (to the minute) that it was used.
-
-    There is no constant-time comparison to do: the key is found by looking its hash up
-    in a unique index, never by comparing secrets byte by byte. Timing that lookup tells
-    an attacker at most something about the hash of a guess they made, which says
-    nothing about any real key.
-    """
-    if not raw_key or len(raw_key) > _API_KEY_MAX_LENGTH:
-        return None
-    try:
-        api_key = ApiKey.objects.only("id", "name", "prefix", "last_used_at").get(
-            key_hash=api_key_hash(raw_key), is_active=True
-        )
-    except ApiKey.DoesNotExist:
-        return None
-    now = timezone.now()
-    stale_before = now - API_KEY_LAST_USED_INTERVAL
-    if api_key.last_used_at is None or api_key.last_used_at <= stale_before:
-        # Conditional, so that concurrent requests of one key write it once between them.
-        ApiKey.objects.filter(pk=api_key.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before)
-        ).update(last_used_at=now)
-        api_key.last_used_at = now
-    return api_key

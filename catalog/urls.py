@@ -17,7 +17,9 @@ TRAININGS = TRAINING.api_path.lstrip("/")
 INSTITUTES = INSTITUTE.api_path.lstrip("/")
 
 urlpatterns = [
+    *_with_json_suffix(TRAININGS, api.training_list, "training-list"),
     *_with_json_suffix(f"{TRAININGS}/<int:training_id>", api.training_detail, "training-detail"),
+    *_with_json_suffix(INSTITUTES, api.institute_list, "institute-list"),
     *_with_json_suffix(
         f"{INSTITUTES}/<int:institute_id>", api.institute_detail, "institute-detail"
     ),

@@ -5,10 +5,10 @@ change (no ORM object, no broker, no per-webhook fan-out), so that capturing cos
 little and does not grow with the number of webhooks.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from changes.models import Action, Change
@@ -138,3 +138,33 @@ _ACTIONS = frozenset(Action.values)
 def _check_action(action: str) -> None:
     if action not in _ACTIONS:
         raise ValueError(f"unknown change action {action!r}; expected one of {Action.values}")
+
+
+# --- The whole catalogue, for one webhook ---------------------------------------------------
+# This app knows no catalogue model: the catalogue app registers, at startup, what "the
+# whole catalogue" is, as a function that yields its entries (an `import` per institute),
+# streamed rather than loaded at once.
+
+CatalogueSource = Callable[[], Iterable[ChangeEntry]]
+_catalogue_source: CatalogueSource | None = None
+
+
+def catalogue_source_register(source: CatalogueSource) -> None:
+    """Make `source` what catalogue_record records (catalog does it in its AppConfig)."""
+    global _catalogue_source
+    _catalogue_source = source
+
+
+def catalogue_record(*, webhook_id: int) -> int:
+    """Record the whole catalogue for one webhook alone, in one transaction.
+
+    Each entry the registered source yields becomes a change for `webhook_id` only; the
+    collector folds them with everyone's changes in order, so they coalesce with what
+    already waits for that webhook (an `import` absorbs a waiting `update`), and no other
+    webhook receives anything. Entries are written in chunks as the source yields them,
+    so memory stays flat however large the catalogue. Returns the number recorded.
+    """
+    if _catalogue_source is None:
+        raise RuntimeError("no catalogue source registered (the catalog app does it)")
+    with transaction.atomic(using=router.db_for_write(Change)):
+        return changes_record(entries=_catalogue_source(), webhook_id=webhook_id)

@@ -1,9 +1,11 @@
 """The operators' admin: delivery history (read-only, each attempt inline, searchable by
 the object a batch carried), and on the webhook admin the health dashboard and the
-actions retry now, send test event, pause, resume and rotate secret."""
+actions retry now, send test event, send the whole catalogue, pause, resume and rotate
+secret."""
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
@@ -26,7 +28,12 @@ from deliveries.selectors import (
     object_query_parse,
     webhooks_health,
 )
-from deliveries.services import DeliveryError, delivery_test_send, webhook_retry_now
+from deliveries.services import (
+    DeliveryError,
+    delivery_test_send,
+    webhook_resync,
+    webhook_retry_now,
+)
 from deliveries.templatetags.delivery_format import duration
 from webhooks.admin import WebhookAdmin
 from webhooks.models import Webhook
@@ -132,15 +139,37 @@ OPERATIONS = {
     # url segment: (label, permission needed)
     "retry": ("Retry now", "operate"),
     "send-test": ("Send test event", "operate"),
+    "resync": ("Send the whole catalogue", "operate"),
     "pause": ("Pause", "operate"),
     "resume": ("Resume", "operate"),
     "rotate-secret": ("Rotate secret", "rotate"),
 }
 
 
+def _institutes(count: int) -> str:
+    return ngettext("%(count)d institute", "%(count)d institutes", count) % {"count": count}
+
+
+class WebhookAddForm(forms.ModelForm):
+    """The add form: a new webhook receives only changes made after it was created,
+    unless it starts with the whole catalogue (what a new partner's mirror needs)."""
+
+    send_catalogue = forms.BooleanField(
+        label="Start with the whole catalogue",
+        required=False,
+        initial=True,
+        help_text="Queue an import of every institute for this webhook alone, so that the "
+        "partner's empty mirror fills up. Without it the webhook receives only changes "
+        "made from now on.",
+    )
+
+
 class WebhookOperationsAdmin(WebhookAdmin):
     change_form_template = "admin/webhooks/webhook/change_form.html"
-    actions = ["retry_now", "send_test_event", "pause", "resume", "rotate_secret"]
+    actions = [
+        "retry_now", "send_test_event", "send_whole_catalogue", "pause", "resume",
+        "rotate_secret",
+    ]
     # The pending count is this app's data: webhooks' own admin knows nothing of it.
     list_display = [
         "name", "url", "is_active", "health", "pending_changes", "last_success_at",
@@ -154,6 +183,28 @@ class WebhookOperationsAdmin(WebhookAdmin):
     @admin.display(description="pending", ordering="pending_count")
     def pending_changes(self, webhook: Webhook) -> int:
         return webhook.pending_count
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = WebhookAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return [*fieldsets, ("Start", {"fields": ["send_catalogue"]})]
+        return fieldsets
+
+    def save_model(self, request, obj: Webhook, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change and form.cleaned_data.get("send_catalogue"):
+            # In the add view's transaction: the webhook and its catalogue commit together.
+            count = webhook_resync(webhook_id=obj.pk)
+            self.message_user(
+                request,
+                f"Queued the whole catalogue for {obj}: {_institutes(count)}.",
+                messages.SUCCESS,
+            )
 
     def has_operate_permission(self, request) -> bool:
         return request.user.has_perm("webhooks.operate_webhook")
@@ -195,6 +246,10 @@ class WebhookOperationsAdmin(WebhookAdmin):
         delivery_test_send(webhook_id=webhook.pk)
         return "Test event queued."
 
+    def _resync(self, request, webhook: Webhook) -> str:
+        count = webhook_resync(webhook_id=webhook.pk)
+        return f"Queued the whole catalogue: {_institutes(count)}."
+
     def _pause(self, request, webhook: Webhook) -> str:
         webhook_pause(webhook_id=webhook.pk, reason=f"Paused by {request.user.get_username()}.")
         return "Paused: changes keep collecting and go out when resumed."
@@ -207,8 +262,8 @@ class WebhookOperationsAdmin(WebhookAdmin):
         """Run the operation on each webhook, log it on each, and tell the user once per
         outcome: "Partner A: Paused: …" for one webhook, "3 webhooks: Paused: …" for more."""
         perform = {
-            "retry": self._retry, "send-test": self._send_test, "pause": self._pause,
-            "resume": self._resume,
+            "retry": self._retry, "send-test": self._send_test, "resync": self._resync,
+            "pause": self._pause, "resume": self._resume,
         }[operation]
         done: dict[str, list[Webhook]] = {}
         refused: list[str] = []
@@ -255,6 +310,10 @@ class WebhookOperationsAdmin(WebhookAdmin):
     @admin.action(description="Send a test event", permissions=["operate"])
     def send_test_event(self, request, queryset):
         self._operate(request, queryset, "send-test")
+
+    @admin.action(description="Send the whole catalogue", permissions=["operate"])
+    def send_whole_catalogue(self, request, queryset):
+        self._operate(request, queryset, "resync")
 
     @admin.action(description="Pause", permissions=["operate"])
     def pause(self, request, queryset):

@@ -290,3 +290,51 @@ def attempt_durations_histogram(
     )
     counts = [row[f"le_{index}"] or 0 for index in range(len(buckets))]
     return counts, row["count"] or 0, row["total"] or 0.0
+
+
+@dataclass(frozen=True)
+class DeliveriesPage:
+    count: int
+    deliveries: list[Delivery]
+    last_page: int
+
+
+def webhook_deliveries_page(
+    *, webhook_id: int, state: str | None, page: int, page_size: int
+) -> DeliveriesPage:
+    """One page of a webhook's deliveries (retained ones), newest first, optionally in one
+    state; without their payloads. Two queries over the (webhook, -created_at) index: the
+    count and the page."""
+    deliveries = Delivery.objects.filter(webhook_id=webhook_id)
+    if state is not None:
+        deliveries = deliveries.filter(state=state)
+    count = deliveries.count()
+    offset = (page - 1) * page_size
+    rows = list(
+        deliveries.defer("payload").order_by("-created_at", "-id")[offset : offset + page_size]
+    )
+    return DeliveriesPage(count, rows, max(1, -(-count // page_size)))
+
+
+def webhook_delivery_get(*, webhook_id: int, message_id: str) -> Delivery | None:
+    """The webhook's delivery with this message id, its attempts prefetched (two queries)."""
+    return (
+        Delivery.objects.filter(webhook_id=webhook_id, message_id=message_id)
+        .prefetch_related("attempts")
+        .first()
+    )
+
+
+def webhook_last_accepted(*, webhook_id: int) -> Delivery | None:
+    """The webhook's last accepted delivery, without its payload (one query).
+
+    A webhook's batches are accepted in the order they were made (the next one is built
+    only after the last was accepted), so the newest accepted one by creation is the last
+    accepted: the (webhook, -created_at) index finds it.
+    """
+    return (
+        Delivery.objects.filter(webhook_id=webhook_id, state=Delivery.State.DELIVERED)
+        .defer("payload")
+        .order_by("-created_at", "-id")
+        .first()
+    )

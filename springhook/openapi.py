@@ -10,11 +10,14 @@ import re
 from django.conf import settings
 
 import core
-from catalog.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from changes.kinds import INSTITUTE, OBJECT_KINDS, TRAINING
+from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
 
 SCHEMAS = "#/components/schemas/"
+DELIVERY_STATES = tuple(Delivery.State.values)
+ERROR_KINDS = tuple(kind for kind in DeliveryAttempt.ErrorKind.values if kind)
 # The `url` of a change entry: one object of a kind, never a format extension or a key.
 OBJECT_URL_PATTERN = (
     "/(" + "|".join(re.escape(kind.api_path.lstrip("/")) for kind in OBJECT_KINDS.values())
@@ -107,6 +110,9 @@ def _schemas(base: str) -> dict:
                             "description": "ordered by id"},
             },
         },
+        "InstituteList": _list_page("Institute", "institutes"),
+        "TrainingList": _list_page("Training", "trainings"),
+        **_partner_schemas(base, timestamp),
         "Error": {
             "type": "object",
             "additionalProperties": False,
@@ -175,27 +181,195 @@ def _schemas(base: str) -> dict:
     }
 
 
+def _list_page(item: str, what: str) -> dict:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["count", "next", "previous", "results"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0,
+                      "description": f"the {what} on all pages (since `updated_since`)"},
+            "next": {"type": ["string", "null"], "format": "uri",
+                     "description": "the following page; null on the last"},
+            "previous": {"type": ["string", "null"], "format": "uri"},
+            "results": {"type": "array", "items": _ref(item),
+                        "description": "ordered by `updated_at`, then `id`"},
+        },
+    }
+
+
+def _partner_schemas(base: str, timestamp: dict) -> dict:
+    optional_time = {**timestamp, "type": ["string", "null"]}
+    delivery_properties = {
+        "message_id": {"type": "string", "description": "the `webhook-id` header it was sent "
+                       "with, the same on every attempt"},
+        "state": {"type": "string", "enum": list(DELIVERY_STATES),
+                  "description": "pending (not tried yet), failing (retried at "
+                  "`next_attempt_at`) or delivered (accepted)"},
+        "is_test": {"type": "boolean", "description": "a test event (`{\"changes\": []}`)"},
+        "entry_count": {"type": "integer", "minimum": 0},
+        "attempt_count": {"type": "integer", "minimum": 0},
+        "created_at": timestamp,
+        "last_attempt_at": optional_time,
+        "next_attempt_at": optional_time,
+        "delivered_at": optional_time,
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error_kind": {"type": ["string", "null"], "enum": [*ERROR_KINDS, None]},
+        "url": {"type": "string", "format": "uri", "description": "this delivery here"},
+    }
+    return {
+        "Webhook": {
+            "type": "object",
+            "description": "One of the partner's webhooks as Springhook sees it. Never its "
+            "signing secret: that comes from staff.",
+            "additionalProperties": False,
+            "required": ["id", "name", "url", "state", "failing_since", "paused_reason",
+                         "pending_entries", "oldest_pending_at", "oldest_pending_age_seconds",
+                         "last_accepted_at", "last_accepted_delivery", "last_resync_at",
+                         "deliveries_url"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "url": {"type": "string", "description": "where batches are POSTed"},
+                "state": {"type": "string", "enum": ["healthy", "failing", "paused"]},
+                "failing_since": {**optional_time, "description": "start of the current run "
+                                  "of failed attempts"},
+                "paused_reason": {"type": ["string", "null"]},
+                "pending_entries": {"type": "integer", "minimum": 0,
+                                    "description": "coalesced changes waiting to be sent"},
+                "oldest_pending_at": optional_time,
+                "oldest_pending_age_seconds": {"type": ["number", "null"], "minimum": 0},
+                "last_accepted_at": {**optional_time,
+                                     "description": "when a delivery was last accepted"},
+                "last_accepted_delivery": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "required": ["message_id", "delivered_at", "url"],
+                    "properties": {
+                        "message_id": {"type": "string"},
+                        "delivered_at": timestamp,
+                        "url": {"type": "string", "format": "uri"},
+                    },
+                },
+                "last_resync_at": optional_time,
+                "deliveries_url": {"type": "string", "format": "uri"},
+            },
+        },
+        "WebhookList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["results"],
+            "properties": {"results": {"type": "array", "items": _ref("Webhook"),
+                                       "description": "by name; empty for a key that "
+                                       "belongs to no webhook"}},
+        },
+        "Delivery": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": list(delivery_properties),
+            "properties": delivery_properties,
+        },
+        "DeliveryPage": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["count", "next", "previous", "results"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "next": {"type": ["string", "null"], "format": "uri"},
+                "previous": {"type": ["string", "null"], "format": "uri"},
+                "results": {"type": "array", "items": _ref("Delivery"),
+                            "description": "newest first"},
+            },
+        },
+        "Attempt": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["number", "started_at", "duration_seconds", "accepted", "status_code",
+                         "error_kind", "error_message", "response_body"],
+            "properties": {
+                "number": {"type": "integer", "minimum": 1},
+                "started_at": timestamp,
+                "duration_seconds": {"type": ["number", "null"], "minimum": 0},
+                "accepted": {"type": "boolean"},
+                "status_code": {"type": ["integer", "null"],
+                                "description": "your answer's status; null if none came"},
+                "error_kind": {"type": ["string", "null"], "enum": [*ERROR_KINDS, None]},
+                "error_message": {"type": ["string", "null"]},
+                "response_body": {"type": "string",
+                                  "description": "the start (2 KiB) of your answer's body"},
+            },
+        },
+        "DeliveryDetail": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [*delivery_properties, "payload", "attempts"],
+            "properties": {
+                **delivery_properties,
+                "payload": {**_ref("WebhookPayload"),
+                            "description": "the body that was sent and signed (parsed)"},
+                "attempts": {"type": "array", "items": _ref("Attempt"),
+                             "description": "every attempt, first to last"},
+            },
+        },
+        "ResyncQueued": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "institutes", "message"],
+            "properties": {
+                "webhook": {"type": "integer"},
+                "institutes": {"type": "integer", "minimum": 0,
+                               "description": "imports queued, one per institute"},
+                "message": {"type": "string"},
+            },
+        },
+        "TestEventQueued": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["message_id", "url", "message"],
+            "properties": {
+                "message_id": {"type": "string"},
+                "url": {"type": "string", "format": "uri",
+                        "description": "the test delivery under /webhooks/<id>/deliveries"},
+                "message": {"type": "string"},
+            },
+        },
+    }
+
+
 def _id_parameter(name: str, what: str) -> dict:
     return {"name": name, "in": "path", "required": True, "description": f"the {what}'s id",
             "schema": {"type": "integer", "minimum": 0}}
 
 
-def _get(summary: str, description: str, parameters: list[dict], ok: dict, **errors) -> dict:
+_UNAUTHORIZED = _error(
+    "No API key, or one that is unknown or revoked (with `WWW-Authenticate: ApiKey`).",
+    "unauthorized", "The API key is not valid: it is unknown or was revoked.",
+)
+
+
+def _operation(method: str, summary: str, description: str, parameters: list[dict],
+               success: tuple[str, dict], **errors) -> dict:
+    """One operation with the errors every API endpoint can answer: 401, 405; `errors`
+    adds or replaces (404 by default: the object does not exist)."""
+    verb = "GET" if method == "get" else method.upper()
+    other = "POST" if method == "get" else "GET"
     responses = {
-        "200": ok,
-        "401": _error(
-            "No API key, or one that is unknown or revoked (with `WWW-Authenticate: ApiKey`).",
-            "unauthorized", "The API key is not valid: it is unknown or was revoked.",
-        ),
+        success[0]: success[1],
+        "401": _UNAUTHORIZED,
         "404": _error("The object does not exist (it was removed, or never existed).",
                       "not_found", "Training 5 does not exist."),
-        "405": _error("A method other than GET or HEAD: the API is read-only.",
-                      "method_not_allowed", "POST is not allowed here; the API is read-only: "
-                      "use GET."),
+        "405": _error(f"A method other than {verb}{' or HEAD' if verb == 'GET' else ''} "
+                      "(`Allow` names the one to use).",
+                      "method_not_allowed", f"{other} is not allowed here: use {verb}."),
         **errors,
     }
-    return {"get": {"summary": summary, "description": description, "parameters": parameters,
-                    "responses": responses}}
+    responses = {status: answer for status, answer in responses.items() if answer is not None}
+    return {method: {"summary": summary, "description": description, "parameters": parameters,
+                     "responses": responses}}
+
+
+def _get(summary: str, description: str, parameters: list[dict], ok: dict, **errors) -> dict:
+    return _operation("get", summary, description, parameters, ("200", ok), **errors)
 
 
 def _paths() -> dict:
@@ -229,6 +403,8 @@ def _paths() -> dict:
     )
     paths = {}
     for route, item in (
+        (INSTITUTE.api_path, _list("institutes", "InstituteList")),
+        (TRAINING.api_path, _list("trainings", "TrainingList")),
         (TRAINING.path("{training_id}"), training),
         (INSTITUTE.path("{institute_id}"), institute),
         (INSTITUTE.path("{institute_id}") + TRAINING.api_path, trainings),
@@ -236,7 +412,138 @@ def _paths() -> dict:
         paths[route] = item
         # The same answer with a .json suffix, for clients that add one.
         paths[f"{route}.json"] = item
+    paths.update(_partner_paths())
     return paths
+
+
+def _list(what: str, schema: str) -> dict:
+    bad = _error(
+        "A parameter is malformed: `updated_since` is not an RFC 3339 time with an offset, "
+        "`after`/`before` is not a position from a link (or both are given), `page_size` "
+        "is not a whole number of 1 or more.",
+        "bad_request", "updated_since must be an RFC 3339 date and time with its offset, "
+        "like 2026-11-29T19:49:52Z or 2026-11-29T20:49:52+01:00; got 'yesterday'.",
+    )
+    return _get(
+        f"Every {what[:-1]}",
+        f"All {what}, ordered by `updated_at` then `id`, a page at a time: follow `next` "
+        "until it is null. Pages are positions, not offsets, so a walk misses nothing "
+        "while the catalogue changes: an object changed meanwhile moves to the end and is "
+        "listed again there. A full walk tells a mirror what exists (anything it has that "
+        "is not listed was removed); with `updated_since` it lists only what changed since.",
+        [
+            {"name": "updated_since", "in": "query", "required": False,
+             "description": "only objects whose `updated_at` is at or after this RFC 3339 "
+             "time (with `Z` or an offset; URL-encode a `+`)",
+             "schema": {"type": "string", "format": "date-time"},
+             "example": "2026-11-29T19:49:52Z"},
+            {"name": "page_size", "in": "query", "required": False,
+             "description": f"larger values are capped at {PAGE_SIZE_MAX}",
+             "schema": {"type": "integer", "minimum": 1, "default": PAGE_SIZE_DEFAULT}},
+            {"name": "after", "in": "query", "required": False,
+             "description": "a position from a `next` link (opaque)",
+             "schema": {"type": "string"}},
+            {"name": "before", "in": "query", "required": False,
+             "description": "a position from a `previous` link (opaque)",
+             "schema": {"type": "string"}},
+        ],
+        {"description": f"One page of {what}.", **_json(_ref(schema))},
+        **{"400": bad},
+    )
+
+
+def _partner_paths() -> dict:
+    webhook_id = _id_parameter("webhook_id", "webhook")
+    not_yours = _error(
+        "The webhook does not exist, or is not one of this key's webhooks: another "
+        "partner's webhook answers exactly like a missing one.",
+        "not_found", "Webhook 5 does not exist.",
+    )
+    partner = (" Needs a key that belongs to the webhook (staff create it with "
+               "`create_api_key NAME --webhook ID`).")
+    return {
+        "/webhooks": _get(
+            "Your webhooks",
+            "The webhooks this key belongs to, with their state and backlog; an empty list "
+            "for a key that belongs to none. No signing secret is ever shown.",
+            [],
+            {"description": "The key's webhooks.", **_json(_ref("WebhookList"))},
+            **{"404": None},
+        ),
+        "/webhooks/{webhook_id}": _get(
+            "One of your webhooks", "Its state and backlog." + partner, [webhook_id],
+            {"description": "The webhook.", **_json(_ref("Webhook"))},
+            **{"404": not_yours},
+        ),
+        "/webhooks/{webhook_id}/deliveries": _get(
+            "Your deliveries",
+            "The batches sent to this webhook (kept for WEBHOOK_RETENTION_DAYS once "
+            "accepted), newest first, a page at a time." + partner,
+            [
+                webhook_id,
+                {"name": "state", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": list(DELIVERY_STATES)}},
+                {"name": "page", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                {"name": "page_size", "in": "query", "required": False,
+                 "description": f"larger values are capped at {PAGE_SIZE_MAX}",
+                 "schema": {"type": "integer", "minimum": 1, "default": PAGE_SIZE_DEFAULT}},
+            ],
+            {"description": "One page of deliveries.", **_json(_ref("DeliveryPage"))},
+            **{
+                "400": _error("`state` is not a delivery state, or `page`/`page_size` is "
+                              "not a whole number of 1 or more.", "bad_request",
+                              "state must be one of pending, failing, delivered; got 'lost'."),
+                "404": _error("Not one of this key's webhooks (or none at all), or a page "
+                              "past the last.", "not_found", "Webhook 5 does not exist."),
+            },
+        ),
+        "/webhooks/{webhook_id}/deliveries/{message_id}": _get(
+            "One delivery",
+            "The body that was sent and every attempt: when, how long, your answer's status "
+            "and the start of its body, or the error." + partner,
+            [webhook_id, {"name": "message_id", "in": "path", "required": True,
+                          "description": "the batch's `webhook-id`",
+                          "schema": {"type": "string"}}],
+            {"description": "The delivery.", **_json(_ref("DeliveryDetail"))},
+            **{"404": _error("Not one of this key's webhooks, or no such delivery.",
+                             "not_found", "Webhook 5 has no delivery msg_0.")},
+        ),
+        "/webhooks/{webhook_id}/resync": _operation(
+            "post", "Send me the whole catalogue",
+            "Queues an `import` of every institute for this webhook alone. They go out "
+            "through the same ordered channel, after what already waits and coalesced with "
+            "it, so that applying them the usual way rebuilds the mirror. At most once per "
+            f"webhook per WEBHOOK_RESYNC_INTERVAL (here {settings.WEBHOOK_RESYNC_INTERVAL:g} "
+            "s)." + partner,
+            [webhook_id],
+            ("202", {"description": "Queued.", **_json(_ref("ResyncQueued"))}),
+            **{
+                "404": not_yours,
+                "429": {
+                    **_error("Asked too soon after the last resync of this webhook.",
+                             "too_many_requests", "The whole catalogue was queued for "
+                             "Partner at 2026-11-29 19:49:52 UTC; ask again in 412 s."),
+                    "headers": {"Retry-After": {"schema": {"type": "string"},
+                                                "description": "seconds to wait"}},
+                },
+            },
+        ),
+        "/webhooks/{webhook_id}/test": _operation(
+            "post", "Send me a test event",
+            "Queues a signed `{\"changes\": []}` batch, as an operator's \"send test event\" "
+            "does; it goes out at the dispatcher's next tick." + partner,
+            [webhook_id],
+            ("202", {"description": "Queued.", **_json(_ref("TestEventQueued"))}),
+            **{
+                "404": not_yours,
+                "409": _error("The webhook is paused, or a batch waits to be accepted (a "
+                              "test event never overtakes it).", "conflict",
+                              "Partner has a batch waiting to be accepted; a test event can "
+                              "go once it was (use retry now)."),
+            },
+        ),
+    }
 
 
 def _webhook(base: str) -> dict:
@@ -334,9 +641,10 @@ def openapi_document() -> dict:
             "title": "Trainings API and Springhook webhooks",
             "version": core.__version__,
             "description": (
-                "Read-only JSON about trainings and institutes, and the webhook that tells "
-                "partners what changed. Every API request needs an API key; every answer, "
-                "errors included, is JSON."
+                "Read-only JSON about trainings and institutes, the webhook that tells "
+                "partners what changed, and the partners' own endpoints: their webhooks, "
+                "deliveries, a resync and a test event. Every API request needs an API key; "
+                "every answer, errors included, is JSON."
             ),
         },
         "servers": [{"url": base}],

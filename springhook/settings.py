@@ -150,6 +150,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "catalog",
+    "apikeys",
     "changes",
     "webhooks",
     "deliveries",
@@ -160,6 +161,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside CommonMiddleware, so that its slash redirects pass as they are.
+    "springhook.middleware.JsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -290,6 +293,9 @@ HEALTHZ_MAX_TICK_AGE = env_float("HEALTHZ_MAX_TICK_AGE", 60, minimum=1)
 METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
 # Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
 WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
+# A partner may ask for the whole catalogue (POST /webhooks/<id>/resync) once per this many
+# seconds per webhook; sooner is answered 429 with Retry-After. Staff are not limited.
+WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)
 
 # --- Imports -----------------------------------------------------------------------------
 # A feed larger than this is refused before it is parsed (bytes).

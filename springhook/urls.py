@@ -11,9 +11,8 @@ urlpatterns = [
     path("openapi.json", views.openapi_json, name="openapi"),
     # The Trainings API at the site root: /trainings/<id>, /institutes/<id>[/trainings].
     path("", include("catalog.urls")),
+    # The partners' own webhooks, deliveries, resync and test event: /webhooks[/<id>/...].
+    path("", include("deliveries.urls")),
 ]
-
-# JSON for the API's paths, Django's usual pages for everything else.
-handler400 = "catalog.api.bad_request_handler"
-handler404 = "catalog.api.not_found_handler"
-handler500 = "catalog.api.server_error_handler"
+# Django's own error answers (400, 404, 500) stay the defaults: outside the admin,
+# springhook.middleware.JsonErrorsMiddleware turns them into the API's JSON errors.

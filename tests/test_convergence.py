@@ -10,7 +10,12 @@ makes a few hundred random changes: creates, updates, moves and deletes of train
 institutes, imports that add, change and drop trainings, and bulk updates and creates,
 then an import followed by edits of every institute.
 
-Two checks after the outage: the receiver's mirror equals the catalogue (ids, names,
+Halfway through, a second partner joins with an empty mirror: its webhook is created then
+(so it receives only later changes) and its receiver asks for a resync at start, which
+sends it the whole catalogue through the same ordered channel, mixed with the changes
+that keep coming. Its mirror must converge too.
+
+Two checks after the outage: the receivers' mirrors equal the catalogue (ids, names,
 references, institute ids), and every object that is gone got `destroy` as the last entry
 the partner accepted for it. The second looks at the wire: the reference receiver also
 deletes what the API answers 404 for, so it would converge even if a destroy had been
@@ -31,10 +36,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from apikeys.services import api_key_create
 from catalog.models import Institute, Training
 from catalog.services import (
     FeedRecord,
-    api_key_create,
     import_run,
     trainings_bulk_create,
     trainings_bulk_update,
@@ -60,6 +65,9 @@ class Loop:
     proxy: FaultProxy
     receiver_url: str
     services: list[processes.Service]
+    api_url: str
+    log_dir: object
+    late_receiver_url: str = ""
 
     def logs(self) -> str:
         return "\n".join(
@@ -104,7 +112,8 @@ def loop(transactional_db, tmp_path):
         dispatcher = processes.dispatcher(env=env, log_dir=tmp_path)
         services.append(dispatcher.start())
         dispatcher.wait_for_log("dispatcher started")
-        yield Loop(proxy=proxy, receiver_url=receiver_url, services=services)
+        yield Loop(proxy=proxy, receiver_url=receiver_url, services=services,
+                   api_url=env["API_BASE_URL"], log_dir=tmp_path)
     finally:
         # Before pytest-django empties the tables: nothing may hold the database then.
         for service in reversed(services):
@@ -119,6 +128,9 @@ class CatalogueChanges:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.serial = 0
+        # An institute left alone (with its trainings) from some point on: what is in it
+        # reaches a partner that joins then only through a resync.
+        self.protected: int | None = None
         self.done: Counter[str] = Counter()
         self.operations = {
             self.create_institute: 4, self.rename_institute: 6, self.delete_institute: 2,
@@ -144,10 +156,12 @@ class CatalogueChanges:
         return f"R-{self.serial}"
 
     def _institute_ids(self) -> list[int]:
-        return list(Institute.objects.order_by("id").values_list("id", flat=True))
+        return list(
+            Institute.objects.exclude(pk=self.protected).order_by("id").values_list("id", flat=True)
+        )
 
     def _training(self, institute_id: int | None = None) -> Training | None:
-        trainings = Training.objects.order_by("id")
+        trainings = Training.objects.exclude(institute_id=self.protected).order_by("id")
         if institute_id is not None:
             trainings = trainings.filter(institute_id=institute_id)
         ids = list(trainings.values_list("id", flat=True))
@@ -225,7 +239,9 @@ class CatalogueChanges:
             training.save()
 
     def bulk_update(self) -> None:
-        ids = list(Training.objects.values_list("id", flat=True))
+        ids = list(
+            Training.objects.exclude(institute_id=self.protected).values_list("id", flat=True)
+        )
         chosen = self.rng.sample(ids, k=min(len(ids), self.rng.randint(1, 8)))
         trainings_bulk_update(
             queryset=Training.objects.filter(pk__in=chosen), name=self._label("Bulk")
@@ -307,14 +323,40 @@ def _numeric(item: tuple[tuple[str, str], str]) -> tuple[str, int]:
 
 
 def settled(loop: Loop) -> bool:
-    """Nothing is left to send, and the receiver has applied everything it accepted."""
+    """Nothing is left to send, and the receivers have applied everything they accepted."""
     if (
         Change.objects.exists()
         or PendingEntry.objects.exists()
         or Delivery.objects.exclude(state=Delivery.State.DELIVERED).exists()
     ):
         return False
-    return requests.get(f"{loop.receiver_url}/healthz", timeout=5).json()["inbox"] == 0
+    return all(
+        requests.get(f"{url}/healthz", timeout=5).json()["inbox"] == 0
+        for url in (loop.receiver_url, loop.late_receiver_url) if url
+    )
+
+
+def late_partner_joins(loop: Loop, changes: CatalogueChanges) -> int:
+    """A new partner with an empty mirror: a webhook created now, a key that belongs to it,
+    and a receiver that asks for a resync at start. One institute with a training is left
+    alone from now on; returns its id."""
+    witness = Institute.objects.create(name=changes._label("Witness institute"))
+    Training.objects.create(institute=witness, reference=changes._reference(),
+                            name=changes._label("Witness course"))
+    changes.protected = witness.pk
+    webhook = Webhook.objects.create(name="Late partner", url="http://127.0.0.1:9/")
+    _, api_key = api_key_create(name="Late partner", webhook_ids=[webhook.pk])
+    receiver = processes.receiver(
+        secret=webhook.secret, api_key=api_key, db_path=loop.log_dir / "late.sqlite3",
+        log_dir=loop.log_dir, name="late-receiver",
+        options=("--resync", "--api-url", loop.api_url),
+    )
+    loop.services.append(receiver.start())
+    loop.late_receiver_url = receiver.wait_for_log(r"listening on (http://\S+)").group(1)
+    webhook.url = loop.late_receiver_url
+    webhook.save()
+    receiver.wait_for_log(r"resync of webhook \d+ queued")
+    return witness.pk
 
 
 def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop):
@@ -328,6 +370,8 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
     faults.start()
     try:
         for number in range(OPERATIONS):
+            if number == OPERATIONS // 2:
+                witness = late_partner_joins(loop, changes)
             changes.step()
             # Spread the changes over the outages in bursts and pauses, so that batches
             # form and fail all along and the partner has applied a state that later
@@ -352,6 +396,7 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
         time.sleep(0.25)
     expected = catalogue()
     mirror = requests.get(f"{loop.receiver_url}/mirror", timeout=5).json()
+    late_mirror = requests.get(f"{loop.late_receiver_url}/mirror", timeout=5).json()
     story = (
         f"seed {seed}; operations {dict(changes.done)}; proxy faults {dict(loop.proxy.handled)}"
         f"; receiver answers {dict(loop.proxy.partner_statuses)}"
@@ -365,6 +410,15 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
     assert not diff, (
         f"the mirror differs from the catalogue in {len(diff)} objects; {story}\n"
         + "\n".join(diff[:40]) + "\n" + loop.logs()
+    )
+    # The late partner got the witness institute and its training, untouched since it
+    # joined, only through the resync.
+    assert str(witness) in late_mirror["institutes"], story
+    assert any(value[0] == witness for value in late_mirror["trainings"].values()), story
+    late_diff = differences(expected, late_mirror)
+    assert not late_diff, (
+        f"the late partner's mirror differs from the catalogue in {len(late_diff)} objects; "
+        f"{story}\n" + "\n".join(late_diff[:40]) + "\n" + loop.logs()
     )
     missing = destroys_missing(expected, loop.proxy.accepted)
     assert not missing, (

@@ -6,7 +6,7 @@ claim       a delivery's next attempt taken under a lease (short transaction)
 send        the attempt signed and POSTed (no transaction open)
 record      the outcome stored, the retry scheduled, the webhook's health updated
 notify      mail to staff about failing, recovered and gone webhooks
-operations  what operators ask for: retry now, a test event
+operations  what operators and partners ask for: retry now, a test event, a resync
 retention   old accepted deliveries deleted
 dispatch    the steps put together: the tick and a webhook's deliveries
 
@@ -29,7 +29,13 @@ from deliveries.services.dispatch import (
     webhooks_due,
 )
 from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify
-from deliveries.services.operations import DeliveryError, delivery_test_send, webhook_retry_now
+from deliveries.services.operations import (
+    DeliveryError,
+    ResyncTooSoon,
+    delivery_test_send,
+    webhook_resync,
+    webhook_retry_now,
+)
 from deliveries.services.record import RETRY_AFTER_CAP, delivery_record, retry_delay
 from deliveries.services.retention import PRUNE_BATCH, deliveries_prune
 from deliveries.services.send import USER_AGENT, delivery_send
@@ -42,6 +48,7 @@ __all__ = [
     "BatchEntry",
     "Claim",
     "DeliveryError",
+    "ResyncTooSoon",
     "action_merge",
     "batch_take",
     "bundle_delay",
@@ -58,6 +65,7 @@ __all__ = [
     "message_id_generate",
     "retry_delay",
     "webhook_deliver",
+    "webhook_resync",
     "webhook_retry_now",
     "webhook_signing_secrets",
     "webhooks_due",

@@ -1,10 +1,14 @@
-"""What operators ask for: retry a webhook now, send a test event."""
+"""What operators and partners ask for: retry a webhook now, send a test event, send the
+whole catalogue (a resync)."""
 
 import logging
+import math
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from changes.services import catalogue_record
 from deliveries.models import Delivery
 from deliveries.payload import payload_render
 from deliveries.services.claim import delivery_open, message_id_generate
@@ -16,6 +20,14 @@ logger = logging.getLogger("springhook.deliveries")
 
 class DeliveryError(Exception):
     """An operator asked for something the delivery's state does not allow."""
+
+
+class ResyncTooSoon(DeliveryError):
+    """A resync was asked for sooner than the minimum interval after the last one."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def webhook_retry_now(*, webhook_id: int) -> bool:
@@ -77,3 +89,34 @@ def delivery_test_send(*, webhook_id: int) -> Delivery:
         )
     logger.info(logfmt("test_event_queued", webhook=webhook_id, delivery=delivery.message_id))
     return delivery
+
+
+def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) -> int:
+    """Queue the whole catalogue for this webhook alone: an `import` of every institute.
+
+    The entries travel the normal path (changes.services.catalogue_record): they coalesce
+    with what already waits for the webhook, go out after what was recorded before them,
+    and no other webhook receives anything. A paused webhook collects them for later.
+    With `min_interval` (a partner's request) a resync within that time of the last one
+    is refused with ResyncTooSoon, which says how many seconds to wait; staff are not
+    limited. Returns the number of institutes queued.
+    """
+    with transaction.atomic():
+        webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+        if webhook is None:
+            raise DeliveryError(f"webhook {webhook_id} does not exist")
+        now = timezone.now()
+        if min_interval is not None and webhook.last_resync_at is not None:
+            allowed_at = webhook.last_resync_at + min_interval
+            if allowed_at > now:
+                wait = max(1, math.ceil((allowed_at - now).total_seconds()))
+                raise ResyncTooSoon(
+                    f"The whole catalogue was queued for {webhook} at "
+                    f"{webhook.last_resync_at:%Y-%m-%d %H:%M:%S} UTC; ask again in {wait} s.",
+                    retry_after=wait,
+                )
+        webhook.last_resync_at = now
+        webhook.save(update_fields=["last_resync_at"])
+        count = catalogue_record(webhook_id=webhook.pk)
+    logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
+    return count

@@ -16,13 +16,24 @@ Copy this file and adapt it. It shows what every receiver has to get right:
 A change only says *what* changed. To apply it, the worker asks the Trainings API how the
 object looks *now*. That makes applying a change twice harmless.
 
+Two ways to start from a mirror that is empty, stale or lost:
+
+- ``--reconcile``: before applying any batch, walk ``GET /institutes`` and
+  ``GET /trainings`` and make the mirror exactly what they list (what is not listed was
+  removed). Batches that arrive meanwhile wait in the inbox and are applied after.
+- ``--resync``: ask Springhook to send the whole catalogue through the webhook
+  (``POST /webhooks/<id>/resync``): an ``import`` of every institute arrives after what
+  already waits, in order, and is applied like any batch. Needs a key that belongs to
+  the webhook; ``--webhook-id`` names it (default: the key's only webhook).
+
 Run::
 
     python examples/partner/receiver.py --port 9000 --secret whsec_... \\
-        --api-key KEY --db mirror.sqlite3
+        --api-key KEY --db mirror.sqlite3 --api-url https://api.example.com [--reconcile]
 
 Each option can also come from the environment: PARTNER_HOST, PARTNER_PORT,
-PARTNER_SECRET, PARTNER_API_KEY, PARTNER_DB. Needs ``requests`` and ``standardwebhooks``.
+PARTNER_SECRET, PARTNER_API_KEY, PARTNER_DB, PARTNER_API_URL, PARTNER_WEBHOOK_ID,
+PARTNER_RECONCILE=1, PARTNER_RESYNC=1. Needs ``requests`` and ``standardwebhooks``.
 """
 
 from __future__ import annotations
@@ -72,6 +83,7 @@ CREATE TABLE IF NOT EXISTS trainings (
 );
 CREATE INDEX IF NOT EXISTS trainings_by_institute ON trainings (institute_id);
 """
+LIST_PAGE_SIZE = 1000  # the most the lists serve per page
 
 
 # --- Database ----------------------------------------------------------------------------
@@ -206,6 +218,26 @@ class TrainingsApi:
         except ValueError as exc:
             raise FetchError(f"GET {url}: not JSON") from exc
 
+    def pages(self, url: str) -> Iterator[list[dict[str, Any]]]:
+        """Yield the results of each page of a list, following ``next`` to the end.
+
+        For ``/institutes`` and ``/trainings``: their pages are positions, not offsets, so
+        a walk misses nothing while the catalogue changes. Raises FetchError on failure.
+        """
+        page_url: str | None = url
+        while page_url:
+            page = self.get(page_url)
+            if page is None:
+                raise FetchError(f"GET {page_url}: 404")
+            yield page["results"]
+            page_url = page["next"]
+
+    def post(self, url: str) -> requests.Response:
+        try:
+            return self.session.post(url, timeout=API_TIMEOUT)
+        except requests.RequestException as exc:
+            raise FetchError(f"POST {url}: {exc}") from exc
+
     def get_list(self, url: str, attempts: int = 3) -> list[dict[str, Any]] | None:
         """Return every item of a paginated list, following ``next``; None if it is gone.
 
@@ -295,6 +327,63 @@ def apply_change(conn: sqlite3.Connection, api: TrainingsApi, change: dict[str, 
         log.warning("skipped unknown change %r", change)
 
 
+def reconcile(conn: sqlite3.Connection, api: TrainingsApi, api_url: str) -> tuple[int, int]:
+    """Make the mirror exactly what ``GET /institutes`` and ``GET /trainings`` list.
+
+    Each page is stored as it arrives; what the walk did not list is deleted at the end
+    (it was removed from the catalogue). Run it where batches are applied, before them,
+    so that no batch is applied in the middle of it: a change made during the walk
+    arrives by webhook and is applied after. Returns (institutes, trainings) listed.
+    """
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed (kind TEXT, id INTEGER, "
+                 "PRIMARY KEY (kind, id))")
+    conn.execute("DELETE FROM listed")
+    counts = {}
+    for kind, path, store in (("institute", "institutes", store_institute),
+                              ("training", "trainings", store_training)):
+        counts[kind] = 0
+        for results in api.pages(f"{api_url}/{path}?page_size={LIST_PAGE_SIZE}"):
+            with write_transaction(conn):
+                for item in results:
+                    store(conn, item)
+                    conn.execute("INSERT OR IGNORE INTO listed VALUES (?, ?)", (kind, item["id"]))
+            counts[kind] += len(results)
+    with write_transaction(conn):
+        conn.execute("DELETE FROM institutes WHERE id NOT IN "
+                     "(SELECT id FROM listed WHERE kind = 'institute')")
+        conn.execute("DELETE FROM trainings WHERE id NOT IN "
+                     "(SELECT id FROM listed WHERE kind = 'training')")
+        conn.execute("DELETE FROM listed")
+    log.info("reconciled with the API: %d institutes, %d trainings",
+             counts["institute"], counts["training"])
+    return counts["institute"], counts["training"]
+
+
+def resync(api: TrainingsApi, api_url: str, webhook_id: int | None) -> None:
+    """Ask Springhook to send the whole catalogue through the webhook.
+
+    A 429 means a resync of this webhook was queued a short while ago: it is on its way,
+    so there is nothing to do. Raises FetchError when the API cannot be reached.
+    """
+    if webhook_id is None:
+        listing = api.get(f"{api_url}/webhooks") or {"results": []}
+        webhooks = listing["results"]
+        if len(webhooks) != 1:
+            raise FetchError(
+                f"the API key belongs to {len(webhooks)} webhooks: name one with --webhook-id"
+            )
+        webhook_id = webhooks[0]["id"]
+    response = api.post(f"{api_url}/webhooks/{webhook_id}/resync")
+    if response.status_code == 202:
+        log.info("resync of webhook %d queued: %d institutes will arrive as imports",
+                 webhook_id, response.json()["institutes"])
+    elif response.status_code == 429:
+        log.info("resync of webhook %d was queued recently: %s", webhook_id,
+                 response.json().get("message"))
+    else:
+        raise FetchError(f"POST resync: HTTP {response.status_code} {response.text[:200]!r}")
+
+
 class InboxWorker(threading.Thread):
     """Applies inbox rows one at a time in arrival order, and never skips one.
 
@@ -308,10 +397,12 @@ class InboxWorker(threading.Thread):
     That is harmless, because every change re-reads the current state from the API.
     """
 
-    def __init__(self, db_path: str, api: TrainingsApi) -> None:
+    def __init__(self, db_path: str, api: TrainingsApi, reconcile_from: str | None = None) -> None:
         super().__init__(name="inbox-worker", daemon=True)
         self.db_path = db_path
         self.api = api
+        # The API's base URL when the mirror is to be reconciled before the first batch.
+        self.reconcile_from = reconcile_from
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
 
@@ -322,6 +413,10 @@ class InboxWorker(threading.Thread):
             # Clear before looking, so a wake-up for a row inserted after the look is kept.
             self.wakeup.clear()
             try:
+                if self.reconcile_from:
+                    reconcile(conn, self.api, self.reconcile_from)
+                    self.reconcile_from = None
+                    continue
                 applied = self.apply_oldest(conn)
             except Exception as exc:
                 # Anything, even a bug or a full disk: keep the row and try again later.
@@ -467,11 +562,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--secret", default=env.get("PARTNER_SECRET"), help="whsec_...")
     parser.add_argument("--api-key", default=env.get("PARTNER_API_KEY"))
     parser.add_argument("--db", default=env.get("PARTNER_DB", "mirror.sqlite3"))
+    parser.add_argument(
+        "--api-url",
+        default=env.get("PARTNER_API_URL", "http://127.0.0.1:8000"),
+        help="base URL of the Trainings API, for --reconcile and --resync",
+    )
+    parser.add_argument(
+        "--reconcile",
+        action="store_true",
+        default=env.get("PARTNER_RECONCILE") == "1",
+        help="at start, make the mirror what GET /institutes and GET /trainings list",
+    )
+    parser.add_argument(
+        "--resync",
+        action="store_true",
+        default=env.get("PARTNER_RESYNC") == "1",
+        help="at start, ask for the whole catalogue through the webhook",
+    )
+    parser.add_argument(
+        "--webhook-id",
+        type=int,
+        default=int(env["PARTNER_WEBHOOK_ID"]) if env.get("PARTNER_WEBHOOK_ID") else None,
+        help="the webhook to resync (default: the API key's only webhook)",
+    )
     parser.add_argument("--verbose", action="store_true", help="also log every request")
     args = parser.parse_args(argv)
     if not args.secret or not args.api_key:
         parser.error("--secret and --api-key (or PARTNER_SECRET, PARTNER_API_KEY) are required")
     return args
+
+
+def _resync_at_start(api: TrainingsApi, api_url: str, webhook_id: int | None) -> None:
+    delay = RETRY_FIRST_DELAY
+    while True:
+        try:
+            resync(api, api_url, webhook_id)
+            return
+        except FetchError as exc:
+            log.warning("resync not asked for yet, retry in %.0fs: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -488,10 +618,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"invalid --secret: {exc}")
 
     create_schema(args.db)
-    worker = InboxWorker(args.db, TrainingsApi(args.api_key))
+    api_url = args.api_url.rstrip("/")
+    api = TrainingsApi(args.api_key)
+    worker = InboxWorker(args.db, api, reconcile_from=api_url if args.reconcile else None)
     server = ReceiverServer((args.host, args.port), webhook, args.db, worker)
-    # Started before serving: rows left in the inbox by the last run come first.
+    # Started before serving: rows left in the inbox by the last run come first (after
+    # the reconciliation, when asked for).
     worker.start()
+    if args.resync:
+        # Once the server can take the batches: they follow at once.
+        threading.Thread(target=_resync_at_start, args=(api, api_url, args.webhook_id),
+                         name="resync", daemon=True).start()
     # SIGTERM ends serve_forever like Ctrl-C; unapplied rows stay in the inbox.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host, port = server.server_address[:2]

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog.models import ApiKey
-from catalog.services import api_key_create
+from apikeys.models import ApiKey
+from apikeys.services import api_key_create
 from deliveries.models import Delivery, DeliveryAttempt
 from webhooks.models import Webhook
 from webhooks.services import webhook_secret_rotate
@@ -51,7 +51,7 @@ def secrets(db, settings):
     DeliveryAttempt.objects.create(
         delivery=delivery, webhook=webhook, number=1, started_at=timezone.now()
     )
-    api_key, _raw = api_key_create(name="Partner key")
+    api_key, _raw = api_key_create(name="Partner key", webhook_ids=[webhook.pk])
     return webhook, api_key
 
 
@@ -79,7 +79,7 @@ def secret_paths(webhook: Webhook, api_key: ApiKey):
     """(changelist, lookup path, the secret it leads to)."""
     webhooks = reverse("admin:webhooks_webhook_changelist")
     deliveries = reverse("admin:deliveries_delivery_changelist")
-    keys = reverse("admin:catalog_apikey_changelist")
+    keys = reverse("admin:apikeys_apikey_changelist")
     secret, previous = webhook.secret, webhook.previous_secret
     return [
         (webhooks, "secret", secret),
@@ -93,6 +93,9 @@ def secret_paths(webhook: Webhook, api_key: ApiKey):
         (deliveries, "attempts__delivery__webhook__previous_secret", previous),
         (deliveries, "lease_token", "lease-token-value"),
         (keys, "key_hash", api_key.key_hash),
+        # A partner's key and its webhooks reach each other's secrets through the relation.
+        (webhooks, "api_keys__key_hash", api_key.key_hash),
+        (keys, "webhooks__secret", secret),
     ]
 
 

@@ -1,19 +1,18 @@
-"""The Trainings API (catalog.api), its API keys, their admin and the create_api_key command."""
+"""The Trainings API (catalog.api): the objects, the lists, errors, keys at the door."""
 
-import hashlib
 import re
-from datetime import UTC, timedelta
+from datetime import UTC
 from decimal import Decimal
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from apikeys.models import ApiKey
+from apikeys.services import api_key_create
 from catalog import api
-from catalog.models import ApiKey, Institute, Training
-from catalog.services import api_key_check, api_key_create, trainings_bulk_create
+from catalog.models import Institute, Training
+from catalog.services import trainings_bulk_create
 
 # WhiteNoise warns on every request that STATIC_ROOT does not exist (nothing ran
 # collectstatic in the test environment); that says nothing about the API.
@@ -290,22 +289,36 @@ def test_an_id_beyond_any_integer_column_is_404(api_client, path):
     [
         "/trainings/abc",
         "/trainings/1/",
-        "/trainings",
-        "/trainings.json",
+        "/trainingz",
         "/institutes/1/trainings/",
         "/institutes/1.xml",
+        "/no-such-page",
+        "/static/no-such-file.css",
     ],
 )
-def test_an_unknown_api_path_is_a_json_404(api_client, path):
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_path_that_matches_no_route_is_a_json_404(api_client, settings, path, debug):
+    # DEBUG on is the default of a fresh clone: Django would show its technical HTML page.
+    settings.DEBUG = debug
     response = api_client.get(path)
     assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
     assert response.json() == {"error": "not_found", "message": f"There is nothing at {path}."}
 
 
-def test_other_paths_keep_djangos_html_404(api_client):
-    response = api_client.get("/no-such-page")
+def test_the_admin_keeps_djangos_html_pages(admin_client):
+    response = admin_client.get("/admin/no-such-page/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+    # Its slash redirect still works.
+    assert admin_client.get("/admin").status_code == 301
+
+
+def test_a_wrong_method_on_a_project_endpoint_is_json_too(anonymous):
+    response = anonymous.post("/healthz")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+    assert response.json()["error"] == "method_not_allowed"
 
 
 # --- Server errors and methods -------------------------------------------------------------
@@ -340,7 +353,7 @@ def test_other_methods_are_405(raw_key, training, method, path):
     assert response["Allow"] == "GET, HEAD"
     assert response.json() == {
         "error": "method_not_allowed",
-        "message": f"{method.upper()} is not allowed here; the API is read-only: use GET.",
+        "message": f"{method.upper()} is not allowed here: use GET.",
     }
 
 
@@ -417,108 +430,3 @@ def test_each_endpoint_needs_a_fixed_number_of_queries(
 def test_a_wrong_method_costs_no_query(api_client, training, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert api_client.post(f"/trainings/{training.pk}").status_code == 405
-
-
-# --- Key storage ---------------------------------------------------------------------
-
-
-def test_a_key_is_stored_only_as_its_hash(db):
-    api_key, raw_key = api_key_create(name="Partner")
-    assert RAW_KEY.fullmatch(raw_key)
-    assert api_key.prefix == raw_key[:8]
-    assert api_key.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
-    stored = ApiKey.objects.filter(pk=api_key.pk).values().get()
-    assert all(raw_key not in str(value) for value in stored.values())
-    assert api_key_create(name="Partner")[1] != raw_key
-
-
-def test_last_used_at_is_written_at_most_once_a_minute(db, django_assert_num_queries):
-    api_key, raw_key = api_key_create(name="Partner")
-    assert api_key.last_used_at is None
-
-    with django_assert_num_queries(2):  # the lookup and the first use
-        api_key_check(raw_key=raw_key)
-    first_use = ApiKey.objects.get().last_used_at
-    assert first_use is not None
-
-    with django_assert_num_queries(1):  # within the minute: read only
-        api_key_check(raw_key=raw_key)
-    assert ApiKey.objects.get().last_used_at == first_use
-
-    ApiKey.objects.update(last_used_at=first_use - timedelta(minutes=2))
-    with django_assert_num_queries(2):
-        api_key_check(raw_key=raw_key)
-    assert ApiKey.objects.get().last_used_at > first_use - timedelta(minutes=1)
-
-
-# --- create_api_key --------------------------------------------------------------------
-
-
-def test_create_api_key_prints_a_working_key_on_its_last_line(training):
-    out = StringIO()
-
-    call_command("create_api_key", "Media partner", stdout=out)
-
-    raw_key = out.getvalue().splitlines()[-1]
-    assert RAW_KEY.fullmatch(raw_key)
-    api_key = ApiKey.objects.get()
-    assert api_key.name == "Media partner"
-    assert api_key.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
-    assert all(raw_key not in str(value) for value in ApiKey.objects.values().get().values())
-    response = Client(headers={"X-API-Key": raw_key}).get(f"/trainings/{training.pk}")
-    assert response.status_code == 200
-
-
-def test_create_api_key_refuses_a_blank_name(db):
-    with pytest.raises(CommandError, match="name"):
-        call_command("create_api_key", "  ", stdout=StringIO())
-    assert not ApiKey.objects.exists()
-
-
-# --- Admin -----------------------------------------------------------------------------------
-
-
-def test_the_admin_shows_a_new_key_once_and_never_its_hash(admin_client, training):
-    response = admin_client.post(
-        "/admin/catalog/apikey/add/", {"name": "Media partner"}, follow=True
-    )
-
-    assert response.status_code == 200
-    page = response.content.decode()
-    shown = RAW_KEY.findall(page)
-    assert len(set(shown)) == 1
-    raw_key = shown[0]
-    api_key = ApiKey.objects.get()
-    assert api_key.name == "Media partner"
-    assert api_key.is_active
-    assert api_key.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
-    api_client = Client(headers={"X-API-Key": raw_key})
-    assert api_client.get(f"/trainings/{training.pk}").status_code == 200
-
-    for url in [
-        "/admin/catalog/apikey/",
-        f"/admin/catalog/apikey/{api_key.pk}/change/",
-        f"/admin/catalog/apikey/{api_key.pk}/history/",
-    ]:
-        later = admin_client.get(url).content.decode()
-        assert raw_key not in later, url
-        assert api_key.key_hash not in later, url
-    assert api_key.prefix in admin_client.get("/admin/catalog/apikey/").content.decode()
-
-
-def test_the_admin_add_form_asks_only_for_a_name(admin_client):
-    page = admin_client.get("/admin/catalog/apikey/add/").content.decode()
-    assert 'name="name"' in page
-    assert 'name="key_hash"' not in page
-    assert 'name="prefix"' not in page
-
-
-def test_the_admin_can_deactivate_a_key(admin_client, raw_key, training):
-    api_key = ApiKey.objects.get()
-    response = admin_client.post(
-        f"/admin/catalog/apikey/{api_key.pk}/change/", {"name": api_key.name}
-    )
-    assert response.status_code == 302
-    assert not ApiKey.objects.get().is_active
-    response = Client(headers={"X-API-Key": raw_key}).get(f"/trainings/{training.pk}")
-    assert response.status_code == 401

@@ -84,22 +84,22 @@ BAD_FEEDS = [
     (b'[{"reference": "A", "name": "x"}]\x00', "not valid JSON"),
     (b'{"reference": "A", "name": "B"}', "must be a JSON array"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    ([{"reference": "A", "name": "ok"}, "just a string"], "record 1: must be a JSON object"),
-    ([{"reference": "A", "name": "ok"}, {"name": "no ref"}], "record 1, field 'reference'"),
-    ([{"reference": "A"}], "record 0, field 'name': is required"),
-    ([{"reference": "A", "name": "  "}], "record 0, field 'name': must not be empty"),
-    ([{"reference": 7, "name": "x"}], "record 0, field 'reference': must be a string"),
+    ([{"reference": "A", "name": "ok"}, "just a string"], "record 2: must be a JSON object"),
+    ([{"reference": "A", "name": "ok"}, {"name": "no ref"}], "record 2, field 'reference'"),
+    ([{"reference": "A"}], "record 1, field 'name': is required"),
+    ([{"reference": "A", "name": "  "}], "record 1, field 'name': must not be empty"),
+    ([{"reference": 7, "name": "x"}], "record 1, field 'reference': must be a string"),
     (
         [{"reference": "A", "name": "x"}, {"reference": "A", "name": "y"}],
-        "record 1, field 'reference': duplicate reference 'A'",
+        "record 2, field 'reference': duplicate reference 'A' (first used by record 1)",
     ),
-    ([{"reference": "A", "name": "x", "price": "ten"}], "record 0, field 'price'"),
-    ([{"reference": "A", "name": "x", "price": -1}], "record 0, field 'price'"),
-    ([{"reference": "A", "name": "x", "price": 1.005}], "record 0, field 'price'"),
-    ([{"reference": "A", "name": "x", "price": True}], "record 0, field 'price'"),
-    ([{"reference": "A", "name": "x", "description": 5}], "record 0, field 'description'"),
-    ([{"reference": "A", "name": "x", "nmae": "typo"}], "record 0, field 'nmae': unknown"),
-    ([{"reference": "A", "name": "x" * 256}], "record 0, field 'name': is 256 characters"),
+    ([{"reference": "A", "name": "x", "price": "ten"}], "record 1, field 'price'"),
+    ([{"reference": "A", "name": "x", "price": -1}], "record 1, field 'price'"),
+    ([{"reference": "A", "name": "x", "price": 1.005}], "record 1, field 'price'"),
+    ([{"reference": "A", "name": "x", "price": True}], "record 1, field 'price'"),
+    ([{"reference": "A", "name": "x", "description": 5}], "record 1, field 'description'"),
+    ([{"reference": "A", "name": "x", "nmae": "typo"}], "record 1, field 'nmae': unknown"),
+    ([{"reference": "A", "name": "x" * 256}], "record 1, field 'name': is 256 characters"),
 ]
 
 
@@ -186,4 +186,4 @@ def test_the_command_exits_non_zero_with_the_message(tmp_path):
         env={**__import__("os").environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
     )
     assert result.returncode != 0
-    assert "record 0, field 'name': is required" in result.stderr
+    assert "record 1, field 'name': is required" in result.stderr

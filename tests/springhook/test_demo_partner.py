@@ -6,8 +6,9 @@ import stat
 
 from django.core.management import call_command
 
-from catalog.models import ApiKey, Institute
-from catalog.services import api_key_check
+from apikeys.models import ApiKey
+from apikeys.services import api_key_check
+from catalog.models import Institute
 from changes.models import Change
 from webhooks.models import Webhook
 
@@ -61,3 +62,16 @@ def test_a_lost_key_is_replaced_and_a_new_port_followed(db, tmp_path):
     assert again["api_key"] != written["api_key"]
     assert api_key_check(raw_key=again["api_key"]) is not None
     assert Webhook.objects.get().url == again["url"] == "http://127.0.0.1:9100/"
+
+
+def test_the_catalogue_goes_to_the_demo_webhook_alone_and_its_key_reads_it(db, tmp_path):
+    other = Webhook.objects.create(name="Another partner", url="https://other.example/hook")
+    Institute.objects.create(name="A")
+    Change.objects.all().delete()
+
+    written = run(tmp_path / "demo-partner.json")
+
+    demo = Webhook.objects.get(pk=written["webhook_id"])
+    assert set(Change.objects.values_list("webhook_id", flat=True)) == {demo.pk}
+    assert list(api_key_check(raw_key=written["api_key"]).webhooks.all()) == [demo]
+    assert other not in demo.api_keys.get().webhooks.all()

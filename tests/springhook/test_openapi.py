@@ -14,11 +14,14 @@ from django.test import Client
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
+from apikeys.services import api_key_create
 from catalog.models import Training
-from catalog.services import FeedRecord, api_key_create, import_run
+from catalog.services import FeedRecord, import_run
+from deliveries.models import Delivery
 from deliveries.services import delivery_claim, delivery_send, delivery_test_send
 from springhook.openapi import openapi_document
-from tests.deliveries.helpers import collect
+from tests.deliveries.helpers import collect, deliver, make_retry_due, record
+from tests.support.partner import status as answer
 from webhooks.models import Webhook
 from webhooks.services import webhook_secret_rotate
 
@@ -43,8 +46,8 @@ def check(document: dict, schema: dict, instance) -> None:
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
 
 
-def response_schema(document: dict, route: str, status: int) -> dict:
-    response = document["paths"][route]["get"]["responses"][str(status)]
+def response_schema(document: dict, route: str, status: int, method: str = "get") -> dict:
+    response = document["paths"][route][method]["responses"][str(status)]
     return response["content"]["application/json"]["schema"]
 
 
@@ -76,7 +79,8 @@ def test_every_example_matches_its_schema(document):
         if "example" in schema:
             check(document, {"$ref": f"#/components/schemas/{name}"}, schema["example"])
             checked += 1
-    operations = [item["get"] for item in document["paths"].values()]
+    operations = [operation for item in document["paths"].values()
+                  for operation in item.values()]
     operations.append(document["webhooks"]["changes"]["post"])
     for operation in operations:
         for parameter in operation.get("parameters", []):
@@ -113,6 +117,11 @@ def test_real_api_answers_match_the_response_schemas(document, api, institute, s
         ("/institutes/{institute_id}/trainings", f"{base}/trainings?page=9", 404),
         ("/trainings/{training_id}", "/trainings/999999", 404),
         ("/institutes/{institute_id}", "/institutes/999999", 404),
+        ("/institutes", "/institutes?page_size=1", 200),
+        ("/institutes.json", "/institutes.json?updated_since=2026-01-01T00:00:00Z", 200),
+        ("/institutes", "/institutes?updated_since=yesterday", 400),
+        ("/trainings", "/trainings?page_size=1", 200),
+        ("/trainings", "/trainings?after=nonsense", 400),
     ]
     for route, url, status in answers:
         response = api.get(url)
@@ -127,11 +136,67 @@ def test_real_api_answers_match_the_response_schemas(document, api, institute, s
     assert refused.status_code == 405
     check(document, response_schema(document, "/trainings/{training_id}", 405), refused.json())
     # The documented routes are the served ones: nothing documented is missing.
-    for route in document["paths"]:
+    for route, item in document["paths"].items():
+        if route.startswith("/webhooks"):
+            continue  # served to a partner's key: test_real_partner_answers_match...
         url = route.replace("{training_id}", str(first.pk)).replace(
             "{institute_id}", str(institute.pk)
         )
+        assert list(item) == ["get"]
         assert api.get(url).status_code == 200, route
+
+
+def test_real_partner_answers_match_the_response_schemas(
+    document, db, fast_delivery, partner, institute, settings
+):
+    settings.API_BASE_URL = "https://api.example.test"
+    ours = Webhook.objects.create(name="Ours", url=partner.url_for("/ours"))
+    theirs = Webhook.objects.create(name="Theirs", url=partner.url_for("/theirs"))
+    _, key = api_key_create(name="Partner", webhook_ids=[ours.pk])
+    client = Client(headers={"X-API-Key": key})
+    partner.then(answer(500))
+    record("update", "training", 7, institute.pk)
+    deliver(ours)
+    message = Delivery.objects.get(webhook=ours).message_id
+    hook = f"/webhooks/{ours.pk}"
+    answers = [
+        ("get", "/webhooks", "/webhooks", 200),
+        ("get", "/webhooks/{webhook_id}", hook, 200),
+        ("get", "/webhooks/{webhook_id}", f"/webhooks/{theirs.pk}", 404),
+        ("get", "/webhooks/{webhook_id}/deliveries", f"{hook}/deliveries", 200),
+        ("get", "/webhooks/{webhook_id}/deliveries", f"{hook}/deliveries?state=x", 400),
+        ("get", "/webhooks/{webhook_id}/deliveries", f"{hook}/deliveries?page=3", 404),
+        ("get", "/webhooks/{webhook_id}/deliveries/{message_id}",
+         f"{hook}/deliveries/{message}", 200),
+        ("get", "/webhooks/{webhook_id}/deliveries/{message_id}", f"{hook}/deliveries/x", 404),
+        ("post", "/webhooks/{webhook_id}/test", f"{hook}/test", 409),
+        ("post", "/webhooks/{webhook_id}/resync", f"{hook}/resync", 202),
+        ("post", "/webhooks/{webhook_id}/resync", f"{hook}/resync", 429),
+        ("post", "/webhooks/{webhook_id}/resync", f"/webhooks/{theirs.pk}/resync", 404),
+        ("get", "/webhooks/{webhook_id}/resync", f"{hook}/resync", 405),
+        ("get", "/webhooks", "/webhooks", 200),
+    ]
+    for method, route, url, code in answers:
+        response = getattr(client, method)(url)
+        assert response.status_code == code, (method, url, response.content)
+        documented = document["paths"][route]["post" if route.endswith(("/resync", "/test"))
+                                              else "get"]["responses"]
+        schema = documented[str(code)]["content"]["application/json"]["schema"]
+        check(document, schema, response.json())
+        if code == 429:
+            assert "Retry-After" in documented["429"]["headers"]
+    make_retry_due(ours)
+    deliver(ours)
+    response = client.post(f"{hook}/test")
+    assert response.status_code == 202
+    check(document, response_schema(document, "/webhooks/{webhook_id}/test", 202, "post"),
+          response.json())
+    # Every documented partner route is served.
+    assert {route for route in document["paths"] if route.startswith("/webhooks")} == {
+        "/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries",
+        "/webhooks/{webhook_id}/deliveries/{message_id}", "/webhooks/{webhook_id}/resync",
+        "/webhooks/{webhook_id}/test",
+    }
 
 
 def test_a_real_delivery_matches_the_webhook_description(

@@ -116,10 +116,13 @@ def dispatcher(*, env: dict[str, str], log_dir: Path) -> Service:
     return Service("dispatcher", ["manage.py", "run_dispatcher"], env, log_dir)
 
 
-def receiver(*, secret: str, api_key: str, db_path: Path, log_dir: Path) -> Service:
+def receiver(
+    *, secret: str, api_key: str, db_path: Path, log_dir: Path, name: str = "receiver",
+    options: tuple[str, ...] = (),
+) -> Service:
     return Service(
-        "receiver",
-        [str(RECEIVER), "--port", "0", "--db", str(db_path)],
+        name,
+        [str(RECEIVER), "--port", "0", "--db", str(db_path), *options],
         {"PARTNER_SECRET": secret, "PARTNER_API_KEY": api_key},
         log_dir,
     )

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from catalog.models import ApiKey
-from catalog.services import api_key_create, api_key_hash, catalogue_resend
+from apikeys.models import ApiKey
+from apikeys.services import api_key_create, api_key_hash
+from deliveries.services import webhook_resync
 from webhooks.models import Webhook
 
 DEMO_NAME = "Demo partner"
@@ -32,8 +33,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resend",
             action="store_true",
-            help="record an import for every institute, so the partner re-reads everything "
-            "(done anyway when the webhook is created)",
+            help="queue the whole catalogue for the demo webhook alone, so the partner "
+            "re-reads everything (done anyway when the webhook is created)",
         )
 
     def handle(self, *args, url: str, config: str, resend: bool, **options) -> None:
@@ -51,13 +52,19 @@ class Command(BaseCommand):
                 webhook.url = url
                 webhook.save(update_fields=["url", "updated_at"])
             api_key = known.get("api_key", "")
-            if not ApiKey.objects.filter(key_hash=api_key_hash(api_key), is_active=True).exists():
+            known_key = ApiKey.objects.filter(
+                key_hash=api_key_hash(api_key), is_active=True
+            ).first()
+            if known_key is None:
                 # Only a key's hash is stored: a key whose text was lost is replaced.
-                _, api_key = api_key_create(name=DEMO_NAME)
+                _, api_key = api_key_create(name=DEMO_NAME, webhook_ids=[webhook.pk])
+            else:
+                # The partner's key also reads its webhook's deliveries (GET /webhooks).
+                known_key.webhooks.add(webhook)
             if created or resend:
                 # A new webhook gets only changes made after it: have the partner read all.
-                institutes = catalogue_resend()
-                self.stdout.write(f"Recorded an import of {institutes} institutes for it.")
+                institutes = webhook_resync(webhook_id=webhook.pk)
+                self.stdout.write(f"Queued the whole catalogue for it: {institutes} institutes.")
         _write(
             config_path,
             {"webhook_id": webhook.pk, "url": webhook.url, "secret": webhook.secret,
