@@ -30,7 +30,7 @@ CHANGELISTS = [
     "admin:webhooks_webhook_changelist",
     "admin:catalog_training_changelist",
     "admin:catalog_institute_changelist",
-    "admin:catalog_apikey_changelist",
+    "admin:apikeys_apikey_changelist",
 ]
 
 
