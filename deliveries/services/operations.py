@@ -12,7 +12,7 @@ from changes.services import catalogue_record
 from deliveries.models import Delivery
 from deliveries.payload import payload_render
 from deliveries.services.claim import delivery_open, message_id_generate
-from springhook.logfmt import logfmt
+from core.logfmt import logfmt
 from webhooks.models import Webhook
 
 logger = logging.getLogger("springhook.deliveries")

@@ -13,7 +13,7 @@ from deliveries.http import SendResult
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services.claim import Claim
 from deliveries.services.notify import recovered_message, staff_tell_on_commit
-from springhook.logfmt import logfmt
+from core.logfmt import logfmt
 from webhooks.models import Webhook
 
 logger = logging.getLogger("springhook.deliveries")

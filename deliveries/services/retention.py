@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryAttempt
-from springhook.logfmt import logfmt
+from core.logfmt import logfmt
 
 logger = logging.getLogger("springhook.deliveries")
 

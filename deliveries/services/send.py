@@ -2,12 +2,12 @@
 
 import time
 
-import springhook
+from core import __version__
 from deliveries.http import SendResult, webhook_post
 from deliveries.services.claim import Claim
 from deliveries.signing import signature_header
 
-USER_AGENT = f"Springhook/{springhook.__version__}"
+USER_AGENT = f"Springhook/{__version__}"
 
 
 def delivery_send(claim: Claim) -> SendResult:

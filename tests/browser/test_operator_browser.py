@@ -195,5 +195,6 @@ def test_an_operator_day_in_the_admin(
     failed_then_accepted = carrying.get(attempt_count=2)
     click_and_load(browser.find_element(By.LINK_TEXT, failed_then_accepted.message_id))
     detail = page_text()
-    assert f'"id": {training.pk}' in detail and "http_status" in detail
+    assert f'"id": {training.pk}' in detail
+    assert DeliveryAttempt.ErrorKind.HTTP_STATUS.label in detail
     screenshot(browser, screenshots / "delivery-detail.png")
