@@ -1,7 +1,8 @@
 """The delivery engine, one module per step, in the order work flows through them:
 
 collect     recorded changes → each webhook's coalesced pending entries
-batch       pending entries → the body of a webhook's next delivery
+batch       pending entries → the body of a webhook's next delivery; which webhooks
+            have work due
 claim       a delivery's next attempt taken under a lease (short transaction)
 send        the attempt signed and POSTed (no transaction open)
 record      the outcome stored, the retry scheduled, the webhook's health updated
@@ -13,7 +14,13 @@ dispatch    the steps put together: the tick and a webhook's deliveries
 Callers import from here (`from deliveries.services import dispatch_tick`).
 """
 
-from deliveries.services.batch import BatchEntry, batch_take, bundle_delay
+from deliveries.services.batch import (
+    BatchEntry,
+    batch_take,
+    batches_take,
+    bundle_delay,
+    webhooks_due,
+)
 from deliveries.services.claim import (
     Claim,
     delivery_claim,
@@ -26,7 +33,6 @@ from deliveries.services.dispatch import (
     dispatch_tick,
     dispatcher_heartbeat_record,
     webhook_deliver,
-    webhooks_due,
 )
 from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify
 from deliveries.services.operations import (
@@ -51,6 +57,7 @@ __all__ = [
     "ResyncTooSoon",
     "action_merge",
     "batch_take",
+    "batches_take",
     "bundle_delay",
     "changes_collect",
     "changes_fold",

@@ -1,13 +1,16 @@
 """Batching: a webhook's pending entries become the body of its next delivery."""
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.utils import timezone
 
 from changes.models import Action
-from deliveries.models import PendingEntry
+from deliveries.models import Delivery, PendingEntry
 from deliveries.services.collect import aware_converter
 from webhooks.models import Webhook
 
@@ -81,3 +84,63 @@ def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[
         for kind, object_id, action, parent_id, _ in rows
         if not (kind == "training" and action == Action.UPDATE and parent_id in imported)
     ]
+
+
+def batches_take(
+    *, webhooks: Sequence[Webhook], now: datetime, force_ids: Collection[int] = ()
+) -> dict[int, list[BatchEntry]]:
+    """Take the next due batch of each of these webhooks: {webhook id: entries}, only for
+    the webhooks that have one. `force_ids` skip the bundle delay (an operator's "retry
+    now").
+
+    Must run inside the caller's transaction with the webhooks' rows locked, as
+    `batch_take`. Webhooks with the same entries may share one list object, so that a
+    caller renders each distinct batch once.
+    """
+    taken = {}
+    for webhook in webhooks:
+        entries = batch_take(webhook=webhook, now=now, force=webhook.pk in force_ids)
+        if entries:
+            taken[webhook.pk] = entries
+    return taken
+
+
+def webhooks_due(*, now: datetime | None = None) -> list[int]:
+    """Active webhooks with an attempt to make now: a retry that is due and not held, or,
+    with no open delivery, pending entries that waited the bundle delay or fill a batch."""
+    now = now or timezone.now()
+    open_deliveries = Delivery.objects.filter(webhook=OuterRef("pk")).exclude(
+        state=Delivery.State.DELIVERED
+    )
+    rows = Webhook.objects.filter(is_active=True).annotate(
+        open_due=Exists(
+            open_deliveries.filter(
+                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+                Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now),
+            )
+        ),
+        has_open=Exists(open_deliveries),
+        oldest_pending=Subquery(
+            PendingEntry.objects.filter(webhook=OuterRef("pk"))
+            .order_by("first_change_at")
+            .values("first_change_at")[:1]
+        ),
+        # Whether a full batch waits, in the same query (one query per tick, not one per
+        # webhook): an entry at offset batch_size - 1 exists.
+        full_batch=Exists(
+            PendingEntry.objects.filter(webhook=OuterRef("pk")).order_by()[
+                settings.WEBHOOK_BATCH_SIZE - 1 : settings.WEBHOOK_BATCH_SIZE
+            ]
+        ),
+    )
+    due = []
+    for webhook in rows.only("id", "bundle_delay"):
+        if webhook.open_due:
+            due.append(webhook.pk)
+        elif not webhook.has_open and webhook.oldest_pending is not None:
+            waited = webhook.oldest_pending <= now - timedelta(seconds=bundle_delay(webhook))
+            if waited or webhook.full_batch:
+                due.append(webhook.pk)
+    return due
+
+

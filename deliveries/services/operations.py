@@ -9,10 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from changes.services import catalogue_record
+from core.logfmt import logfmt
 from deliveries.models import Delivery
 from deliveries.payload import payload_render
 from deliveries.services.claim import delivery_open, message_id_generate
-from core.logfmt import logfmt
 from webhooks.models import Webhook
 
 logger = logging.getLogger("springhook.deliveries")

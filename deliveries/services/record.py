@@ -9,11 +9,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.logfmt import logfmt
 from deliveries.http import SendResult
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services.claim import Claim
 from deliveries.services.notify import recovered_message, staff_tell_on_commit
-from core.logfmt import logfmt
 from webhooks.models import Webhook
 
 logger = logging.getLogger("springhook.deliveries")

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryAttempt
 from core.logfmt import logfmt
+from deliveries.models import Delivery, DeliveryAttempt
 
 logger = logging.getLogger("springhook.deliveries")
 

@@ -3,9 +3,11 @@
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import PendingEntry
+from deliveries.services import batches_take
 from tests.deliveries.helpers import collect, keys, next_batch, record
 from webhooks.models import Webhook
 
@@ -185,3 +187,22 @@ def test_changes_recorded_without_any_webhook_are_not_kept(db, fast_delivery):
     collect()
     webhook = Webhook.objects.create(name="Later", url="http://127.0.0.1:9/hook")
     assert next_batch(webhook) is None
+
+
+def test_batches_take_answers_only_the_webhooks_with_a_due_batch(webhook, fast_delivery):
+    waiting = Webhook.objects.create(name="Waits", url="http://127.0.0.1:9/w", bundle_delay=3600)
+    record("update", "training", 1, 10)
+    collect()
+    with transaction.atomic():
+        taken = batches_take(webhooks=[webhook, waiting], now=timezone.now())
+    assert {pk: keys_of(entries) for pk, entries in taken.items()} == {
+        webhook.pk: [("update", "training", 1)]
+    }
+    # "Retry now" skips the bundle delay.
+    with transaction.atomic():
+        forced = batches_take(webhooks=[waiting], now=timezone.now(), force_ids={waiting.pk})
+    assert list(forced) == [waiting.pk]
+
+
+def keys_of(entries):
+    return [(entry.action, entry.object_kind, entry.object_id) for entry in entries]
