@@ -139,19 +139,18 @@ def batches_take(
 
 
 def _stream_read(cursor, position: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
-    """The first `limit` stream rows after `position`, and the oldest first change of all
-    rows after it (a row stamped anew keeps its first change: no starvation)."""
-    table = StreamEntry._meta.db_table
+    """The first `limit` stream rows after `position`, and the oldest first change among
+    them: all that waits when fewer came, and a full batch (due anyway) otherwise. A row
+    stamped anew keeps its first change, so it is due however often it changes."""
     cursor.execute(
-        f"SELECT object_kind, object_id, parent_id, action, seq FROM {table} "
-        f"WHERE seq > %s ORDER BY seq LIMIT %s",
+        f"SELECT object_kind, object_id, parent_id, action, seq, first_change_at "
+        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s",
         [position, limit],
     )
-    rows = [_Waiting(*row) for row in cursor.fetchall()]
-    if not rows:
+    fetched = cursor.fetchall()
+    if not fetched:
         return [], None
-    cursor.execute(f"SELECT min(first_change_at) FROM {table} WHERE seq > %s", [position])
-    return rows, _aware(cursor.fetchone()[0])
+    return [_Waiting(*row[:5]) for row in fetched], _aware(min(row[5] for row in fetched))
 
 
 def _pending_read(cursor, webhook_id: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
@@ -263,12 +262,12 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
 
 
 def _stream_backlog(cursor, position: int, batch_size: int) -> tuple[datetime | None, bool]:
-    """The oldest first change after `position`, and whether a full batch waits there."""
-    table = StreamEntry._meta.db_table
+    """Whether a full batch waits after `position`, and the oldest first change there when
+    not (then at most a batch waits: the minimum reads no more than the batch would)."""
     cursor.execute(
-        f"SELECT (SELECT min(first_change_at) FROM {table} WHERE seq > %s), "
-        f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE seq > %s LIMIT %s) AS waiting)",
-        [position, position, batch_size],
+        f"SELECT count(*), min(first_change_at) FROM (SELECT first_change_at "
+        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s) AS waiting",
+        [position, batch_size],
     )
-    oldest, waiting = cursor.fetchone()
+    waiting, oldest = cursor.fetchone()
     return (_aware(oldest) if oldest is not None else None), waiting >= batch_size
