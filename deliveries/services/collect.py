@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from changes.models import Action, Change
 from deliveries.models import PendingEntry, StreamEntry, StreamHead, WebhookCursor
@@ -166,10 +166,36 @@ def changes_collect(*, limit: int | None = None) -> int:
     A webhook receives the changes recorded after it was created (its cursor starts
     there), and those recorded for it alone (`Change.webhook`, a resync). Stream rows
     that every webhook's cursor has passed are deleted. Returns the number of changes
-    collected (0 also when another collector is busy).
+    collected (0 also when another collector is busy, or its run had to be rolled back
+    and is left to the next call).
     """
+    try:
+        return _collect(limit)
+    except _SnapshotMoved:
+        return 0
+    except OperationalError as error:
+        # Under REPEATABLE READ a collector whose snapshot predates another collector's
+        # commit fails on the rows that one changed, rolling back everything it did.
+        if getattr(error.__cause__, "pgcode", None) == _SERIALIZATION_FAILURE:
+            return 0
+        raise
+
+
+_SERIALIZATION_FAILURE = "40001"
+
+
+class _SnapshotMoved(Exception):
+    """Changes committed inside the claimed range while it was folded: roll back, retry."""
+
+
+def _collect(limit: int | None) -> int:
     change_table = Change._meta.db_table
+    outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and outermost:
+            # One snapshot for the whole run: the fold reads and the delete removes exactly
+            # the same committed changes, with no copy of them in between.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if not _collect_lock(cursor):
             return 0
         head = stream_head(cursor)
@@ -192,67 +218,50 @@ def changes_collect(*, limit: int | None = None) -> int:
 
 
 # --- PostgreSQL: the same fold, set-based --------------------------------------------------
-# Python folding moved every change through the driver twice and wrote one entry per change
-# per chunk; in SQL the chunk can be much larger, so one object's many changes fold into one
-# entry write. A chunk of this size still commits in well under a second.
+# Folded in SQL straight from the outbox, the chunk can be large, so one object's many
+# changes fold into one row write. A chunk of this size still commits in about a second.
 COLLECT_CHUNK_POSTGRESQL = 1_000_000
-# The claimed chunk, private to this connection and emptied at commit.
-_CLAIMED = "springhook_claimed_changes"
 
 
 def _collect_in_sql(cursor, limit: int, head: int) -> int:
     change_table = Change._meta.db_table
+    # The first `limit` committed changes in id order form the range [low, high]; a change
+    # of a transaction still in flight inside it is invisible here (to the fold and to the
+    # delete alike), stays, and is collected by a later call. A change's seq is
+    # head + (id - low + 1): the stream's order is the changes' order.
     cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CLAIMED} (id bigint, object_kind "
-        f"varchar(32), object_id bigint, parent_id bigint, action varchar(16), "
-        f"created_at timestamptz, webhook_id bigint, pos bigint) ON COMMIT DELETE ROWS"
+        f"SELECT min(id), max(id), count(*), min(created_at), bool_or(action = %s), "
+        f"bool_or(webhook_id IS NULL), bool_or(webhook_id IS NOT NULL) FROM (SELECT id, "
+        f"created_at, action, webhook_id FROM {change_table} ORDER BY id LIMIT %s) AS chunk",
+        [Action.DESTROY, limit],
     )
-    # Empty already after a commit; not when this runs inside an outer transaction (then
-    # the last call's claimed rows would be folded again).
-    cursor.execute(f"DELETE FROM {_CLAIMED}")
-    # One statement, one snapshot: the rows copied are exactly the rows deleted. The first
-    # `limit` committed changes in id order form a range; a change of a transaction still
-    # in flight inside it is invisible here, stays, and is collected by a later call.
-    # `pos` numbers the claimed changes in id order: head + pos is a change's seq.
-    cursor.execute(
-        f"WITH claimed AS (DELETE FROM {change_table} WHERE id <= (SELECT max(id) FROM "
-        f"(SELECT id FROM {change_table} ORDER BY id LIMIT %s) AS chunk) "
-        f"RETURNING id, object_kind, object_id, parent_id, action, created_at, webhook_id) "
-        f"INSERT INTO {_CLAIMED} SELECT *, row_number() OVER (ORDER BY id) FROM claimed",
-        [limit],
-    )
-    count = cursor.rowcount
-    if count <= 0:
+    low, high, count, oldest, has_destroy, has_broadcast, has_targeted = cursor.fetchone()
+    if not count:
         return 0
     webhooks = list(Webhook.objects.values_list("id", "created_at"))
-    if not webhooks:
-        return count
-    # A temporary table has no statistics until analysed: without them the planner guesses
-    # a few hundred groups, sorts on disk, and compiles the query with JIT for a second.
-    cursor.execute(f"ANALYZE {_CLAIMED}")
-    cursor.execute("SET LOCAL work_mem = '64MB'")
-    cursor.execute("SET LOCAL jit = off")
-    cursor.execute(
-        f"SELECT min(created_at), bool_or(action = %s), bool_or(webhook_id IS NULL), "
-        f"bool_or(webhook_id IS NOT NULL) FROM {_CLAIMED}",
-        [Action.DESTROY],
-    )
-    oldest, has_destroy, has_broadcast, has_targeted = cursor.fetchone()
-    _cursors_create(cursor, webhooks, oldest, head, count)
-    params = {"head": head}
-    if has_broadcast:
-        if has_destroy:
-            cursor.execute(_STREAM_RESET_SQL, params)
-        cursor.execute(_STREAM_UPSERT_SQL, params)
-    if has_targeted:
-        if has_destroy:
-            cursor.execute(_PENDING_RESET_SQL, params)
-        cursor.execute(_PENDING_UPSERT_SQL, params)
-    cursor.execute(f"UPDATE {_HEAD} SET seq = %s WHERE id = 1", [head + count])
+    if webhooks:
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute("SET LOCAL jit = off")
+        _cursors_create(cursor, webhooks, oldest, head, low, high)
+        params = {"base": head - low + 1, "low": low, "high": high}
+        if has_broadcast:
+            if has_destroy:
+                cursor.execute(_STREAM_RESET_SQL, params)
+            cursor.execute(_STREAM_UPSERT_SQL, params)
+        if has_targeted:
+            if has_destroy:
+                cursor.execute(_PENDING_RESET_SQL, params)
+            cursor.execute(_PENDING_UPSERT_SQL, params)
+        cursor.execute(f"UPDATE {_HEAD} SET seq = %s WHERE id = 1", [head + high - low + 1])
+    cursor.execute(f"DELETE FROM {change_table} WHERE id BETWEEN %s AND %s", [low, high])
+    if cursor.rowcount != count:
+        # Only inside an outer transaction (READ COMMITTED, no snapshot of our own): a
+        # change committed in the range between the reads and the delete.
+        raise _SnapshotMoved
     return count
 
 
-def _cursors_create(cursor, webhooks, oldest, head: int, count: int) -> None:
+def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) -> None:
     """Give each webhook without a cursor one just before the first change it receives.
 
     A webhook that predates the whole chunk starts at the head: it receives all of it. One
@@ -262,17 +271,20 @@ def _cursors_create(cursor, webhooks, oldest, head: int, count: int) -> None:
     """
     cursor.execute(f"SELECT webhook_id FROM {_CURSOR}")
     have = {row[0] for row in cursor.fetchall()}
-    new = [(webhook_id, created) for webhook_id, created in webhooks if webhook_id not in have]
-    if not new:
-        return
     rows = []
-    for webhook_id, created in new:
+    for webhook_id, created in webhooks:
+        if webhook_id in have:
+            continue
         if created <= oldest:
             rows.append((webhook_id, head))
             continue
-        cursor.execute(f"SELECT min(pos) FROM {_CLAIMED} WHERE created_at >= %s", [created])
+        cursor.execute(
+            f"SELECT min(id) FROM {Change._meta.db_table} "
+            f"WHERE id BETWEEN %s AND %s AND created_at >= %s",
+            [low, high, created],
+        )
         first = cursor.fetchone()[0]
-        rows.append((webhook_id, head + (first - 1 if first is not None else count)))
+        rows.append((webhook_id, head + (first - low if first is not None else high - low + 1)))
     WebhookCursor.objects.bulk_create(
         [WebhookCursor(webhook_id=webhook_id, seq=seq) for webhook_id, seq in rows],
         ignore_conflicts=True,
@@ -281,43 +293,35 @@ def _cursors_create(cursor, webhooks, oldest, head: int, count: int) -> None:
 
 # Per object (and, for changes meant for one webhook, per webhook): its first and last
 # change, the last destroy and import, the last change that named a parent, in one pass
-# with no join back to the changes: max() over [pos, value] arrays picks the value of the
-# latest change (an arg-max). Times travel as integer microseconds, exactly. The actions
-# follow changes_fold: the last change wins, except that updates after an import (with no
-# destroy between) leave it an import.
-_MICROS = "CAST(EXTRACT(EPOCH FROM created_at) * 1000000 AS bigint)"
-
-
+# with no join back to the changes: max() over [id, parent] arrays picks the parent of the
+# latest change that named one (an arg-max). The actions follow changes_fold: the last
+# change wins, except that updates after an import (with no destroy between) leave it an
+# import.
 def _folded(targeted: bool) -> str:
     return f"""
-    SELECT {"webhook_id, " if targeted else ""}object_kind, object_id, max(pos) AS last_pos,
-           (min(ARRAY[pos, {_MICROS}]))[2] AS first_micros,
-           (max(ARRAY[pos, {_MICROS}]))[2] AS last_micros,
-           (max(ARRAY[pos, parent_id]) FILTER (WHERE parent_id IS NOT NULL))[2] AS parent_id,
-           max(pos) FILTER (WHERE action = 'destroy') AS last_destroy_pos,
-           max(pos) FILTER (WHERE action = 'import') AS last_import_pos
-    FROM {_CLAIMED}
-    WHERE webhook_id IS {"NOT " if targeted else ""}NULL
+    SELECT {"webhook_id, " if targeted else ""}object_kind, object_id, max(id) AS last_id,
+           min(created_at) AS first_change_at, max(created_at) AS last_change_at,
+           (max(ARRAY[id, parent_id]) FILTER (WHERE parent_id IS NOT NULL))[2] AS parent_id,
+           max(id) FILTER (WHERE action = 'destroy') AS last_destroy_id,
+           max(id) FILTER (WHERE action = 'import') AS last_import_id
+    FROM {Change._meta.db_table}
+    WHERE id BETWEEN %(low)s AND %(high)s AND webhook_id IS {"NOT " if targeted else ""}NULL
     GROUP BY {"webhook_id, " if targeted else ""}object_kind, object_id
 """
 
 
-_EPOCH = "TIMESTAMP WITH TIME ZONE 'epoch'"
 _FOLDED_ACTION = """
-           CASE WHEN folded.last_destroy_pos = folded.last_pos THEN 'destroy'
-                WHEN folded.last_import_pos = folded.last_pos THEN 'import'
-                WHEN COALESCE(folded.last_import_pos, 0) > COALESCE(folded.last_destroy_pos, 0)
+           CASE WHEN folded.last_destroy_id = folded.last_id THEN 'destroy'
+                WHEN folded.last_import_id = folded.last_id THEN 'import'
+                WHEN COALESCE(folded.last_import_id, 0) > COALESCE(folded.last_destroy_id, 0)
                     THEN 'import'
                 ELSE 'update' END"""
-_FOLDED_TIMES = f"""
-           {_EPOCH} + folded.first_micros * INTERVAL '1 microsecond',
-           {_EPOCH} + folded.last_micros * INTERVAL '1 microsecond'"""
 # A destroy followed by other changes resets the waiting row first: an import waiting
 # from before must not absorb the update that follows the destroy.
 _STREAM_RESET_SQL = f"""
     UPDATE {_STREAM} AS waiting SET action = 'destroy'
     FROM ({_folded(False)}) AS folded
-    WHERE folded.last_destroy_pos < folded.last_pos
+    WHERE folded.last_destroy_id < folded.last_id
       AND waiting.object_kind = folded.object_kind AND waiting.object_id = folded.object_id
       AND waiting.action = 'import'
 """
@@ -325,14 +329,14 @@ _STREAM_UPSERT_SQL = f"""
     INSERT INTO {_STREAM} (object_kind, object_id, parent_id, action, first_change_at,
                            last_change_at, seq)
     SELECT folded.object_kind, folded.object_id, folded.parent_id, {_FOLDED_ACTION},
-           {_FOLDED_TIMES}, %(head)s + folded.last_pos
+           folded.first_change_at, folded.last_change_at, %(base)s + folded.last_id
     FROM ({_folded(False)}) AS folded
     ON CONFLICT (object_kind, object_id) DO UPDATE SET {_merge_set(_STREAM, "seq")}
 """
 _PENDING_RESET_SQL = f"""
     UPDATE {_PENDING} AS pending SET action = 'destroy'
     FROM ({_folded(True)}) AS folded
-    WHERE folded.last_destroy_pos < folded.last_pos
+    WHERE folded.last_destroy_id < folded.last_id
       AND pending.webhook_id = folded.webhook_id
       AND pending.object_kind = folded.object_kind AND pending.object_id = folded.object_id
       AND pending.action = 'import'
@@ -342,7 +346,8 @@ _PENDING_UPSERT_SQL = f"""
     INSERT INTO {_PENDING} (webhook_id, object_kind, object_id, parent_id, action,
                             first_change_at, last_change_at, last_change_id)
     SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id,
-           {_FOLDED_ACTION}, {_FOLDED_TIMES}, %(head)s + folded.last_pos
+           {_FOLDED_ACTION}, folded.first_change_at, folded.last_change_at,
+           %(base)s + folded.last_id
     FROM ({_folded(True)}) AS folded
     JOIN {Webhook._meta.db_table} AS webhook ON webhook.id = folded.webhook_id
     ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET
