@@ -68,13 +68,6 @@ def batches_take(
     ids = [webhook.pk for webhook in webhooks]
     if not ids:
         return {}
-    cursors = dict(
-        WebhookCursor.objects.filter(webhook_id__in=ids).values_list("webhook_id", "seq")
-    )
-    with_pending = set(
-        PendingEntry.objects.filter(webhook_id__in=ids).order_by()
-        .values_list("webhook_id", flat=True).distinct()
-    )
     streams: dict[int, tuple[list[_Waiting], datetime | None]] = {}
     shared: dict[int, tuple[list[BatchEntry], int]] = {}
     taken: dict[int, list[BatchEntry]] = {}
@@ -82,6 +75,20 @@ def batches_take(
     pending_taken: list[int] = []
     pending_folds: list[tuple[int, set[int]]] = []
     with connection.cursor() as cursor:
+        # Each webhook's cursor and whether it has entries of its own, in one round trip.
+        cursor.execute(
+            f"SELECT webhook.id, (SELECT seq FROM {WebhookCursor._meta.db_table} "
+            f"WHERE webhook_id = webhook.id), EXISTS (SELECT 1 FROM "
+            f"{PendingEntry._meta.db_table} WHERE webhook_id = webhook.id) "
+            f"FROM {Webhook._meta.db_table} AS webhook "
+            f"WHERE webhook.id IN ({', '.join(['%s'] * len(ids))})",
+            ids,
+        )
+        cursors, with_pending = {}, set()
+        for webhook_id, position, has_pending in cursor.fetchall():
+            cursors[webhook_id] = position
+            if has_pending:
+                with_pending.add(webhook_id)
         for webhook in webhooks:
             position = cursors.get(webhook.pk)
             if position is None:
@@ -120,7 +127,11 @@ def batches_take(
             if entries:
                 taken[webhook.pk] = entries
         for seq, webhook_ids in advances.items():
-            WebhookCursor.objects.filter(webhook_id__in=webhook_ids).update(seq=seq)
+            cursor.execute(
+                f"UPDATE {WebhookCursor._meta.db_table} SET seq = %s "
+                f"WHERE webhook_id IN ({', '.join(['%s'] * len(webhook_ids))})",
+                [seq, *webhook_ids],
+            )
         table = PendingEntry._meta.db_table
         for start in range(0, len(pending_taken), 5000):
             chunk = pending_taken[start : start + 5000]

@@ -176,3 +176,20 @@ def test_a_collector_in_its_own_transaction_folds_as_the_model_says(fast_deliver
             record(*change)
         collect()
     assert waiting(webhook) == expected_entries(runs)
+
+
+def test_taking_the_batches_of_many_webhooks_at_one_cursor_reads_the_stream_once(first):
+    from django.test.utils import CaptureQueriesContext
+
+    many = [first] + [
+        Webhook.objects.create(name=f"Many {n}", url=f"http://127.0.0.1:9/m{n}")
+        for n in range(20)
+    ]
+    for training_id in range(1, 4):
+        record("update", "training", training_id, 10)
+    collect()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        taken = batches_take(webhooks=many, now=timezone.now())
+    assert len(taken) == 21 and len({id(entries) for entries in taken.values()}) == 1
+    # Cursors and own entries, the stream once, the cursors moved once.
+    assert len(queries) == 3
