@@ -26,7 +26,7 @@ GOALS = {
     "capture_webhooks_ratio": ("<=", 1.10),
     "import_changes": ("==", 501),
     "import_ratio": ("<=", 1.05),
-    "drain_rate": (">=", 100_000),
+    "drain_rate": (">=", 200_000),
     "drain_peak_rss_mb": ("<=", 150),
     "drain_scaling": ("<=", 1.2),
     "delivery_ratio": (">=", 0.7),
