@@ -168,6 +168,11 @@ def changes_collect(*, limit: int | None = None) -> int:
     that every webhook's cursor has passed are deleted. Returns the number of changes
     collected (0 also when another collector is busy, or its run had to be rolled back
     and is left to the next call).
+
+    Call it outside any transaction: on PostgreSQL it then reads and deletes under one
+    REPEATABLE READ snapshot of its own. Inside an outer transaction it cannot choose
+    its isolation, and rolls back (returning 0) whenever a writer commits a change into
+    the range it claimed while it ran.
     """
     try:
         return _collect(limit)
