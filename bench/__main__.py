@@ -26,11 +26,12 @@ GOALS = {
     "capture_webhooks_ratio": ("<=", 1.10),
     "import_changes": ("==", 501),
     "import_ratio": ("<=", 1.05),
-    "drain_rate": (">=", 100_000),
+    "drain_rate": (">=", 200_000),
     "drain_peak_rss_mb": ("<=", 150),
     "drain_scaling": ("<=", 1.2),
     "delivery_ratio": (">=", 0.7),
     "celery_delivery_ratio": (">=", 0.5),
+    "fanout_ratio": (">=", 0.25),
     "latency_p50": (None, None),
     "latency_p95": (None, None),
     "latency_p99": ("<=", 1.5),
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="run only these: capture import drain delivery latency")
+                        help="run only these: capture import drain delivery latency fanout")
     args = parser.parse_args(argv)
 
     database_url = bench_database_url()

@@ -541,3 +541,8 @@ MEASURES = {
     "delivery": measure_delivery,
     "latency": measure_latency,
 }
+
+# The fan-out figure lives in its own module (it uses the helpers above).
+from bench.fanout import measure_fanout  # noqa: E402
+
+MEASURES["fanout"] = measure_fanout

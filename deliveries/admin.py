@@ -8,7 +8,6 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,6 +25,7 @@ from deliveries.selectors import (
     deliveries_carrying,
     dispatcher_last_tick,
     object_query_parse,
+    pending_count_annotation,
     webhooks_health,
 )
 from deliveries.services import (
@@ -178,7 +178,7 @@ class WebhookOperationsAdmin(WebhookAdmin):
 
     def get_queryset(self, request):
         # Counted by the database in the list's one query: no query per row.
-        return super().get_queryset(request).annotate(pending_count=Count("pending_entries"))
+        return super().get_queryset(request).annotate(pending_count=pending_count_annotation())
 
     @admin.display(description="pending", ordering="pending_count")
     def pending_changes(self, webhook: Webhook) -> int:

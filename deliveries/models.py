@@ -9,13 +9,72 @@ from webhooks.models import Webhook
 OPEN_DELIVERY = ~Q(state="delivered")
 
 
-class PendingEntry(models.Model):
-    """One object's undelivered change for one webhook, already coalesced.
+class StreamEntry(models.Model):
+    """One object's latest changes, coalesced, shared by every webhook: the change stream.
 
-    The dispatcher moves each recorded Change into one of these per webhook, merging it
-    with the entry already waiting for the same object (see deliveries.services.collect), so a
-    webhook's backlog is bounded by the number of distinct objects, however long it is
-    paused or failing. An entry is removed in the transaction that puts it into a Delivery.
+    The collector (deliveries.services.collect) writes one row per object and stamps it
+    with `seq`, the next number of the stream, in its own transaction: only one collector
+    runs at a time and it reads only committed changes, so seqs become visible in order
+    and a webhook's cursor over them skips nothing. When the object changes again, its
+    row merges the new changes and is stamped anew, so each object appears once, at its
+    latest change. A webhook has received every row at or below its cursor
+    (WebhookCursor); rows every cursor has passed are deleted.
+    """
+
+    object_kind = models.CharField(max_length=32)
+    object_id = models.BigIntegerField()
+    parent_id = models.BigIntegerField(null=True, blank=True)
+    action = models.CharField(max_length=16)
+    # Kept when the row is stamped anew: the bundle delay counts from here, so an object
+    # edited without pause still goes out (no starvation).
+    first_change_at = models.DateTimeField()
+    last_change_at = models.DateTimeField()
+    seq = models.BigIntegerField(unique=True)
+
+    class Meta:
+        verbose_name_plural = "stream entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["object_kind", "object_id"], name="stream_entry_one_per_object"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seq}: {self.action} {self.object_kind} {self.object_id}"
+
+
+class StreamHead(models.Model):
+    """The last seq the collector stamped (one row, made by the migration)."""
+
+    seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"stream head at {self.seq}"
+
+
+class WebhookCursor(models.Model):
+    """How far one webhook has taken the stream: every StreamEntry with `seq` at or below
+    this went into one of its deliveries. The collector creates it at the stream's head
+    when the webhook first sees changes, so a webhook receives the changes recorded after
+    it was created; a paused webhook's cursor stays where it is and its backlog waits."""
+
+    webhook = models.OneToOneField(
+        Webhook, on_delete=models.CASCADE, primary_key=True, related_name="stream_cursor"
+    )
+    seq = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"webhook {self.webhook_id} at {self.seq}"
+
+
+class PendingEntry(models.Model):
+    """One object's undelivered change meant for one webhook alone, already coalesced.
+
+    Changes recorded for one webhook (`Change.webhook`: a resync, a partner's request) wait
+    here instead of in the shared stream, merged per object as the stream merges them
+    (see deliveries.services.collect), so such a backlog too is bounded by the number of
+    distinct objects. A webhook's batch merges these with its stream entries in seq order.
+    An entry is removed in the transaction that puts it into a Delivery.
     """
 
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="pending_entries")
@@ -26,7 +85,8 @@ class PendingEntry(models.Model):
     # The oldest change folded into this entry: the bundle delay counts from here.
     first_change_at = models.DateTimeField()
     last_change_at = models.DateTimeField()
-    # Entries go out ordered by their latest change.
+    # The stream seq the collector stamped on its latest change (StreamEntry.seq's
+    # numbering): entries go out ordered by it, merged with the stream's.
     last_change_id = models.BigIntegerField()
 
     class Meta:

@@ -3,7 +3,8 @@
 Every function here answers with a fixed number of queries whatever the number of
 webhooks or deliveries, aggregating in the database over windows that indexes serve:
 attempts by `started_at` (a covering index on PostgreSQL), open deliveries by their partial
-index, pending entries by (webhook, first_change_at).
+index, pending entries by (webhook, first_change_at), the change stream by seq once per
+distinct cursor.
 """
 
 import json
@@ -17,18 +18,31 @@ from django.db.models import (
     Aggregate,
     BooleanField,
     Count,
+    Expression,
+    F,
     FloatField,
+    Func,
+    IntegerField,
     Min,
+    OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
 from changes.kinds import OBJECT_KINDS
-from deliveries.models import Delivery, DeliveryAttempt, DispatcherHeartbeat, PendingEntry
+from deliveries.models import (
+    Delivery,
+    DeliveryAttempt,
+    DispatcherHeartbeat,
+    PendingEntry,
+    StreamEntry,
+    WebhookCursor,
+)
 from webhooks.models import Webhook
 
 ErrorKind = DeliveryAttempt.ErrorKind
@@ -171,6 +185,57 @@ def attempts_per_day(*, now: datetime, days: int, webhook_id: int) -> list[dict]
     ]
 
 
+@dataclass
+class Backlog:
+    """What waits for one webhook: its stream rows after its cursor plus its own pending
+    entries (an object in both counts twice), and the oldest change among them."""
+
+    count: int = 0
+    oldest: datetime | None = None
+
+
+def webhooks_backlog(*, webhook_id: int | None = None) -> dict[int, Backlog]:
+    """The backlog of every webhook (or one) that has one: the pending entries grouped in
+    one query, the stream counted once per distinct cursor."""
+    pending = PendingEntry.objects.order_by().values("webhook_id")
+    cursors = WebhookCursor.objects.all()
+    if webhook_id is not None:
+        pending = pending.filter(webhook_id=webhook_id)
+        cursors = cursors.filter(webhook_id=webhook_id)
+    backlog = {
+        row["webhook_id"]: Backlog(row["count"], row["oldest"])
+        for row in pending.annotate(count=Count("id"), oldest=Min("first_change_at"))
+    }
+    streams: dict[int, dict] = {}
+    for cursor in cursors:
+        if cursor.seq not in streams:
+            streams[cursor.seq] = StreamEntry.objects.filter(seq__gt=cursor.seq).aggregate(
+                count=Count("id"), oldest=Min("first_change_at")
+            )
+        stream = streams[cursor.seq]
+        if not stream["count"]:
+            continue
+        waiting = backlog.setdefault(cursor.webhook_id, Backlog())
+        waiting.count += stream["count"]
+        if waiting.oldest is None or stream["oldest"] < waiting.oldest:
+            waiting.oldest = stream["oldest"]
+    return backlog
+
+
+def pending_count_annotation() -> Expression:
+    """An expression for a Webhook queryset: the number of entries waiting for each
+    webhook (as Backlog.count), computed by the database in the list's one query."""
+
+    def counted(queryset: QuerySet) -> Expression:
+        # COUNT as a plain function, not an aggregate: no GROUP BY in the subquery.
+        total = queryset.order_by().values(n=Func(F("id"), function="COUNT"))
+        return Coalesce(Subquery(total, output_field=IntegerField()), 0)
+
+    return counted(PendingEntry.objects.filter(webhook=OuterRef("pk"))) + counted(
+        StreamEntry.objects.filter(seq__gt=OuterRef("stream_cursor__seq"))
+    )
+
+
 def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = None) -> list[
     WebhookHealth
 ]:
@@ -178,28 +243,23 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
     fixed number of queries."""
     now = now or timezone.now()
     webhooks = Webhook.objects.order_by("name", "id")
-    pending = PendingEntry.objects.order_by().values("webhook_id")
     open_deliveries = Delivery.objects.open().defer("payload")
     if webhook_id is not None:
         webhooks = webhooks.filter(pk=webhook_id)
-        pending = pending.filter(webhook_id=webhook_id)
         open_deliveries = open_deliveries.filter(webhook_id=webhook_id)
-    pending_by_webhook = {
-        row["webhook_id"]: row
-        for row in pending.annotate(count=Count("id"), oldest=Min("first_change_at"))
-    }
+    pending_by_webhook = webhooks_backlog(webhook_id=webhook_id)
     open_by_webhook = {delivery.webhook_id: delivery for delivery in open_deliveries}
     stats = attempt_stats_by_webhook(
         since=now - timedelta(hours=24), until=now + timedelta(seconds=1), webhook_id=webhook_id
     )
     rows = []
     for webhook in webhooks:
-        backlog = pending_by_webhook.get(webhook.pk, {})
+        backlog = pending_by_webhook.get(webhook.pk, Backlog())
         rows.append(
             WebhookHealth(
                 webhook=webhook,
-                pending_entries=backlog.get("count", 0),
-                oldest_pending_at=backlog.get("oldest"),
+                pending_entries=backlog.count,
+                oldest_pending_at=backlog.oldest,
                 open_delivery=open_by_webhook.get(webhook.pk),
                 last_day=stats.get(webhook.pk, AttemptStats()),
             )

@@ -45,7 +45,8 @@ from catalog.services import (
     trainings_bulk_update,
 )
 from changes.models import Change
-from deliveries.models import Delivery, DeliveryAttempt, PendingEntry
+from deliveries.models import Delivery, DeliveryAttempt
+from tests.deliveries.helpers import nothing_waits
 from tests.support import processes
 from tests.support.fault_proxy import FaultProxy
 from webhooks.models import Webhook
@@ -326,7 +327,7 @@ def settled(loop: Loop) -> bool:
     """Nothing is left to send, and the receivers have applied everything they accepted."""
     if (
         Change.objects.exists()
-        or PendingEntry.objects.exists()
+        or not nothing_waits()
         or Delivery.objects.exclude(state=Delivery.State.DELIVERED).exists()
     ):
         return False

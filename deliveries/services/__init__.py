@@ -1,8 +1,9 @@
 """The delivery engine, one module per step, in the order work flows through them:
 
-collect     recorded changes → each webhook's coalesced pending entries
-batch       pending entries → the body of a webhook's next delivery; which webhooks
-            have work due
+collect     recorded changes → the coalesced change stream (one row per object, a
+            cursor per webhook) and entries meant for one webhook alone
+batch       a webhook's part of the stream and its own entries → the body of its next
+            delivery; which webhooks have work due
 claim       a delivery's next attempt taken under a lease (short transaction)
 send        the attempt signed and POSTed (no transaction open)
 record      the outcome stored, the retry scheduled, the webhook's health updated

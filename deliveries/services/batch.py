@@ -1,4 +1,5 @@
-"""Batching: a webhook's pending entries become the body of its next delivery."""
+"""Batching: a webhook's part of the change stream and its own pending entries become the
+body of its next delivery."""
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from changes.models import Action
-from deliveries.models import Delivery, PendingEntry
-from deliveries.services.collect import aware_converter
+from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
+from deliveries.services.collect import action_merge, aware_converter
 from webhooks.models import Webhook
 
 
@@ -28,62 +29,22 @@ def bundle_delay(webhook: Webhook) -> float:
     return settings.WEBHOOK_BUNDLE_DELAY
 
 
-def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[BatchEntry]:
-    """Take the next batch of a webhook's pending entries, if one is due; [] otherwise.
+@dataclass
+class _Waiting:
+    """A stream row (pending_id None) or a pending entry, as a batch reads it."""
 
-    Must run inside the caller's transaction, with the webhook row locked: the entries
-    taken are deleted, and belong to the Delivery the caller creates in that transaction.
-    A batch is due when its oldest entry waited the bundle delay, or a full batch waits
-    (`force` skips the delay: an operator's "retry now"). Entries come ordered by their
-    latest change; training updates of an institute imported in the same batch are
-    folded into that import.
-    """
-    batch_size = settings.WEBHOOK_BATCH_SIZE
-    table = PendingEntry._meta.db_table
-    with connection.cursor() as cursor:
-        # Is a batch due? The oldest entry and whether a full batch waits, in one round
-        # trip; both read the (webhook, ...) indexes, never the whole table.
-        cursor.execute(
-            f"SELECT (SELECT first_change_at FROM {table} WHERE webhook_id = %s "
-            f"ORDER BY first_change_at LIMIT 1), (SELECT count(*) FROM (SELECT 1 FROM "
-            f"{table} WHERE webhook_id = %s LIMIT %s) AS waiting)",
-            [webhook.pk, webhook.pk, batch_size],
-        )
-        oldest, waiting = cursor.fetchone()
-        if oldest is None:
-            return []
-        if connection.vendor != "postgresql":  # SQLite answers raw SQL with naive values
-            oldest = aware_converter()(oldest)
-        waited_enough = force or oldest <= now - timedelta(seconds=bundle_delay(webhook))
-        if not waited_enough and waiting < batch_size:
-            return []
-        # Take the batch: delete its entries and get them back in one statement.
-        cursor.execute(
-            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE webhook_id = %s "
-            f"ORDER BY last_change_id LIMIT %s) "
-            f"RETURNING object_kind, object_id, action, parent_id, last_change_id",
-            [webhook.pk, batch_size],
-        )
-        rows = sorted(cursor.fetchall(), key=lambda row: row[4])
-        imported = {
-            object_id
-            for kind, object_id, action, _, _ in rows
-            if kind == "institute" and action == Action.IMPORT
-        }
-        if imported:
-            # The partner re-reads the imported institutes' trainings: their updates are
-            # carried by the import, including those beyond this batch's size.
-            placeholders = ", ".join(["%s"] * len(imported))
-            cursor.execute(
-                f"DELETE FROM {table} WHERE webhook_id = %s AND object_kind = 'training' "
-                f"AND action = %s AND parent_id IN ({placeholders})",
-                [webhook.pk, Action.UPDATE, *imported],
-            )
-    return [
-        BatchEntry(kind, object_id, action)
-        for kind, object_id, action, parent_id, _ in rows
-        if not (kind == "training" and action == Action.UPDATE and parent_id in imported)
-    ]
+    object_kind: str
+    object_id: int
+    parent_id: int | None
+    action: str
+    seq: int
+    pending_id: int | None = None
+
+
+def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[BatchEntry]:
+    """Take the next batch of one webhook, if one is due; [] otherwise (see batches_take)."""
+    taken = batches_take(webhooks=[webhook], now=now, force_ids={webhook.pk} if force else ())
+    return taken.get(webhook.pk, [])
 
 
 def batches_take(
@@ -93,22 +54,173 @@ def batches_take(
     the webhooks that have one. `force_ids` skip the bundle delay (an operator's "retry
     now").
 
-    Must run inside the caller's transaction with the webhooks' rows locked, as
-    `batch_take`. Webhooks with the same entries may share one list object, so that a
-    caller renders each distinct batch once.
+    Must run inside the caller's transaction with the webhooks' rows locked: the batch's
+    stream rows are passed by moving the webhook's cursor, its pending entries are
+    deleted, both belonging to the Delivery the caller creates in that transaction. A
+    batch is due when its oldest change waited the bundle delay, or a full batch waits.
+    It holds the webhook's stream rows after its cursor and its pending entries, merged
+    in seq order (one entry per object), up to WEBHOOK_BATCH_SIZE; training updates of
+    an institute imported in the same batch are folded into that import. Webhooks at the
+    same cursor with no pending entries of their own share one list object, so that a
+    caller renders each distinct batch once; the stream is read once per distinct cursor.
     """
-    taken = {}
-    for webhook in webhooks:
-        entries = batch_take(webhook=webhook, now=now, force=webhook.pk in force_ids)
-        if entries:
-            taken[webhook.pk] = entries
+    batch_size = settings.WEBHOOK_BATCH_SIZE
+    ids = [webhook.pk for webhook in webhooks]
+    if not ids:
+        return {}
+    streams: dict[int, tuple[list[_Waiting], datetime | None]] = {}
+    shared: dict[int, tuple[list[BatchEntry], int]] = {}
+    taken: dict[int, list[BatchEntry]] = {}
+    advances: dict[int, list[int]] = {}
+    pending_taken: list[int] = []
+    pending_folds: list[tuple[int, set[int]]] = []
+    with connection.cursor() as cursor:
+        # Each webhook's cursor and whether it has entries of its own, in one round trip.
+        cursor.execute(
+            f"SELECT webhook.id, (SELECT seq FROM {WebhookCursor._meta.db_table} "
+            f"WHERE webhook_id = webhook.id), EXISTS (SELECT 1 FROM "
+            f"{PendingEntry._meta.db_table} WHERE webhook_id = webhook.id) "
+            f"FROM {Webhook._meta.db_table} AS webhook "
+            f"WHERE webhook.id IN ({', '.join(['%s'] * len(ids))})",
+            ids,
+        )
+        cursors, with_pending = {}, set()
+        for webhook_id, position, has_pending in cursor.fetchall():
+            cursors[webhook_id] = position
+            if has_pending:
+                with_pending.add(webhook_id)
+        for webhook in webhooks:
+            position = cursors.get(webhook.pk)
+            if position is None:
+                stream, stream_oldest = [], None
+            else:
+                if position not in streams:
+                    streams[position] = _stream_read(cursor, position, batch_size)
+                stream, stream_oldest = streams[position]
+            pending, pending_oldest = (
+                _pending_read(cursor, webhook.pk, batch_size)
+                if webhook.pk in with_pending else ([], None)
+            )
+            oldest = min((at for at in (stream_oldest, pending_oldest) if at is not None),
+                         default=None)
+            if oldest is None:
+                continue
+            rows = sorted(stream + pending, key=lambda row: row.seq)[:batch_size]
+            waited = webhook.pk in force_ids or oldest <= now - timedelta(
+                seconds=bundle_delay(webhook)
+            )
+            if not waited and len(rows) < batch_size:
+                continue
+            stream_end = max((row.seq for row in rows if row.pending_id is None), default=None)
+            if not pending and position in shared:
+                entries, stream_end = shared[position]
+            else:
+                entries, imported = _entries_build(rows)
+                if pending:
+                    pending_taken.extend(row.pending_id for row in rows if row.pending_id)
+                    if imported:
+                        pending_folds.append((webhook.pk, imported))
+                else:
+                    shared[position] = (entries, stream_end)
+            if stream_end is not None:
+                advances.setdefault(stream_end, []).append(webhook.pk)
+            if entries:
+                taken[webhook.pk] = entries
+        for seq, webhook_ids in advances.items():
+            cursor.execute(
+                f"UPDATE {WebhookCursor._meta.db_table} SET seq = %s "
+                f"WHERE webhook_id IN ({', '.join(['%s'] * len(webhook_ids))})",
+                [seq, *webhook_ids],
+            )
+        table = PendingEntry._meta.db_table
+        for start in range(0, len(pending_taken), 5000):
+            chunk = pending_taken[start : start + 5000]
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk
+            )
+        for webhook_id, imported in pending_folds:
+            # The partner re-reads the imported institutes' trainings: their updates waiting
+            # for this webhook alone are carried by the import, also beyond this batch.
+            cursor.execute(
+                f"DELETE FROM {table} WHERE webhook_id = %s AND object_kind = 'training' "
+                f"AND action = %s AND parent_id IN ({', '.join(['%s'] * len(imported))})",
+                [webhook_id, Action.UPDATE, *imported],
+            )
     return taken
+
+
+def _stream_read(cursor, position: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
+    """The first `limit` stream rows after `position`, and the oldest first change among
+    them: all that waits when fewer came, and a full batch (due anyway) otherwise. A row
+    stamped anew keeps its first change, so it is due however often it changes."""
+    cursor.execute(
+        f"SELECT object_kind, object_id, parent_id, action, seq, first_change_at "
+        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s",
+        [position, limit],
+    )
+    fetched = cursor.fetchall()
+    if not fetched:
+        return [], None
+    return [_Waiting(*row[:5]) for row in fetched], _aware(min(row[5] for row in fetched))
+
+
+def _pending_read(cursor, webhook_id: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
+    table = PendingEntry._meta.db_table
+    cursor.execute(
+        f"SELECT object_kind, object_id, parent_id, action, last_change_id, id FROM {table} "
+        f"WHERE webhook_id = %s ORDER BY last_change_id LIMIT %s",
+        [webhook_id, limit],
+    )
+    rows = [_Waiting(*row) for row in cursor.fetchall()]
+    if not rows:
+        return [], None
+    cursor.execute(
+        f"SELECT first_change_at FROM {table} WHERE webhook_id = %s "
+        f"ORDER BY first_change_at LIMIT 1",
+        [webhook_id],
+    )
+    return rows, _aware(cursor.fetchone()[0])
+
+
+def _aware(value):
+    # SQLite answers raw SQL with naive text.
+    return value if connection.vendor == "postgresql" else aware_converter()(value)
+
+
+def _entries_build(rows: list[_Waiting]) -> tuple[list[BatchEntry], set[int]]:
+    """One entry per object (a stream row and a pending entry of one object merge, in seq
+    order), ordered by their latest change, training updates folded into their
+    institute's import; and the institutes imported."""
+    merged: dict[tuple[str, int], _Waiting] = {}
+    for row in rows:  # in seq order
+        earlier = merged.pop((row.object_kind, row.object_id), None)
+        if earlier is not None:
+            row = _Waiting(
+                row.object_kind, row.object_id,
+                row.parent_id if row.parent_id is not None else earlier.parent_id,
+                action_merge(earlier.action, row.action), row.seq,
+            )
+        merged[(row.object_kind, row.object_id)] = row
+    imported = {
+        row.object_id for row in merged.values()
+        if row.object_kind == "institute" and row.action == Action.IMPORT
+    }
+    entries = [
+        BatchEntry(row.object_kind, row.object_id, row.action)
+        for row in merged.values()
+        if not (row.object_kind == "training" and row.action == Action.UPDATE
+                and row.parent_id in imported)
+    ]
+    return entries, imported
 
 
 def webhooks_due(*, now: datetime | None = None) -> list[int]:
     """Active webhooks with an attempt to make now: a retry that is due and not held, or,
-    with no open delivery, pending entries that waited the bundle delay or fill a batch."""
+    with no open delivery, stream rows after their cursor or pending entries of their own
+    that waited the bundle delay or fill a batch. The stream is read once per distinct
+    cursor, not once per webhook."""
     now = now or timezone.now()
+    batch_size = settings.WEBHOOK_BATCH_SIZE
     open_deliveries = Delivery.objects.filter(webhook=OuterRef("pk")).exclude(
         state=Delivery.State.DELIVERED
     )
@@ -120,6 +232,9 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
             )
         ),
         has_open=Exists(open_deliveries),
+        cursor=Subquery(
+            WebhookCursor.objects.filter(webhook=OuterRef("pk")).values("seq")[:1]
+        ),
         oldest_pending=Subquery(
             PendingEntry.objects.filter(webhook=OuterRef("pk"))
             .order_by("first_change_at")
@@ -129,18 +244,41 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
         # webhook): an entry at offset batch_size - 1 exists.
         full_batch=Exists(
             PendingEntry.objects.filter(webhook=OuterRef("pk")).order_by()[
-                settings.WEBHOOK_BATCH_SIZE - 1 : settings.WEBHOOK_BATCH_SIZE
+                batch_size - 1 : batch_size
             ]
         ),
     )
+    streams: dict[int, tuple[datetime | None, bool]] = {}
     due = []
-    for webhook in rows.only("id", "bundle_delay"):
-        if webhook.open_due:
-            due.append(webhook.pk)
-        elif not webhook.has_open and webhook.oldest_pending is not None:
-            waited = webhook.oldest_pending <= now - timedelta(seconds=bundle_delay(webhook))
-            if waited or webhook.full_batch:
+    with connection.cursor() as cursor:
+        for webhook in rows.only("id", "bundle_delay"):
+            if webhook.open_due:
+                due.append(webhook.pk)
+                continue
+            if webhook.has_open:
+                continue
+            oldest, full = webhook.oldest_pending, webhook.full_batch
+            if webhook.cursor is not None:
+                if webhook.cursor not in streams:
+                    streams[webhook.cursor] = _stream_backlog(cursor, webhook.cursor, batch_size)
+                stream_oldest, stream_full = streams[webhook.cursor]
+                full = full or stream_full
+                if stream_oldest is not None and (oldest is None or stream_oldest < oldest):
+                    oldest = stream_oldest
+            if oldest is None:
+                continue
+            if full or oldest <= now - timedelta(seconds=bundle_delay(webhook)):
                 due.append(webhook.pk)
     return due
 
 
+def _stream_backlog(cursor, position: int, batch_size: int) -> tuple[datetime | None, bool]:
+    """Whether a full batch waits after `position`, and the oldest first change there when
+    not (then at most a batch waits: the minimum reads no more than the batch would)."""
+    cursor.execute(
+        f"SELECT count(*), min(first_change_at) FROM (SELECT first_change_at "
+        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s) AS waiting",
+        [position, batch_size],
+    )
+    waiting, oldest = cursor.fetchone()
+    return (_aware(oldest) if oldest is not None else None), waiting >= batch_size

@@ -1,4 +1,9 @@
-"""Collecting: recorded changes become coalesced pending entries for every webhook.
+"""Collecting: recorded changes become the coalesced change stream every webhook reads.
+
+Each object has one row in the stream (StreamEntry), stamped with the seq of its latest
+change; each webhook reads the stream through its cursor (WebhookCursor). Changes meant
+for one webhook alone become that webhook's pending entries (PendingEntry), folded the
+same way and stamped from the same numbering.
 
 The coalescing rules, per (object kind, id), over changes not yet delivered:
 - the latest of `update` and `destroy` wins;
@@ -12,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from changes.models import Action, Change
-from deliveries.models import PendingEntry
+from deliveries.models import PendingEntry, StreamEntry, StreamHead, WebhookCursor
 from webhooks.models import Webhook
 
 COLLECT_CHUNK = 10_000
@@ -66,53 +71,53 @@ def changes_fold(rows: Iterable[Sequence]) -> list[FoldedChange]:
     return list(folded.values())
 
 
-def _upsert_sql(vendor: str, rows: int, webhook_ids: int) -> str:
-    table = PendingEntry._meta.db_table
-    cast_time = "CAST(%s AS TIMESTAMP WITH TIME ZONE)" if vendor == "postgresql" else "%s"
-    values = ", ".join([f"(%s, CAST(%s AS BIGINT), CAST(%s AS BIGINT), %s, {cast_time}, "
-                        f"{cast_time}, CAST(%s AS BIGINT))"] * rows)
-    webhooks = ", ".join(["%s"] * webhook_ids)
-    # One statement fans the folded changes out to every webhook and merges each with the
-    # entry already waiting for that object. "WHERE" before ON CONFLICT also keeps
-    # SQLite's parser from reading ON as a join clause.
+_STREAM = StreamEntry._meta.db_table
+_PENDING = PendingEntry._meta.db_table
+_CURSOR = WebhookCursor._meta.db_table
+_HEAD = StreamHead._meta.db_table
+
+
+def _merge_set(table: str, seq_column: str) -> str:
+    # How a folded change merges into the row already waiting for its object: the later
+    # action wins, except that an import absorbs an update; the first change's time stays
+    # (the bundle delay counts from it); the row takes the new seq.
     return (
-        f"WITH folded (object_kind, object_id, parent_id, action, first_change_at, "
-        f"last_change_at, last_change_id) AS (VALUES {values}) "
-        f"INSERT INTO {table} (webhook_id, object_kind, object_id, parent_id, action, "
-        f"first_change_at, last_change_at, last_change_id) "
-        f"SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id, "
-        f"folded.action, folded.first_change_at, folded.last_change_at, folded.last_change_id "
-        f"FROM folded CROSS JOIN {Webhook._meta.db_table} AS webhook "
-        f"WHERE webhook.id IN ({webhooks}) "
-        f"ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET "
         f"action = CASE WHEN excluded.action = 'update' AND {table}.action = 'import' "
         f"THEN 'import' ELSE excluded.action END, "
         f"parent_id = COALESCE(excluded.parent_id, {table}.parent_id), "
-        f"last_change_at = excluded.last_change_at, "
-        f"last_change_id = excluded.last_change_id"
+        f"last_change_at = excluded.last_change_at, {seq_column} = excluded.{seq_column}"
     )
 
 
-def _entries_upsert(cursor, webhook_ids: list[int], entries: list[FoldedChange]) -> None:
-    # Parameters per row: 7; keep each statement under SQLite's limit of 32,766.
-    per_statement = 4000
+def _values_upsert(cursor, entries: list[FoldedChange], seqs: dict[int, int],
+                   webhook_id: int | None) -> None:
+    """Upsert folded changes into the stream (webhook_id None) or one webhook's pending
+    entries, each stamped with the seq of its latest change (portable SQL: SQLite)."""
+    if webhook_id is None:
+        columns = "object_kind, object_id, parent_id, action, first_change_at, last_change_at, seq"
+        head, conflict, merge = "", "object_kind, object_id", _merge_set(_STREAM, "seq")
+        table = _STREAM
+    else:
+        columns = ("webhook_id, object_kind, object_id, parent_id, action, first_change_at, "
+                   "last_change_at, last_change_id")
+        head, conflict = "%s, ", "webhook_id, object_kind, object_id"
+        merge, table = _merge_set(_PENDING, "last_change_id"), _PENDING
+    per_statement = 3000  # parameters per row: 8 at most; SQLite allows 32,766
     for start in range(0, len(entries), per_statement):
         chunk = entries[start : start + per_statement]
         params: list[object] = []
         for entry in chunk:
-            params.extend(
-                (
-                    entry.object_kind,
-                    entry.object_id,
-                    entry.parent_id,
-                    entry.action,
-                    entry.first_change_at,
-                    entry.last_change_at,
-                    entry.last_change_id,
-                )
-            )
-        params.extend(webhook_ids)
-        cursor.execute(_upsert_sql(connection.vendor, len(chunk), len(webhook_ids)), params)
+            if webhook_id is not None:
+                params.append(webhook_id)
+            params.extend((entry.object_kind, entry.object_id, entry.parent_id, entry.action,
+                           entry.first_change_at, entry.last_change_at,
+                           seqs[entry.last_change_id]))
+        values = ", ".join([f"({head}%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES {values} "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {merge}",
+            params,
+        )
 
 
 def _collect_lock(cursor) -> bool:
@@ -124,23 +129,84 @@ def _collect_lock(cursor) -> bool:
     return True
 
 
+def stream_head(cursor) -> int:
+    """The last seq stamped. Its row is made by the migration; a database emptied since
+    (a flushed test database) starts again above whatever still waits."""
+    cursor.execute(f"SELECT seq FROM {_HEAD} WHERE id = 1")
+    row = cursor.fetchone()
+    if row is not None:
+        return row[0]
+    cursor.execute(
+        f"SELECT COALESCE(max(seq), 0) FROM (SELECT max(seq) AS seq FROM {_STREAM} "
+        f"UNION ALL SELECT max(last_change_id) FROM {_PENDING}) AS waiting"
+    )
+    seq = cursor.fetchone()[0]
+    cursor.execute(f"INSERT INTO {_HEAD} (id, seq) VALUES (1, %s)", [seq])
+    return seq
+
+
+def _stream_prune(cursor, head: int) -> None:
+    # Rows every cursor has passed were delivered to every webhook (a paused webhook's
+    # cursor holds them); a webhook with no cursor yet starts at the head or later.
+    cursor.execute(
+        f"DELETE FROM {_STREAM} WHERE seq <= (SELECT COALESCE(min(seq), %s) FROM {_CURSOR})",
+        [head],
+    )
+
+
 def changes_collect(*, limit: int | None = None) -> int:
-    """Move up to `limit` recorded changes into every webhook's pending entries.
+    """Move up to `limit` recorded changes into the change stream (and, for changes meant
+    for one webhook alone, into that webhook's pending entries).
 
     Runs in one short transaction: the changes read are deleted in it, so each change is
     applied exactly once, and a change whose writer has not committed yet is simply
     picked up by a later call (rows are claimed, never skipped by a high-water mark).
-    Only one collector runs at a time, so changes apply to entries in order. A webhook
-    receives the changes recorded after it was created, and those recorded for it alone
-    (`Change.webhook`, a resync). Returns the number of changes collected (0 also when
-    another collector is busy).
+    Only one collector runs at a time and it stamps the stream's seqs in its own
+    transaction, so seqs become visible in order and a cursor over them skips nothing.
+    A webhook receives the changes recorded after it was created (its cursor starts
+    there), and those recorded for it alone (`Change.webhook`, a resync). Stream rows
+    that every webhook's cursor has passed are deleted. Returns the number of changes
+    collected (0 also when another collector is busy, or its run had to be rolled back
+    and is left to the next call).
+
+    Call it outside any transaction: on PostgreSQL it then reads and deletes under one
+    REPEATABLE READ snapshot of its own. Inside an outer transaction it cannot choose
+    its isolation, and rolls back (returning 0) whenever a writer commits a change into
+    the range it claimed while it ran.
     """
+    try:
+        return _collect(limit)
+    except _SnapshotMoved:
+        return 0
+    except OperationalError as error:
+        # Under REPEATABLE READ a collector whose snapshot predates another collector's
+        # commit fails on the rows that one changed, rolling back everything it did.
+        if getattr(error.__cause__, "pgcode", None) == _SERIALIZATION_FAILURE:
+            return 0
+        raise
+
+
+_SERIALIZATION_FAILURE = "40001"
+
+
+class _SnapshotMoved(Exception):
+    """Changes committed inside the claimed range while it was folded: roll back, retry."""
+
+
+def _collect(limit: int | None) -> int:
     change_table = Change._meta.db_table
+    outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and outermost:
+            # One snapshot for the whole run: the fold reads and the delete removes exactly
+            # the same committed changes, with no copy of them in between.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if not _collect_lock(cursor):
             return 0
+        head = stream_head(cursor)
+        _stream_prune(cursor, head)
         if connection.vendor == "postgresql":
-            return _collect_in_sql(cursor, limit or COLLECT_CHUNK_POSTGRESQL)
+            return _collect_in_sql(cursor, limit or COLLECT_CHUNK_POSTGRESQL, head)
         cursor.execute(
             f"SELECT id, object_kind, object_id, parent_id, action, created_at, webhook_id "
             f"FROM {change_table} ORDER BY id LIMIT %s",
@@ -151,146 +217,176 @@ def changes_collect(*, limit: int | None = None) -> int:
             return 0
         webhooks = list(Webhook.objects.values_list("id", "created_at"))
         if webhooks:
-            _fan_out(cursor, rows, webhooks)
+            _fan_out(cursor, rows, webhooks, head)
         _delete_changes(cursor, change_table, [row[0] for row in rows])
     return len(rows)
 
 
 # --- PostgreSQL: the same fold, set-based --------------------------------------------------
-# Python folding moved every change through the driver twice and wrote one entry per change
-# per chunk; in SQL the chunk can be much larger, so one object's many changes fold into one
-# entry write. A chunk of this size still commits in well under a second.
+# Folded in SQL straight from the outbox, the chunk can be large, so one object's many
+# changes fold into one row write. A chunk of this size still commits in about a second.
 COLLECT_CHUNK_POSTGRESQL = 1_000_000
-# The claimed chunk, private to this connection and emptied at commit.
-_CLAIMED = "springhook_claimed_changes"
 
 
-def _collect_in_sql(cursor, limit: int) -> int:
+def _collect_in_sql(cursor, limit: int, head: int) -> int:
     change_table = Change._meta.db_table
+    # The first `limit` committed changes in id order form the range [low, high]; a change
+    # of a transaction still in flight inside it is invisible here (to the fold and to the
+    # delete alike), stays, and is collected by a later call. A change's seq is
+    # head + (id - low + 1): the stream's order is the changes' order.
     cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CLAIMED} (id bigint, object_kind "
-        f"varchar(32), object_id bigint, parent_id bigint, action varchar(16), "
-        f"created_at timestamptz, webhook_id bigint) ON COMMIT DELETE ROWS"
+        f"SELECT min(id), max(id), count(*), min(created_at), bool_or(action = %s), "
+        f"bool_or(webhook_id IS NULL), bool_or(webhook_id IS NOT NULL) FROM (SELECT id, "
+        f"created_at, action, webhook_id FROM {change_table} ORDER BY id LIMIT %s) AS chunk",
+        [Action.DESTROY, limit],
     )
-    # Empty already after a commit; not when this runs inside an outer transaction (then
-    # the last call's claimed rows would be folded again).
-    cursor.execute(f"DELETE FROM {_CLAIMED}")
-    # One statement, one snapshot: the rows copied are exactly the rows deleted. The first
-    # `limit` committed changes in id order form a range; a change of a transaction still
-    # in flight inside it is invisible here, stays, and is collected by a later call.
-    cursor.execute(
-        f"WITH claimed AS (DELETE FROM {change_table} WHERE id <= (SELECT max(id) FROM "
-        f"(SELECT id FROM {change_table} ORDER BY id LIMIT %s) AS chunk) "
-        f"RETURNING id, object_kind, object_id, parent_id, action, created_at, webhook_id) "
-        f"INSERT INTO {_CLAIMED} SELECT * FROM claimed",
-        [limit],
-    )
-    count = cursor.rowcount
-    if count <= 0:
+    low, high, count, oldest, has_destroy, has_broadcast, has_targeted = cursor.fetchone()
+    if not count:
         return 0
     webhooks = list(Webhook.objects.values_list("id", "created_at"))
-    if not webhooks:
-        return count
-    # A temporary table has no statistics until analysed: without them the planner guesses
-    # a few hundred groups, sorts on disk, and compiles the query with JIT for a second.
-    cursor.execute(f"ANALYZE {_CLAIMED}")
-    cursor.execute("SET LOCAL work_mem = '64MB'")
-    cursor.execute("SET LOCAL jit = off")
-    cursor.execute(
-        f"SELECT min(created_at), bool_or(action = %s) FROM {_CLAIMED}", [Action.DESTROY]
-    )
-    oldest, has_destroy = cursor.fetchone()
-    cursor.execute(f"SELECT DISTINCT webhook_id FROM {_CLAIMED} WHERE webhook_id IS NOT NULL")
-    targets = {row[0] for row in cursor.fetchall()}
-    for (since, target), webhook_ids in _fold_groups(webhooks, oldest, targets).items():
-        params = {"since": since, "target": target, "webhooks": webhook_ids}
-        if has_destroy:
-            cursor.execute(_RESET_SQL, params)
-        cursor.execute(_FOLD_UPSERT_SQL, params)
+    if webhooks:
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute("SET LOCAL jit = off")
+        _cursors_create(cursor, webhooks, oldest, head, low, high)
+        params = {"base": head - low + 1, "low": low, "high": high}
+        if has_broadcast:
+            if has_destroy:
+                cursor.execute(_STREAM_RESET_SQL, params)
+            cursor.execute(_STREAM_UPSERT_SQL, params)
+        if has_targeted:
+            if has_destroy:
+                cursor.execute(_PENDING_RESET_SQL, params)
+            cursor.execute(_PENDING_UPSERT_SQL, params)
+        cursor.execute(f"UPDATE {_HEAD} SET seq = %s WHERE id = 1", [head + high - low + 1])
+    cursor.execute(f"DELETE FROM {change_table} WHERE id BETWEEN %s AND %s", [low, high])
+    if cursor.rowcount != count:
+        # Only inside an outer transaction (READ COMMITTED, no snapshot of our own): a
+        # change committed in the range between the reads and the delete.
+        raise _SnapshotMoved
     return count
 
 
-# Per object: its first and last change, the last destroy and import, the last change that
-# named a parent, in one pass with no join back to the changes: max() over [id, value]
-# arrays picks the value of the latest change (an arg-max). Times travel as integer
-# microseconds, exactly. The actions follow changes_fold: the last change wins, except
-# that updates after an import (with no destroy between) leave it an import.
-_MICROS = "CAST(EXTRACT(EPOCH FROM created_at) * 1000000 AS bigint)"
-_FOLDED = f"""
-    SELECT object_kind, object_id, max(id) AS last_id,
-           (min(ARRAY[id, {_MICROS}]))[2] AS first_micros,
-           (max(ARRAY[id, {_MICROS}]))[2] AS last_micros,
+def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) -> None:
+    """Give each webhook without a cursor one just before the first change it receives.
+
+    A webhook that predates the whole chunk starts at the head: it receives all of it. One
+    created while the chunk was being recorded starts before the first change recorded
+    after its creation; an object changed on both sides of that moment comes with its
+    merged action, more than the partner needs, never less.
+    """
+    cursor.execute(f"SELECT webhook_id FROM {_CURSOR}")
+    have = {row[0] for row in cursor.fetchall()}
+    rows = []
+    for webhook_id, created in webhooks:
+        if webhook_id in have:
+            continue
+        if created <= oldest:
+            rows.append((webhook_id, head))
+            continue
+        cursor.execute(
+            f"SELECT min(id) FROM {Change._meta.db_table} "
+            f"WHERE id BETWEEN %s AND %s AND created_at >= %s",
+            [low, high, created],
+        )
+        first = cursor.fetchone()[0]
+        rows.append((webhook_id, head + (first - low if first is not None else high - low + 1)))
+    WebhookCursor.objects.bulk_create(
+        [WebhookCursor(webhook_id=webhook_id, seq=seq) for webhook_id, seq in rows],
+        ignore_conflicts=True,
+    )
+
+
+# Per object (and, for changes meant for one webhook, per webhook): its first and last
+# change, the last destroy and import, the last change that named a parent, in one pass
+# with no join back to the changes: max() over [id, parent] arrays picks the parent of the
+# latest change that named one (an arg-max). The actions follow changes_fold: the last
+# change wins, except that updates after an import (with no destroy between) leave it an
+# import.
+def _folded(targeted: bool) -> str:
+    return f"""
+    SELECT {"webhook_id, " if targeted else ""}object_kind, object_id, max(id) AS last_id,
+           min(created_at) AS first_change_at, max(created_at) AS last_change_at,
            (max(ARRAY[id, parent_id]) FILTER (WHERE parent_id IS NOT NULL))[2] AS parent_id,
            max(id) FILTER (WHERE action = 'destroy') AS last_destroy_id,
            max(id) FILTER (WHERE action = 'import') AS last_import_id
-    FROM {_CLAIMED}
-    WHERE (CAST(%(since)s AS timestamptz) IS NULL OR created_at >= %(since)s)
-      AND (webhook_id IS NULL OR webhook_id = CAST(%(target)s AS bigint))
-    GROUP BY object_kind, object_id
+    FROM {Change._meta.db_table}
+    WHERE id BETWEEN %(low)s AND %(high)s AND webhook_id IS {"NOT " if targeted else ""}NULL
+    GROUP BY {"webhook_id, " if targeted else ""}object_kind, object_id
 """
-_EPOCH = "TIMESTAMP WITH TIME ZONE 'epoch'"
-_PENDING = PendingEntry._meta.db_table
-# A destroy followed by other changes resets the waiting entry first: an import waiting
-# from before must not absorb the update that follows the destroy.
-_RESET_SQL = f"""
-    UPDATE {_PENDING} AS pending SET action = 'destroy'
-    FROM ({_FOLDED}) AS folded
-    WHERE folded.last_destroy_id < folded.last_id
-      AND pending.webhook_id = ANY(%(webhooks)s)
-      AND pending.object_kind = folded.object_kind AND pending.object_id = folded.object_id
-      AND pending.action = 'import'
-"""
-_FOLD_UPSERT_SQL = f"""
-    INSERT INTO {_PENDING} (webhook_id, object_kind, object_id, parent_id, action,
-                            first_change_at, last_change_at, last_change_id)
-    SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id,
+
+
+_FOLDED_ACTION = """
            CASE WHEN folded.last_destroy_id = folded.last_id THEN 'destroy'
                 WHEN folded.last_import_id = folded.last_id THEN 'import'
                 WHEN COALESCE(folded.last_import_id, 0) > COALESCE(folded.last_destroy_id, 0)
                     THEN 'import'
-                ELSE 'update' END,
-           {_EPOCH} + folded.first_micros * INTERVAL '1 microsecond',
-           {_EPOCH} + folded.last_micros * INTERVAL '1 microsecond',
-           folded.last_id
-    FROM ({_FOLDED}) AS folded
-    JOIN {Webhook._meta.db_table} AS webhook ON webhook.id = ANY(%(webhooks)s)
+                ELSE 'update' END"""
+# A destroy followed by other changes resets the waiting row first: an import waiting
+# from before must not absorb the update that follows the destroy.
+_STREAM_RESET_SQL = f"""
+    UPDATE {_STREAM} AS waiting SET action = 'destroy'
+    FROM ({_folded(False)}) AS folded
+    WHERE folded.last_destroy_id < folded.last_id
+      AND waiting.object_kind = folded.object_kind AND waiting.object_id = folded.object_id
+      AND waiting.action = 'import'
+"""
+_STREAM_UPSERT_SQL = f"""
+    INSERT INTO {_STREAM} (object_kind, object_id, parent_id, action, first_change_at,
+                           last_change_at, seq)
+    SELECT folded.object_kind, folded.object_id, folded.parent_id, {_FOLDED_ACTION},
+           folded.first_change_at, folded.last_change_at, %(base)s + folded.last_id
+    FROM ({_folded(False)}) AS folded
+    ON CONFLICT (object_kind, object_id) DO UPDATE SET {_merge_set(_STREAM, "seq")}
+"""
+_PENDING_RESET_SQL = f"""
+    UPDATE {_PENDING} AS pending SET action = 'destroy'
+    FROM ({_folded(True)}) AS folded
+    WHERE folded.last_destroy_id < folded.last_id
+      AND pending.webhook_id = folded.webhook_id
+      AND pending.object_kind = folded.object_kind AND pending.object_id = folded.object_id
+      AND pending.action = 'import'
+"""
+# A change meant for a webhook that is gone joins no webhook: it is dropped.
+_PENDING_UPSERT_SQL = f"""
+    INSERT INTO {_PENDING} (webhook_id, object_kind, object_id, parent_id, action,
+                            first_change_at, last_change_at, last_change_id)
+    SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id,
+           {_FOLDED_ACTION}, folded.first_change_at, folded.last_change_at,
+           %(base)s + folded.last_id
+    FROM ({_folded(True)}) AS folded
+    JOIN {Webhook._meta.db_table} AS webhook ON webhook.id = folded.webhook_id
     ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET
-        action = CASE WHEN excluded.action = 'update' AND {_PENDING}.action = 'import'
-                      THEN 'import' ELSE excluded.action END,
-        parent_id = COALESCE(excluded.parent_id, {_PENDING}.parent_id),
-        last_change_at = excluded.last_change_at,
-        last_change_id = excluded.last_change_id
+        {_merge_set(_PENDING, "last_change_id")}
 """
 
 
-def _fold_groups(
-    webhooks: list[tuple[int, datetime]], oldest: datetime, targets: set[int]
-) -> dict[tuple[datetime | None, int | None], list[int]]:
-    """The webhooks that share one fold of a chunk, keyed by (since, target).
-
-    Most webhooks predate every change in the chunk and share one fold; a webhook created
-    in the middle of it gets only the changes made after its creation (`since`), and a
-    webhook that has changes of its own in the chunk (`target`) gets those too, folded
-    with everyone's in one pass so that the order between them holds.
-    """
-    groups: dict[tuple[datetime | None, int | None], list[int]] = {}
-    for webhook_id, webhook_created_at in webhooks:
-        since = None if webhook_created_at <= oldest else webhook_created_at
-        target = webhook_id if webhook_id in targets else None
-        groups.setdefault((since, target), []).append(webhook_id)
-    return groups
-
-
-def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]]) -> None:
+def _fan_out(
+    cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]], head: int
+) -> None:
+    """The same as _collect_in_sql, folded in Python (SQLite)."""
     to_aware = aware_converter()
     created = [to_aware(row[5]) for row in rows]
-    targets = {row[6] for row in rows if row[6] is not None}
-    for (since, target), webhook_ids in _fold_groups(webhooks, min(created), targets).items():
-        selected = [
-            row[:6]
-            for row, at in zip(rows, created, strict=True)
-            if (since is None or at >= since) and row[6] in (None, target)
-        ]
+    seqs = {row[0]: head + pos for pos, row in enumerate(rows, start=1)}
+    cursor.execute(f"SELECT webhook_id FROM {_CURSOR}")
+    have = {row[0] for row in cursor.fetchall()}
+    new_cursors = []
+    for webhook_id, webhook_created_at in webhooks:
+        if webhook_id in have:
+            continue
+        first = next(
+            (pos for pos, at in enumerate(created, start=1) if at >= webhook_created_at), None
+        )
+        new_cursors.append(
+            WebhookCursor(webhook_id=webhook_id,
+                          seq=head + (first - 1 if first is not None else len(rows)))
+        )
+    WebhookCursor.objects.bulk_create(new_cursors, ignore_conflicts=True)
+    existing = {webhook_id for webhook_id, _ in webhooks}
+    groups: dict[int | None, list[Sequence]] = {}
+    for row in rows:
+        if row[6] is None or row[6] in existing:
+            groups.setdefault(row[6], []).append(row[:5] + (to_aware(row[5]),))
+    for webhook_id, selected in groups.items():
         folded = changes_fold(selected)
         resets = [
             FoldedChange(
@@ -301,9 +397,9 @@ def _fan_out(cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]])
             if entry.resets
         ]
         if resets:
-            _entries_upsert(cursor, webhook_ids, resets)
-        if folded:
-            _entries_upsert(cursor, webhook_ids, folded)
+            _values_upsert(cursor, resets, seqs, webhook_id)
+        _values_upsert(cursor, folded, seqs, webhook_id)
+    cursor.execute(f"UPDATE {_HEAD} SET seq = %s WHERE id = 1", [head + len(rows)])
 
 
 def aware_converter():

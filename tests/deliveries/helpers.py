@@ -5,8 +5,10 @@ from django.utils import timezone
 
 from changes.services import change_record
 from deliveries.http import SendResult
-from deliveries.models import Delivery
+from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
+from deliveries.selectors import webhooks_backlog
 from deliveries.services import (
+    action_merge,
     changes_collect,
     delivery_claim,
     delivery_record,
@@ -49,3 +51,45 @@ def make_retry_due(webhook) -> None:
     Delivery.objects.filter(webhook=webhook).open().update(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
+
+
+def waiting(webhook) -> dict[tuple[str, int], tuple[str, int | None]]:
+    """What waits for the webhook, per object: (action, parent id), its stream rows after
+    its cursor and its own pending entries merged in seq order, as a batch merges them."""
+    cursor = WebhookCursor.objects.filter(webhook=webhook).first()
+    rows = [
+        (entry.seq, entry.object_kind, entry.object_id, entry.action, entry.parent_id)
+        for entry in (StreamEntry.objects.filter(seq__gt=cursor.seq) if cursor else [])
+    ] + [
+        (entry.last_change_id, entry.object_kind, entry.object_id, entry.action,
+         entry.parent_id)
+        for entry in PendingEntry.objects.filter(webhook=webhook)
+    ]
+    merged: dict[tuple[str, int], tuple[str, int | None]] = {}
+    for _, kind, object_id, action, parent_id in sorted(rows):
+        earlier = merged.get((kind, object_id))
+        if earlier is not None:
+            action = action_merge(earlier[0], action)
+            parent_id = parent_id if parent_id is not None else earlier[1]
+        merged[(kind, object_id)] = (action, parent_id)
+    return merged
+
+
+def backdate(seconds: float) -> None:
+    """Every waiting change was first made `seconds` ago."""
+    at = timezone.now() - timedelta(seconds=seconds)
+    StreamEntry.objects.update(first_change_at=at)
+    PendingEntry.objects.update(first_change_at=at)
+
+
+def pass_everything() -> None:
+    """As if every webhook had received everything collected so far."""
+    head = StreamEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+    if head is not None:
+        WebhookCursor.objects.update(seq=head)
+    PendingEntry.objects.all().delete()
+
+
+def nothing_waits() -> bool:
+    """No webhook has anything collected and not yet put into a delivery."""
+    return not webhooks_backlog()

@@ -1,14 +1,13 @@
 """Each coalescing rule (docs/contract.md), one test each (and across collector runs)."""
 
-from datetime import timedelta
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from deliveries.models import PendingEntry
+from deliveries.models import PendingEntry, StreamEntry, WebhookCursor
 from deliveries.services import batches_take
-from tests.deliveries.helpers import collect, keys, next_batch, record
+from tests.deliveries.helpers import backdate, collect, keys, next_batch, record, waiting
 from webhooks.models import Webhook
 
 
@@ -111,7 +110,7 @@ def test_a_batch_waits_for_the_bundle_delay(webhook, settings):
     settings.WEBHOOK_BUNDLE_DELAY = 30
     record("update", "training", 1, 10)
     assert next_batch(webhook) is None
-    PendingEntry.objects.update(first_change_at=timezone.now() - timedelta(seconds=31))
+    backdate(31)
     assert keys(next_batch(webhook)) == [("update", "training", 1)]
 
 
@@ -121,7 +120,7 @@ def test_a_webhook_can_override_the_bundle_delay(webhook, settings):
     webhook.save()
     record("update", "training", 1, 10)
     assert next_batch(webhook) is None
-    PendingEntry.objects.update(first_change_at=timezone.now() - timedelta(seconds=61))
+    backdate(61)
     assert next_batch(webhook) is not None
 
 
@@ -168,7 +167,8 @@ def test_a_paused_webhook_keeps_collecting_and_sends_when_resumed(webhook):
         for training_id in range(1, 4):
             record("update", "training", training_id, 10)
     assert next_batch(webhook) is None
-    assert PendingEntry.objects.filter(webhook=webhook).count() == 3, "bounded by objects"
+    assert len(waiting(webhook)) == 3
+    assert StreamEntry.objects.count() == 3, "bounded by objects"
     webhook.is_active = True
     webhook.save()
     assert len(next_batch(webhook)) == 3
@@ -177,9 +177,11 @@ def test_a_paused_webhook_keeps_collecting_and_sends_when_resumed(webhook):
 def test_deleting_a_webhook_drops_its_backlog(webhook):
     record("update", "training", 1, 10)
     collect()
-    assert PendingEntry.objects.filter(webhook=webhook).exists()
+    assert waiting(webhook)
     webhook.delete()
-    assert not PendingEntry.objects.exists()
+    assert not WebhookCursor.objects.exists() and not PendingEntry.objects.exists()
+    collect()
+    assert not StreamEntry.objects.exists(), "no cursor holds the stream"
 
 
 def test_changes_recorded_without_any_webhook_are_not_kept(db, fast_delivery):

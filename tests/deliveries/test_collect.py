@@ -11,8 +11,7 @@ import pytest
 
 from changes.models import Change
 from changes.services import ChangeEntry, changes_record
-from deliveries.models import PendingEntry
-from tests.deliveries.helpers import collect, record
+from tests.deliveries.helpers import collect, pass_everything, record, waiting
 from webhooks.models import Webhook
 
 
@@ -68,11 +67,7 @@ def test_collecting_random_histories_matches_the_model(db, fast_delivery, seed):
             record(*change)
         collect()
 
-    stored = {
-        (entry.object_kind, entry.object_id): (entry.action, entry.parent_id)
-        for entry in PendingEntry.objects.filter(webhook=webhook)
-    }
-    assert stored == expected_entries(runs)
+    assert waiting(webhook) == expected_entries(runs)
 
 
 def test_a_destroy_then_update_in_one_run_resets_an_import_waiting_from_before(
@@ -84,9 +79,7 @@ def test_a_destroy_then_update_in_one_run_resets_an_import_waiting_from_before(
     record("destroy", "institute", 10)
     record("update", "institute", 10)
     collect()
-    assert list(PendingEntry.objects.filter(webhook=webhook).values_list("action", flat=True)) == [
-        "update"
-    ]
+    assert waiting(webhook) == {("institute", 10): ("update", None)}
 
 
 def test_a_large_bulk_backlog_is_collected_whole(db, fast_delivery):
@@ -96,9 +89,9 @@ def test_a_large_bulk_backlog_is_collected_whole(db, fast_delivery):
         entries=(ChangeEntry("training", 1 + n % 700, "update", n % 7) for n in range(60_000))
     )
     collect()
-    entries = PendingEntry.objects.filter(webhook=webhook)
-    assert entries.count() == 700
-    assert set(entries.values_list("parent_id", flat=True)) == set(range(7))
+    entries = waiting(webhook)
+    assert len(entries) == 700
+    assert {parent_id for _, parent_id in entries.values()} == set(range(7))
 
 
 def test_a_collected_change_is_applied_once_even_inside_an_outer_transaction(
@@ -108,10 +101,10 @@ def test_a_collected_change_is_applied_once_even_inside_an_outer_transaction(
     webhook = Webhook.objects.create(name="Partner", url="http://127.0.0.1:9/hook")
     record("update", "training", 1, 10)
     collect()
-    PendingEntry.objects.filter(webhook=webhook).delete()  # as if it went out in a batch
+    pass_everything()  # as if it went out in a batch
     record("update", "training", 2, 10)
     collect()
-    assert list(PendingEntry.objects.values_list("object_id", flat=True)) == [2]
+    assert list(waiting(webhook)) == [("training", 2)]
 
 
 def test_changes_for_one_webhook_reach_that_webhook_alone(db, fast_delivery):
@@ -122,12 +115,12 @@ def test_changes_for_one_webhook_reach_that_webhook_alone(db, fast_delivery):
     )
     record("update", "training", 5, 1)
     collect()
-    assert set(PendingEntry.objects.filter(webhook=target).values_list(
-        "object_kind", "object_id", "action")) == {
-        ("institute", 1, "import"), ("institute", 2, "import"), ("training", 5, "update")
+    assert {key: action for key, (action, _) in waiting(target).items()} == {
+        ("institute", 1): "import", ("institute", 2): "import", ("training", 5): "update"
     }
-    assert list(PendingEntry.objects.filter(webhook=other).values_list(
-        "object_kind", "object_id", "action")) == [("training", 5, "update")]
+    assert {key: action for key, (action, _) in waiting(other).items()} == {
+        ("training", 5): "update"
+    }
 
 
 def test_a_targeted_import_folds_in_order_with_everyones_changes(db, fast_delivery):
@@ -140,8 +133,9 @@ def test_a_targeted_import_folds_in_order_with_everyones_changes(db, fast_delive
     record("destroy", "institute", 1)
     record("update", "institute", 2)
     collect()
-    assert dict(PendingEntry.objects.filter(webhook=target).values_list(
-        "object_id", "action")) == {1: "destroy", 2: "import"}
+    assert {key: action for key, (action, _) in waiting(target).items()} == {
+        ("institute", 1): "destroy", ("institute", 2): "import"
+    }
 
 
 def test_changes_for_a_deleted_webhook_are_dropped(db, fast_delivery):
@@ -150,5 +144,5 @@ def test_changes_for_a_deleted_webhook_are_dropped(db, fast_delivery):
     changes_record(entries=[ChangeEntry("institute", 1, "import")], webhook_id=gone.pk)
     gone.delete()
     collect()
-    assert not PendingEntry.objects.filter(webhook=other).exists()
+    assert not waiting(other)
     assert not Change.objects.exists()

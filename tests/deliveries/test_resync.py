@@ -18,9 +18,15 @@ from django.utils import timezone
 from catalog import selectors as catalog_selectors
 from catalog.models import Institute, Training
 from changes.models import Change
-from deliveries.models import PendingEntry
 from deliveries.services import ResyncTooSoon, webhook_resync
-from tests.deliveries.helpers import collect, keys, next_batch, record
+from tests.deliveries.helpers import (
+    collect,
+    keys,
+    next_batch,
+    pass_everything,
+    record,
+    waiting,
+)
 from webhooks.models import Webhook
 
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
@@ -39,7 +45,7 @@ def catalogue(db) -> list[Institute]:
     institutes = [Institute.objects.create(name=f"Institute {n}") for n in range(3)]
     Training.objects.create(institute=institutes[0], reference="A", name="A")
     collect()  # those creations went to every webhook: out of the way
-    PendingEntry.objects.all().delete()
+    pass_everything()
     return institutes
 
 
@@ -100,7 +106,7 @@ def test_a_paused_webhook_collects_the_resync_for_later(webhooks, catalogue):
     Webhook.objects.filter(pk=webhooks[0].pk).update(is_active=False)
     webhook_resync(webhook_id=webhooks[0].pk)
     collect()
-    assert PendingEntry.objects.filter(webhook=webhooks[0], action="import").count() == 3
+    assert [action for action, _ in waiting(webhooks[0]).values()].count("import") == 3
 
 
 def test_a_minimum_interval_refuses_a_resync_too_soon_and_says_how_long_to_wait(

@@ -1,0 +1,109 @@
+"""Fan-out: many partners, one stream of changes.
+
+100 webhooks, 100,000 training updates over 10,000 trainings, bundle delay 0: the time
+from the go (the changes committed) until every partner has every training, against a
+bare `requests` loop posting the same number of batches of the same size. The ratio is
+bare time ÷ end-to-end time (1.0: Springhook as fast as the bare loop).
+
+    python -m bench --only fanout
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+
+from django.db import connection, transaction
+
+from bench.measures import BATCH_SIZE, QUICK, Child, Scale, entries_of, partner_wait
+from bench.partner import FastPartner
+
+FULL_SIZE = {"webhooks": 100, "changes": 100_000, "trainings": 10_000, "rounds": 2}
+QUICK_SIZE = {"webhooks": 20, "changes": 20_000, "trainings": 2_000, "rounds": 1}
+TIMEOUT = 900
+
+
+def _record(changes: int, trainings: int) -> float:
+    from bench.workloads import TRAININGS_PER_INSTITUTE
+    from changes.services import ChangeEntry, changes_record
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        changes_record(
+            entries=(
+                ChangeEntry("training", 1 + n % trainings, "update",
+                            (1 + n % trainings) // TRAININGS_PER_INSTITUTE)
+                for n in range(changes)
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE changes_change")
+    return time.perf_counter() - started
+
+
+def _received_all(partner: FastPartner, webhooks: int, trainings: int) -> bool:
+    per_path: dict[str, set[int]] = defaultdict(set)
+    for _, path, change in entries_of(partner, "/f/"):
+        per_path[path].add(change["id"])
+    return len(per_path) == webhooks and all(len(ids) == trainings for ids in per_path.values())
+
+
+def _end_to_end(partner: FastPartner, env: dict[str, str], size: dict) -> dict:
+    from bench.workloads import tables_clear, webhooks_create
+
+    tables_clear()
+    partner.reset()
+    webhooks_create(base_url=partner.url, count=size["webhooks"], path="/f/{n}")
+    recorded = _record(size["changes"], size["trainings"])
+    child = Child(["dispatcher"], {**env, "WEBHOOK_BUNDLE_DELAY": "0"})
+    started = time.time()
+    child.go()
+    deadline = time.monotonic() + TIMEOUT
+    # Every partner has everything: at least one batch per 500 trainings each, then the
+    # entries themselves checked (coalescing may make fewer, fuller batches: never more).
+    # The time ends at the last request's arrival, so the check itself is not measured.
+    minimum = size["webhooks"] * -(-size["trainings"] // BATCH_SIZE)
+    partner_wait(partner, minimum, timeout=TIMEOUT)
+    while not _received_all(partner, size["webhooks"], size["trainings"]):
+        if time.monotonic() > deadline:
+            raise RuntimeError("fanout: not every partner received every training")
+        time.sleep(0.05)
+    elapsed = max(request.arrived_at for request in partner.requests) - started
+    child.stop()
+    return {"seconds": elapsed, "record_seconds": recorded, "batches": partner.request_count}
+
+
+def _bare(partner: FastPartner, env: dict[str, str], size: dict) -> float:
+    batches = -(-size["trainings"] // BATCH_SIZE)
+    partner.reset()
+    child = Child(["bare", partner.url, str(size["webhooks"]), str(batches), str(BATCH_SIZE)],
+                  env)
+    started = time.perf_counter()
+    child.go()
+    partner_wait(partner, size["webhooks"] * batches, timeout=TIMEOUT)
+    elapsed = time.perf_counter() - started
+    child.stop()
+    return elapsed
+
+
+def measure_fanout(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    size = QUICK_SIZE if scale is QUICK else FULL_SIZE
+    ratios, ends, bares, batches = [], [], [], []
+    for number in range(size["rounds"]):
+        if number % 2 == 0:
+            end = _end_to_end(partner, env, size)
+            bare = _bare(partner, env, size)
+        else:
+            bare = _bare(partner, env, size)
+            end = _end_to_end(partner, env, size)
+        ratios.append(bare / end["seconds"])
+        ends.append(end["seconds"])
+        bares.append(bare)
+        batches.append(end["batches"])
+    return {
+        "fanout_ratio": statistics.median(ratios),
+        "_fanout_seconds": statistics.median(ends),
+        "_fanout_bare_seconds": statistics.median(bares),
+        "_fanout_batches": max(batches),
+    }
