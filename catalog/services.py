@@ -388,8 +388,9 @@ def _price(index: int, value: object) -> Decimal | None:
             index=index,
             field="price",
         )
-    # Two places, as the database stores it, so that 12.5 and "12.50" compare equal.
-    return price.quantize(_CENT)
+    # Two places, as the database stores it, so that 12.5 and "12.50" compare equal; abs()
+    # turns "-0" into the zero the database gives back.
+    return abs(price.quantize(_CENT))
 
 
 def _shown(value: object) -> str:

@@ -269,6 +269,30 @@ def test_a_too_large_feed_is_refused_before_parsing(settings):
 
 
 @pytest.mark.django_db
+def test_a_feed_on_standard_input_is_imported_and_refused_past_the_limit(
+    institute, settings, monkeypatch
+):
+    import io
+    import sys
+
+    feed = json.dumps([{"reference": f"R-{n}", "name": "x", "price": "-0"} for n in range(5)])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(feed.encode())))
+    out = io.StringIO()
+    call_command("import_trainings", "--institute", str(institute.pk), "-", stdout=out)
+    assert "5 created" in out.getvalue()
+    assert set(Training.objects.values_list("price", flat=True)) == {Decimal("0.00")}
+
+    # A pipe has no size to check first: it is refused once it has sent more than the
+    # limit, changing nothing.
+    settings.IMPORT_MAX_FEED_BYTES = 100
+    before = snapshot()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(feed.encode())))
+    with pytest.raises(CommandError, match=r"larger than the limit of 100 bytes \(IMPORT_MAX_"):
+        call_command("import_trainings", "--institute", str(institute.pk), "-")
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
 def test_a_huge_feed_file_is_refused_without_reading_it_whole(tmp_path, institute, settings):
     import tracemalloc
 
