@@ -1,5 +1,6 @@
-from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from adminpolicy import LookupPolicyAdmin
 from apikeys.models import ApiKey
@@ -8,7 +9,8 @@ from apikeys.services import api_key_create
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(LookupPolicyAdmin):
-    """API keys: the raw key is shown once, right after it is created; the hash never."""
+    """API keys: the raw key is shown once, on the page that answers the add form; the hash
+    never."""
 
     list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
     list_filter = ["is_active", "created_at", "last_used_at"]
@@ -35,16 +37,28 @@ class ApiKeyAdmin(LookupPolicyAdmin):
             setattr(obj, field.attname, getattr(api_key, field.attname))
         obj._state.adding = False
         obj._state.db = api_key._state.db
-        # The message is the one place the raw key appears: it rides to the next page in
-        # the message storage (a signed cookie, or the session if too big) and is removed
-        # as soon as that page has shown it.
-        self.message_user(
+        # The raw key lives only on this object until response_add shows it; it is never
+        # put in a message (the messages cookie is signed, not encrypted, and the session
+        # is stored server side), so it exists nowhere once that page is sent.
+        obj.raw_key = raw_key
+
+    def response_add(self, request, obj: ApiKey, post_url_continue=None):
+        """The page that answers the add form shows the new key, once, in its own body."""
+        raw_key = vars(obj).pop("raw_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        request.current_app = self.admin_site.name
+        response = TemplateResponse(
             request,
-            format_html(
-                "The API key for “{}” is <code>{}</code>. Copy it now: it is not stored and "
-                "will not be shown again.",
-                api_key.name,
-                raw_key,
-            ),
-            messages.WARNING,
+            "admin/apikeys/apikey/key_created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "New API key",
+                "opts": self.opts,
+                "api_key": obj,
+                "raw_key": raw_key,
+            },
         )
+        # Nobody on the way (a proxy, the browser's cache or back button) keeps the page.
+        add_never_cache_headers(response)
+        return response

@@ -5,10 +5,15 @@ functions here use bulk SQL, which sends no signals, so each records its changes
 through changes.services in the same transaction.
 """
 
+import codecs
+import hashlib
+import io
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import connections, router, transaction
@@ -23,6 +28,20 @@ from changes.services import ChangeEntry, change_record, changes_record
 FEED_FIELDS = {"reference", "name", "description", "price"}
 _TEXT_LIMIT = 255
 _BULK_BATCH = 1000
+# What an import writes to a training it updates.
+_TRAINING_CONTENT_FIELDS = ("name", "description", "price", "updated_at")
+# The feed is read and decoded this many bytes at a time.
+_FEED_CHUNK_BYTES = 1024 * 1024
+# A record that fails to decode this close to the end of the text read so far may only be
+# cut off by the chunk boundary (a literal, an escape or a number's tail): read on and try
+# again. Further back the error is the feed's own.
+_FEED_CUT_HORIZON = 64
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Neither database stores these: PostgreSQL refuses NUL in text, and a lone surrogate
+# (a JSON escape such as "\ud800" without its pair) is not a character, so it has no UTF-8
+# encoding and no database driver can send it.
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+_CENT = Decimal("0.01")
 
 
 class FeedError(ValueError):
@@ -41,6 +60,15 @@ class FeedError(ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class FeedTooLarge(FeedError):
+    """The feed has more bytes than IMPORT_MAX_FEED_BYTES."""
+
+    def __init__(self, limit: int):
+        super().__init__(
+            f"feed is larger than the limit of {limit} bytes (IMPORT_MAX_FEED_BYTES)"
+        )
 
 
 class ImportTargetMissing(ValueError):
@@ -64,37 +92,38 @@ class ImportResult:
 
 
 def feed_parse(raw: bytes | str) -> list[FeedRecord]:
-    """Parse and validate a whole feed before anything is written.
+    """Parse and validate a whole feed held in memory; see feed_read for the rules.
 
-    A feed is a JSON array of objects with a non-empty `reference` and `name`, and optional
-    `description` (string) and `price` (a non-negative number with at most two decimals,
-    or null). Unknown fields are refused rather than ignored, so that a misspelt field
-    never silently drops data. Raises FeedError naming the record and the field.
+    For small feeds (tests, callers that already hold the bytes). A feed file is imported
+    with feed_read, which holds one record of it at a time.
     """
     max_bytes = settings.IMPORT_MAX_FEED_BYTES
     if len(raw) > max_bytes:
         raise FeedError(f"feed is {len(raw)} bytes, more than the limit of {max_bytes} bytes")
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise FeedError(
-                f"feed is not valid UTF-8 (byte {error.start}: {error.reason})"
-            ) from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise FeedError(
-            f"feed is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
-    except RecursionError:
-        raise FeedError("feed is nested too deeply to be a list of trainings") from None
-    if not isinstance(data, list):
-        raise FeedError(f"feed must be a JSON array of trainings, got {_json_type(data)}")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    return list(feed_read(stream=io.BytesIO(raw)))
 
-    records: list[FeedRecord] = []
+
+def feed_read(*, stream: BinaryIO) -> Iterator[FeedRecord]:
+    """Read a feed from a binary stream and yield its records, validated, one at a time.
+
+    A feed is a JSON array (UTF-8) of objects with a non-empty `reference` and `name`, and
+    optional `description` (string) and `price` (a non-negative number with at most two
+    decimals, or null). Unknown fields are refused rather than ignored, so that a misspelt
+    field never silently drops data; so is text that no database can store (NUL, a lone
+    surrogate escape).
+
+    The feed is never held whole: the stream is read and decoded a chunk at a time, and
+    each record is decoded on its own, so memory holds the largest record and each
+    reference seen (to refuse duplicates). Numbers are read as
+    Decimal, so a number of any length is a value to judge, never an exception. Raises
+    FeedError naming the record and the field, at the first bad record: a caller that
+    writes as it reads must do so in a transaction it rolls back (import_run does), and
+    FeedTooLarge once more than IMPORT_MAX_FEED_BYTES bytes have been read.
+    """
     seen: dict[str, int] = {}
-    for index, item in enumerate(data):
+    for index, item in _feed_items(_FeedText(stream, settings.IMPORT_MAX_FEED_BYTES)):
         record = _feed_record(index, item)
         if record.reference in seen:
             raise FeedError(
@@ -104,8 +133,172 @@ def feed_parse(raw: bytes | str) -> list[FeedRecord]:
                 field="reference",
             )
         seen[record.reference] = index
-        records.append(record)
-    return records
+        yield record
+
+
+# Integers and decimals as Decimal: int() refuses more than 4300 digits (a ValueError that
+# is no JSONDecodeError), and float would turn 1e400 into infinity and 0.1 into 0.1000…01.
+_FEED_DECODER = json.JSONDecoder(parse_int=Decimal, parse_float=Decimal, parse_constant=Decimal)
+
+
+class _FeedText:
+    """The feed's text, decoded from UTF-8 a chunk at a time; only the unread part is held.
+
+    `text` is the part not yet consumed; `consumed` characters came before it, of which
+    `lines` were newlines and the last line started at character `line_start`, so that an
+    error can say where it is in the whole feed.
+    """
+
+    def __init__(self, stream: BinaryIO, max_bytes: int):
+        self._stream = stream
+        self._max_bytes = max_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._bytes_read = 0
+        self.text = ""
+        self.eof = False
+        self.consumed = 0
+        self.lines = 0
+        self.line_start = 0
+
+    def read_more(self, pos: int, *, at_least: int = 1) -> int:
+        """Drop the text before `pos`, read at least `at_least` more characters (unless the
+        feed ends first) and return where `pos` is now."""
+        self._drop(pos)
+        pieces = [self.text]
+        added = 0
+        while added < at_least and not self.eof:
+            chunk = self._read_chunk()
+            pieces.append(chunk)
+            added += len(chunk)
+        self.text = "".join(pieces)
+        return 0
+
+    def skip_whitespace(self, pos: int) -> int:
+        """The position of the next character that is not JSON whitespace, reading on as
+        needed; len(text) only at the end of the feed."""
+        while True:
+            pos = _JSON_WHITESPACE.match(self.text, pos).end()
+            if pos < len(self.text) or self.eof:
+                return pos
+            pos = self.read_more(pos)
+
+    def read_rest(self, pos: int) -> str:
+        """All the text from `pos` to the end (bounded by the limit): for error messages."""
+        self.read_more(pos, at_least=self._max_bytes + 1)
+        return self.text
+
+    def where(self, pos: int) -> str:
+        line_break = self.text.rfind("\n", 0, pos)
+        if line_break >= 0:
+            line = self.lines + self.text.count("\n", 0, pos) + 1
+            column = pos - line_break
+        else:
+            line = self.lines + 1
+            column = self.consumed + pos - self.line_start + 1
+        return f"line {line}, column {column}"
+
+    def _drop(self, pos: int) -> None:
+        dropped = self.text[:pos]
+        newlines = dropped.count("\n")
+        if newlines:
+            self.lines += newlines
+            self.line_start = self.consumed + dropped.rfind("\n") + 1
+        self.consumed += pos
+        self.text = self.text[pos:]
+
+    def _read_chunk(self) -> str:
+        try:
+            data = self._stream.read(_FEED_CHUNK_BYTES)
+        except OSError as error:
+            raise FeedError(f"cannot read the feed: {error.strerror or error}") from None
+        pending = len(self._decoder.getstate()[0])
+        self._bytes_read += len(data)
+        if self._bytes_read > self._max_bytes:
+            raise FeedTooLarge(self._max_bytes)
+        try:
+            if not data:
+                self.eof = True
+                return self._decoder.decode(b"", final=True)
+            return self._decoder.decode(data)
+        except UnicodeDecodeError as error:
+            # error.start counts from the bytes held back from the previous chunk.
+            position = self._bytes_read - len(data) - pending + error.start
+            raise FeedError(
+                f"feed is not valid UTF-8 (byte {position}: {error.reason})"
+            ) from None
+
+
+def _feed_items(feed: _FeedText) -> Iterator[tuple[int, object]]:
+    """Yield (index, value) for each element of the feed's top-level array."""
+    pos = feed.skip_whitespace(0)
+    if feed.text[pos : pos + 1] != "[":
+        _feed_not_an_array(feed, pos)
+    pos = feed.skip_whitespace(pos + 1)
+    index = 0
+    if feed.text[pos : pos + 1] == "]":
+        pos += 1
+    else:
+        while True:
+            value, pos = _feed_value(feed, pos, index)
+            yield index, value
+            index += 1
+            pos = feed.skip_whitespace(pos)
+            separator = feed.text[pos : pos + 1]
+            if separator == "]":
+                pos += 1
+                break
+            if separator != ",":
+                raise FeedError(
+                    f"is not valid JSON: Expecting ',' delimiter ({feed.where(pos)})",
+                    index=index - 1,
+                )
+            pos = feed.skip_whitespace(pos + 1)
+    pos = feed.skip_whitespace(pos)
+    if pos < len(feed.text):
+        raise FeedError(f"feed is not valid JSON: Extra data ({feed.where(pos)})")
+
+
+def _feed_value(feed: _FeedText, pos: int, index: int) -> tuple[object, int]:
+    """Decode the array element at `pos`; return it and the position after it."""
+    while True:
+        try:
+            value, end = _FEED_DECODER.raw_decode(feed.text, pos)
+        except json.JSONDecodeError as error:
+            cut_off = error.msg.startswith("Unterminated string") or (
+                len(feed.text) - error.pos < _FEED_CUT_HORIZON
+            )
+            if cut_off and not feed.eof:
+                # Read on until the record fits; doubling what is held keeps a long record
+                # linear to read, not quadratic.
+                pos = feed.read_more(pos, at_least=max(len(feed.text) - pos, 1))
+                continue
+            raise FeedError(
+                f"is not valid JSON: {error.msg} ({feed.where(error.pos)})", index=index
+            ) from None
+        except RecursionError:
+            raise FeedError("is nested too deeply to be a training", index=index) from None
+        if end == len(feed.text) and not feed.eof:
+            # A number can go on in the next chunk ("12" of "1234"): decode it again whole.
+            pos = feed.read_more(pos, at_least=max(len(feed.text) - pos, 1))
+            continue
+        return value, end
+
+
+def _feed_not_an_array(feed: _FeedText, pos: int) -> None:
+    """Raise the FeedError for a feed that does not start with "[": what it is instead."""
+    text = feed.read_rest(pos)
+    try:
+        value, end = _FEED_DECODER.raw_decode(text, 0)
+    except json.JSONDecodeError as error:
+        raise FeedError(
+            f"feed is not valid JSON: {error.msg} ({feed.where(error.pos)})"
+        ) from None
+    except RecursionError:
+        raise FeedError("feed is nested too deeply to be a list of trainings") from None
+    end = _JSON_WHITESPACE.match(text, end).end()
+    if end < len(text):
+        raise FeedError(f"feed is not valid JSON: Extra data ({feed.where(end)})")
+    raise FeedError(f"feed must be a JSON array of trainings, got {_json_type(value)}")
 
 
 def _feed_record(index: int, item: object) -> FeedRecord:
@@ -127,6 +320,7 @@ def _feed_record(index: int, item: object) -> FeedRecord:
         raise FeedError(
             f"must be a string, got {_json_type(description)}", index=index, field="description"
         )
+    _storable_text(index, "description", description)
     return FeedRecord(
         reference=reference,
         name=name,
@@ -150,29 +344,59 @@ def _required_text(index: int, item: dict, field: str) -> str:
             index=index,
             field=field,
         )
+    _storable_text(index, field, value)
     return value
+
+
+def _storable_text(index: int, field: str, value: str) -> None:
+    found = _NOT_STORABLE.search(value)
+    if found is None:
+        return
+    character = found.group()
+    what = (
+        "a NUL character" if character == "\x00"
+        else "a lone surrogate escape, which is not a character"
+    )
+    raise FeedError(
+        f"contains {what} (U+{ord(character):04X}) at position {found.start() + 1}",
+        index=index,
+        field=field,
+    )
 
 
 def _price(index: int, value: object) -> Decimal | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, str):
+        try:
+            price = Decimal(value.strip())
+        except InvalidOperation:
+            raise FeedError(
+                f"must be a number, got {_shown(value)}", index=index, field="price"
+            ) from None
+    elif isinstance(value, Decimal):
+        price = value
+    else:
         raise FeedError(
             f"must be a number or null, got {_json_type(value)}", index=index, field="price"
         )
-    try:
-        price = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise FeedError(f"must be a number, got {value!r}", index=index, field="price") from None
     if not price.is_finite() or price < 0:
-        raise FeedError(f"must be zero or more, got {value!r}", index=index, field="price")
+        raise FeedError(f"must be zero or more, got {_shown(value)}", index=index, field="price")
     if price.as_tuple().exponent < -2 or price >= Decimal("100000000"):
         raise FeedError(
-            f"must have at most 8 digits before and 2 after the point, got {value!r}",
+            f"must have at most 8 digits before and 2 after the point, got {_shown(value)}",
             index=index,
             field="price",
         )
-    return price
+    # Two places, as the database stores it, so that 12.5 and "12.50" compare equal; abs()
+    # turns "-0" into the zero the database gives back.
+    return abs(price.quantize(_CENT))
+
+
+def _shown(value: object) -> str:
+    """A feed value for a message: as the feed spelt it, and never a page long."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
 
 
 def _json_type(value: object) -> str:
@@ -181,20 +405,24 @@ def _json_type(value: object) -> str:
         list: "an array",
         str: "a string",
         bool: "a boolean",
-        int: "a number",
-        float: "a number",
+        Decimal: "a number",
         type(None): "null",
     }.get(type(value), type(value).__name__)
 
 
-def import_run(*, institute_id: int, records: list[FeedRecord]) -> ImportResult:
+def import_run(*, institute_id: int, records: Iterable[FeedRecord]) -> ImportResult:
     """Make the institute's trainings exactly the feed, in one transaction.
 
     Trainings are matched by reference: new ones are created, changed ones updated,
     missing ones deleted. Records one `import` change for the institute and one `destroy`
     per deleted training, and no per-training `update` (the partner re-reads the
-    institute's trainings). Either all of it commits or nothing does; two imports of one
-    institute run one after the other (the institute row is locked).
+    institute's trainings). Either all of it commits or nothing does, also when `records`
+    raises part way (feed_read at a bad record); two imports of one institute run one
+    after the other (the institute row is locked).
+
+    `records` is consumed once, as it comes, and written a batch at a time, so memory
+    holds one batch and, per existing training, its reference and a digest of its content
+    — never the feed or every training whole.
     """
     using = router.db_for_write(Training)
     with transaction.atomic(using=using):
@@ -202,18 +430,21 @@ def import_run(*, institute_id: int, records: list[FeedRecord]) -> ImportResult:
         if institute is None:
             raise ImportTargetMissing(f"institute {institute_id} does not exist")
         existing = {
-            training.reference: training
-            for training in Training.objects.filter(institute=institute).only(
-                "id", "reference", "name", "description", "price"
+            reference: (training_id, _content_digest(name, description, price))
+            for training_id, reference, name, description, price in Training.objects.filter(
+                institute=institute
             )
+            .order_by()
+            .values_list("id", "reference", "name", "description", "price")
+            .iterator(chunk_size=_BULK_BATCH)
         }
         now = timezone.now()
         to_create: list[Training] = []
         to_update: list[Training] = []
-        unchanged = 0
+        created = updated = unchanged = 0
         for record in records:
-            training = existing.pop(record.reference, None)
-            if training is None:
+            known = existing.pop(record.reference, None)
+            if known is None:
                 to_create.append(
                     Training(
                         institute=institute,
@@ -225,24 +456,27 @@ def import_run(*, institute_id: int, records: list[FeedRecord]) -> ImportResult:
                         updated_at=now,
                     )
                 )
-            elif (training.name, training.description, training.price) != (
-                record.name,
-                record.description,
-                record.price,
-            ):
-                training.name = record.name
-                training.description = record.description
-                training.price = record.price
-                training.updated_at = now
-                to_update.append(training)
+            elif known[1] != _content_digest(record.name, record.description, record.price):
+                to_update.append(
+                    Training(
+                        pk=known[0],
+                        name=record.name,
+                        description=record.description,
+                        price=record.price,
+                        updated_at=now,
+                    )
+                )
             else:
                 unchanged += 1
-        removed_ids = [training.pk for training in existing.values()]
+            if len(to_create) >= _BULK_BATCH:
+                created += _trainings_create(to_create)
+            if len(to_update) >= _BULK_BATCH:
+                updated += _trainings_update(using, to_update)
+        created += _trainings_create(to_create)
+        updated += _trainings_update(using, to_update)
+        removed_ids = [training_id for training_id, _ in existing.values()]
+        del existing
 
-        Training.objects.bulk_create(to_create, batch_size=_BULK_BATCH)
-        Training.objects.bulk_update(
-            to_update, ["name", "description", "price", "updated_at"], batch_size=_BULK_BATCH
-        )
         _delete_rows(using, Training._meta.db_table, removed_ids)
         changes_record(
             entries=(
@@ -252,11 +486,61 @@ def import_run(*, institute_id: int, records: list[FeedRecord]) -> ImportResult:
         )
         change_record(object_kind=INSTITUTE.name, object_id=institute.pk, action=Action.IMPORT)
     return ImportResult(
-        created=len(to_create),
-        updated=len(to_update),
-        unchanged=unchanged,
-        deleted=len(removed_ids),
+        created=created, updated=updated, unchanged=unchanged, deleted=len(removed_ids)
     )
+
+
+def _content_digest(name: str, description: str, price: Decimal | None) -> bytes:
+    # 16 bytes stand for a training's whole content while the import compares it: equal
+    # digests mean equal content (a collision is 1 in 2**128).
+    shown_price = "" if price is None else str(price.quantize(_CENT))
+    content = "\x00".join((name, description or "", shown_price))
+    return hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _trainings_create(batch: list[Training]) -> int:
+    """Insert the batch and empty it; return how many were inserted."""
+    count = len(batch)
+    if count:
+        Training.objects.bulk_create(batch, batch_size=_BULK_BATCH)
+        batch.clear()
+    return count
+
+
+def _trainings_update(using: str, batch: list[Training]) -> int:
+    """Write the batch's content fields and empty it; return how many were updated.
+
+    One parameterised UPDATE per training, sent with executemany: QuerySet.bulk_update
+    builds a CASE expression per field and row in Python, which took 2 ms per training —
+    a minute for a feed of 40,000 changed ones.
+    """
+    count = len(batch)
+    if not count:
+        return 0
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [Training._meta.get_field(name) for name in _TRAINING_CONTENT_FIELDS]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = (
+        f"UPDATE {quote(Training._meta.db_table)} SET {assignments} "
+        f"WHERE {quote(Training._meta.pk.column)} = %s"
+    )
+    rows = [
+        [field.get_db_prep_save(getattr(training, field.attname), connection) for field in fields]
+        + [training.pk]
+        for training in batch
+    ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # psycopg2's executemany makes one round trip per statement; execute_batch
+            # sends them a page at a time (three times faster for 40,000 trainings).
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cursor.cursor, sql, rows, page_size=len(rows))
+        else:
+            cursor.executemany(sql, rows)
+    batch.clear()
+    return count
 
 
 def _delete_rows(using: str, table: str, ids: list[int]) -> None:

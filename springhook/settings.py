@@ -298,5 +298,8 @@ WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
 WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)
 
 # --- Imports -----------------------------------------------------------------------------
-# A feed larger than this is refused before it is parsed (bytes).
-IMPORT_MAX_FEED_BYTES = env_int("IMPORT_MAX_FEED_BYTES", 200 * 1024 * 1024, minimum=1)
+# The largest feed import_trainings accepts (bytes). The import streams the feed: its memory
+# is about 60 MiB plus 1 MiB per MiB of a realistic feed, and at most 4.5 MiB per MiB for
+# the worst (one record as large as the feed), so the default needs at most ~350 MiB
+# (docs/operations.md, "Imports and memory"). 64 MiB is ~170,000 trainings per institute.
+IMPORT_MAX_FEED_BYTES = env_int("IMPORT_MAX_FEED_BYTES", 64 * 1024 * 1024, minimum=1)

@@ -162,11 +162,11 @@ def url_validate(url: str, *, allow_private: bool) -> None:
 
     Guarantees on return: the scheme is ``http`` or ``https``; the URL is at most
     ``MAX_URL_LENGTH`` characters without whitespace, control or invisible format
-    characters or backslashes; it has a host and no ``user:password@``; an explicit port is
-    1–65535; the host is a valid IP literal or a valid (IDNA-encodable) host name. Unless
-    ``allow_private``, an IP literal in any spelling is not a forbidden address (see
-    :func:`address_is_forbidden`) and the name is not a local-only one (``localhost``,
-    ``*.localhost``, ``*.local``, …).
+    characters, backslashes or a fragment (``#``); it has a host and no
+    ``user:password@``; an explicit port is 1–65535; the host is a valid IP literal or a
+    valid (IDNA-encodable) host name. Unless ``allow_private``, an IP literal in any
+    spelling is not a forbidden address (see :func:`address_is_forbidden`) and the name is
+    not a local-only one (``localhost``, ``*.localhost``, ``*.local``, …).
 
     A host name that is not forbidden here may still resolve to a forbidden address: the
     sender must call :func:`host_resolve` before every connection.
@@ -195,6 +195,12 @@ def url_validate(url: str, *, allow_private: bool) -> None:
     # would disagree on where the host ends.
     if "\\" in url:
         raise InvalidWebhookURL("webhook URL contains a backslash")
+    # A fragment is never sent in a request: the partner would not get what staff typed,
+    # and a "#" can hide where the host ends from a reader ("https://evil#@trusted/").
+    if "#" in url:
+        raise InvalidWebhookURL(
+            "webhook URL must not contain a fragment (#…): it is never sent to the partner"
+        )
     try:
         parts = urlsplit(url)
     except ValueError as error:  # unbalanced brackets, NFKC tricks in the host
@@ -489,7 +495,11 @@ def _address_check(
         return
     article = "an" if reason.startswith(_ARTICLE_AN) else "a"
     if resolved:
-        message = f"webhook host {host!r} resolves to {ip}, {article} {reason} address"
+        # Never the address itself: the message reaches staff at save time and partners in
+        # their delivery history, and what an internal name resolves to is a map of our
+        # network. `address` keeps it for the code that may know it.
+        kind = "" if reason == "private" else f" ({reason})"
+        message = f"webhook host {host!r} resolves to a private address{kind}"
     else:
         message = f"webhook host {host!r} is {article} {reason} address ({ip})"
     raise AddressRefused(message, host=host, address=str(ip), reason=reason)

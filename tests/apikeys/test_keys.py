@@ -114,6 +114,37 @@ def test_the_admin_shows_a_new_key_once_and_never_its_hash(admin_client, trainin
     assert api_key.prefix in admin_client.get("/admin/apikeys/apikey/").content.decode()
 
 
+def test_a_new_key_is_on_the_answer_page_and_in_no_cookie_message_or_session(
+    admin_client, training
+):
+    response = admin_client.post("/admin/apikeys/apikey/add/", {"name": "Media partner"})
+
+    # The answer to the add form is the page with the key, not a redirect to another page
+    # that would need the key carried there.
+    assert response.status_code == 200
+    page = response.content.decode()
+    raw_key = RAW_KEY.findall(page)[0]
+    api_key = ApiKey.objects.get()
+    assert api_key_check(raw_key=raw_key) == api_key
+    assert f"/admin/apikeys/apikey/{api_key.pk}/change/" in page
+    assert "no-store" in response["Cache-Control"]
+
+    assert raw_key not in str(response.cookies)  # every Set-Cookie header of the answer
+    assert raw_key not in str(admin_client.cookies)
+    stored_messages = [str(message) for message in response.wsgi_request._messages]
+    assert all(raw_key not in message for message in stored_messages)
+    session = admin_client.session
+    assert all(raw_key not in str(value) for value in session.values())
+    assert all(raw_key not in str(value) for value in ApiKey.objects.values().get().values())
+    from django.contrib.admin.models import LogEntry
+
+    assert all(raw_key not in str(entry.__dict__) for entry in LogEntry.objects.all())
+    for raw_part in (raw_key[8:], raw_key[-20:]):  # nothing beyond the visible prefix either
+        assert raw_part not in str(response.cookies)
+    # The next page has nothing left to show.
+    assert raw_key not in admin_client.get("/admin/apikeys/apikey/").content.decode()
+
+
 def test_the_admin_add_form_asks_only_for_a_name_and_webhooks(admin_client):
     page = admin_client.get("/admin/apikeys/apikey/add/").content.decode()
     assert 'name="name"' in page

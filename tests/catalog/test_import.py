@@ -100,6 +100,62 @@ BAD_FEEDS = [
     ([{"reference": "A", "name": "x", "description": 5}], "record 1, field 'description'"),
     ([{"reference": "A", "name": "x", "nmae": "typo"}], "record 1, field 'nmae': unknown"),
     ([{"reference": "A", "name": "x" * 256}], "record 1, field 'name': is 256 characters"),
+    # Hostile feeds: each once ended in a traceback.
+    (
+        b'[{"reference": "A", "name": "x", "price": ' + b"9" * 5000 + b"}]",
+        "record 1, field 'price': must have at most 8 digits before and 2 after the point",
+    ),
+    (
+        b'[{"reference": "A", "name": "x"}, {"reference": ' + b"7" * 5000 + b', "name": "x"}]',
+        "record 2, field 'reference': must be a string, got a number",
+    ),
+    (b"[" + b"9" * 5000 + b"]", "record 1: must be a JSON object, got a number"),
+    (b"9" * 5000, "feed must be a JSON array of trainings, got a number"),
+    (
+        b'[{"reference": "A", "name": "x", "price": 0.' + b"0" * 5000 + b"1}]",
+        "record 1, field 'price': must have at most 8 digits",
+    ),
+    ([{"reference": "A", "name": "x", "price": 1e300 * 10}], "record 1, field 'price'"),
+    (
+        b'[{"reference": "A", "name": "x", "price": 1e400}]',
+        "record 1, field 'price': must have at most 8 digits",
+    ),
+    (
+        b'[{"reference": "A", "name": "x\\ud800y"}]',
+        "record 1, field 'name': contains a lone surrogate escape, which is not a character "
+        "(U+D800) at position 2",
+    ),
+    (
+        b'[{"reference": "\\udfff", "name": "x"}]',
+        "record 1, field 'reference': contains a lone surrogate escape",
+    ),
+    (
+        b'[{"reference": "A", "name": "x", "description": "\\ud83d"}]',
+        "record 1, field 'description': contains a lone surrogate escape",
+    ),
+    (
+        b'[{"reference": "A", "name": "a\\u0000b"}]',
+        "record 1, field 'name': contains a NUL character (U+0000) at position 2",
+    ),
+    (
+        b'[{"reference": "A\\u0000", "name": "x"}]',
+        "record 1, field 'reference': contains a NUL character",
+    ),
+    (
+        b'[{"reference": "A", "name": "x", "description": "\\u0000"}]',
+        "record 1, field 'description': contains a NUL character",
+    ),
+    (b'[{"reference": "A", "name": "a\x00b"}]', "record 1: is not valid JSON: Invalid control"),
+    (b'[{"reference": "A", "name": "x"},]', "record 2: is not valid JSON: Expecting value"),
+    (
+        b'[{"reference": "A", "name": "x"}\n {"reference": "B", "name": "y"}]',
+        "record 1: is not valid JSON: Expecting ',' delimiter (line 2, column 2)",
+    ),
+    (b"", "feed is not valid JSON: Expecting value (line 1, column 1)"),
+    (
+        b'[{"reference": "A", "name": "x' + b"y" * 3_000_000,
+        "record 1: is not valid JSON: Unterminated string starting at (line 1, column 29)",
+    ),
 ]
 
 
@@ -119,6 +175,22 @@ def test_a_bad_feed_is_refused_with_its_record_and_field_and_changes_nothing(
     assert snapshot() == before
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_record_after_thousands_of_good_ones_changes_nothing(tmp_path, institute):
+    """By the bad record, batches of the good ones were written: all of it rolls back."""
+    for n in range(1500):
+        Training.objects.create(institute=institute, reference=f"OLD-{n}", name="Old")
+    before = snapshot()
+    feed = [{"reference": f"OLD-{n}", "name": "Changed"} for n in range(0, 1500, 2)]
+    feed += [{"reference": f"NEW-{n}", "name": "New"} for n in range(2500)]
+    feed.append({"reference": "BAD", "name": "Nul\u0000"})
+
+    with pytest.raises(CommandError, match="record 3251, field 'name': contains a NUL"):
+        run_import(tmp_path, institute.pk, feed)
+
+    assert snapshot() == before
+
+
 @pytest.mark.django_db
 def test_an_unknown_institute_is_refused_and_changes_nothing(tmp_path, institute):
     before = snapshot()
@@ -127,11 +199,97 @@ def test_an_unknown_institute_is_refused_and_changes_nothing(tmp_path, institute
     assert snapshot() == before
 
 
+# Every kind of token a chunk boundary can cut: multi-byte UTF-8, escapes (a surrogate pair
+# too), numbers with fractions and exponents, literals, whitespace and line breaks.
+TRICKY_FEED = (
+    '[\r\n  {"reference": "K\u00f6ln-1", "name": "Caf\u00e9 \u20ac \U0001F600",'
+    ' "description": "line\\nbreak \\"quoted\\" \\u00e9 \\ud83d\\ude00", "price": 12.5},\n'
+    '\t{"reference": "R-2", "name": "x", "price": 1.5e1, "description": null},'
+    '{"reference":"R-3","name":"y","price":"0.99"} ,\n'
+    '  {"reference": "R-4", "name": "z", "price": null}\n]\n'
+).encode("utf-8")
+
+
+def test_a_feed_read_in_chunks_of_any_size_gives_the_same_records(monkeypatch, settings):
+    expected = [
+        ("K\u00f6ln-1", "Caf\u00e9 \u20ac \U0001F600",
+         'line\nbreak "quoted" \u00e9 \U0001F600', Decimal("12.50")),
+        ("R-2", "x", "", Decimal("15.00")),
+        ("R-3", "y", "", Decimal("0.99")),
+        ("R-4", "z", "", None),
+    ]
+    for chunk_bytes in [*range(1, 24), 64, 1024]:
+        monkeypatch.setattr("catalog.services._FEED_CHUNK_BYTES", chunk_bytes)
+        records = feed_parse(TRICKY_FEED)
+        got = [(r.reference, r.name, r.description, r.price) for r in records]
+        assert got == expected, f"chunks of {chunk_bytes} bytes"
+
+
+def json_position(feed: bytes) -> str:
+    """Where the standard library's parser, reading the feed whole, sees its error."""
+    with pytest.raises(json.JSONDecodeError) as error:
+        json.loads(feed)
+    return f"{error.value.msg} (line {error.value.lineno}, column {error.value.colno})"
+
+
+@pytest.mark.parametrize(
+    ("feed", "where"),
+    [
+        (TRICKY_FEED[:-4] + b",\n  {oops}\n]", "record 4: is not valid JSON: "),
+        (TRICKY_FEED[:-3], "record 4: is not valid JSON: "),
+        (TRICKY_FEED.replace(b'"x"', b'"x\\q"'), "record 2: is not valid JSON: "),
+        (TRICKY_FEED + b"  x", "feed is not valid JSON: "),
+    ],
+    ids=["bad-key", "cut-off", "bad-escape", "extra-data"],
+)
+def test_errors_say_where_they_are_in_the_whole_feed_whatever_the_chunks(
+    monkeypatch, settings, feed, where
+):
+    message = where + json_position(feed)
+    for chunk_bytes in [1, 2, 3, 5, 8, 13, 1024]:
+        monkeypatch.setattr("catalog.services._FEED_CHUNK_BYTES", chunk_bytes)
+        with pytest.raises(FeedError) as error:
+            feed_parse(feed)
+        assert str(error.value) == message, f"chunks of {chunk_bytes} bytes"
+
+
+def test_a_utf8_error_names_its_byte_in_the_whole_feed_whatever_the_chunks(monkeypatch):
+    feed = TRICKY_FEED.replace("Caf\u00e9".encode(), b"Caf\xe9")
+    for chunk_bytes in [1, 2, 3, 5, 8, 13, 1024]:
+        monkeypatch.setattr("catalog.services._FEED_CHUNK_BYTES", chunk_bytes)
+        with pytest.raises(FeedError, match=r"not valid UTF-8 \(byte 42: invalid continuation"):
+            feed_parse(feed)
+
+
 @pytest.mark.django_db
 def test_a_too_large_feed_is_refused_before_parsing(settings):
     settings.IMPORT_MAX_FEED_BYTES = 100
     with pytest.raises(FeedError, match="more than the limit of 100 bytes"):
         feed_parse(b"[" + b" " * 200 + b"]")
+
+
+@pytest.mark.django_db
+def test_a_feed_on_standard_input_is_imported_and_refused_past_the_limit(
+    institute, settings, monkeypatch
+):
+    import io
+    import sys
+
+    feed = json.dumps([{"reference": f"R-{n}", "name": "x", "price": "-0"} for n in range(5)])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(feed.encode())))
+    out = io.StringIO()
+    call_command("import_trainings", "--institute", str(institute.pk), "-", stdout=out)
+    assert "5 created" in out.getvalue()
+    assert set(Training.objects.values_list("price", flat=True)) == {Decimal("0.00")}
+
+    # A pipe has no size to check first: it is refused once it has sent more than the
+    # limit, changing nothing.
+    settings.IMPORT_MAX_FEED_BYTES = 100
+    before = snapshot()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(feed.encode())))
+    with pytest.raises(CommandError, match=r"larger than the limit of 100 bytes \(IMPORT_MAX_"):
+        call_command("import_trainings", "--institute", str(institute.pk), "-")
+    assert snapshot() == before
 
 
 @pytest.mark.django_db
@@ -172,18 +330,29 @@ def test_a_failure_in_the_middle_of_an_import_rolls_all_of_it_back(institute, mo
 
 
 def test_the_command_exits_non_zero_with_the_message(tmp_path):
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=root, capture_output=True, text=True,
+            env=env,
+        )
+
+    # The feed is read inside the import's transaction, so the database must be there.
+    assert manage("migrate", "--verbosity", "0").returncode == 0
+    created = manage(
+        "shell", "--no-imports", "-c",
+        "from catalog.models import Institute; print(Institute.objects.create(name='I').pk)",
+    )
     path = tmp_path / "feed.json"
     path.write_text('[{"reference": "A"}]')
-    result = subprocess.run(
-        [sys.executable, "manage.py", "import_trainings", "--institute", "1", str(path)],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
-    )
+    result = manage("import_trainings", "--institute", created.stdout.strip(), str(path))
     assert result.returncode != 0
     assert "record 1, field 'name': is required" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -238,3 +238,18 @@ def test_a_malformed_url_in_the_database_is_a_refused_attempt(db, fast_delivery,
     attempt, _ = attempt_once(webhook)
     assert (attempt.accepted, attempt.error_kind) == (False, "refused_address")
     assert attempt.error_message.startswith("webhook URL refused: ")
+
+
+def test_a_send_refused_for_a_private_answer_records_no_address(db, fast_delivery):
+    # Partners read their attempts (GET /webhooks/<id>/deliveries): a name that points
+    # into our network must not tell them what it resolves to. This machine's own name
+    # resolves, through the real resolver, to one of its own (forbidden) addresses.
+    fast_delivery.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    hostname = socket.gethostname().lower()
+    addresses = {answer[4][0] for answer in socket.getaddrinfo(hostname, 80)}
+
+    result = webhook_post(url=f"http://{hostname}:9/hook", body=b"{}", headers={})
+
+    assert result.error_kind == "refused_address"
+    assert f"webhook host {hostname!r} resolves to a private address" in result.error_message
+    assert not any(address in result.error_message for address in addresses), addresses

@@ -62,3 +62,34 @@ def test_internal_or_unresolvable_hosts_are_refused_when_saved(settings, url, me
 def test_private_urls_are_allowed_when_the_setting_says_so(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
     Webhook(name="Local partner", url="http://127.0.0.1:9000/hook").full_clean()
+
+
+@pytest.mark.django_db
+def test_a_url_with_a_fragment_is_refused_when_saved():
+    with pytest.raises(ValidationError) as error:
+        Webhook(name="Partner", url="https://93.184.216.34/hook#part").full_clean()
+    assert "must not contain a fragment" in " ".join(error.value.message_dict["url"])
+
+
+@pytest.mark.django_db
+def test_the_migration_cuts_the_fragment_off_stored_urls_and_sends_where_they_went():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("webhooks.migrations.0003_webhook_url_fragments_strip")
+    stored = {
+        "https://partner.example/hook#frag": "https://partner.example/hook",
+        "https://partner.example/hook?x=1#": "https://partner.example/hook?x=1",
+        "https://evil.example#@partner.example/hook": "https://evil.example",
+        "https://plain.example/hook": "https://plain.example/hook",
+    }
+    ids = {
+        Webhook.objects.create(name="P", url=url).pk: expected
+        for url, expected in stored.items()
+    }
+
+    migration.webhook_url_fragments_strip(apps, None)
+
+    for webhook_id, expected in ids.items():
+        assert Webhook.objects.get(pk=webhook_id).url == expected

@@ -1,9 +1,11 @@
+import os
+import stat
 import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.services import FeedError, ImportTargetMissing, feed_parse, import_run
+from catalog.services import FeedError, FeedTooLarge, ImportTargetMissing, feed_read, import_run
 
 
 class Command(BaseCommand):
@@ -17,29 +19,32 @@ class Command(BaseCommand):
         parser.add_argument("feed", help="path of the JSON feed, or - for standard input")
 
     def handle(self, *args, institute: int, feed: str, **options) -> None:
-        limit = settings.IMPORT_MAX_FEED_BYTES
-        # One byte past the limit is enough to refuse the feed: a huge file (or an endless
-        # stdin) is never read into memory whole.
         if feed == "-":
-            raw = sys.stdin.buffer.read(limit + 1)
-        else:
-            try:
-                with open(feed, "rb") as stream:
-                    raw = stream.read(limit + 1)
-            except OSError as error:
-                raise CommandError(f"cannot read feed {feed}: {error.strerror}") from None
-        if len(raw) > limit:
-            raise CommandError(
-                f"{feed}: feed is larger than the limit of {limit} bytes "
-                "(IMPORT_MAX_FEED_BYTES); nothing was changed"
-            )
+            self._import(institute, feed, sys.stdin.buffer)
+            return
         try:
-            records = feed_parse(raw)
-            result = import_run(institute_id=institute, records=records)
+            stream = open(feed, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as error:
+            raise CommandError(f"cannot read feed {feed}: {error.strerror}") from None
+        with stream:
+            limit = settings.IMPORT_MAX_FEED_BYTES
+            status = os.fstat(stream.fileno())
+            # The reader refuses a feed once it has read past the limit; a file that says
+            # its size is refused before the import starts at all.
+            if stat.S_ISREG(status.st_mode) and status.st_size > limit:
+                raise CommandError(f"{feed}: {FeedTooLarge(limit)}; nothing was changed")
+            self._import(institute, feed, stream)
+
+    def _import(self, institute: int, feed: str, stream) -> None:
+        try:
+            # The feed is read as it is imported, a record at a time, inside the import's
+            # transaction: a bad record rolls back everything written before it.
+            result = import_run(institute_id=institute, records=feed_read(stream=stream))
         except (FeedError, ImportTargetMissing) as error:
             raise CommandError(f"{feed}: {error}; nothing was changed") from None
+        total = result.created + result.updated + result.unchanged
         self.stdout.write(
-            f"Imported {len(records)} trainings into institute {institute}: "
+            f"Imported {total} trainings into institute {institute}: "
             f"{result.created} created, {result.updated} updated, "
             f"{result.unchanged} unchanged, {result.deleted} deleted."
         )
