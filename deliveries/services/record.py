@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from core.logfmt import logfmt
@@ -91,10 +92,12 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
             for delivery in Delivery.objects.filter(
                 pk__in=sorted({claim.delivery_id for claim, _ in results})
             )
+            .defer("payload")
             .order_by("pk")
             .select_for_update(no_key=True)
         }
-        DeliveryAttempt.objects.bulk_update(
+        rows_update(
+            DeliveryAttempt,
             [
                 DeliveryAttempt(
                     pk=claim.attempt_id,
@@ -133,7 +136,8 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
                 delivery.lease_expires_at = None
             changed[delivery.pk] = delivery
         if changed:
-            Delivery.objects.bulk_update(
+            rows_update(
+                Delivery,
                 list(changed.values()),
                 ["last_status_code", "last_error_kind", "state", "delivered_at",
                  "next_attempt_at", "lease_token", "lease_expires_at"],
@@ -153,6 +157,38 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
             )
         )
     return [result.accepted for _, result in results]
+
+
+def rows_update(model: type[Model], objects: list[Model], fields: list[str]) -> None:
+    """Write `fields` of each of `objects` (by primary key) in one statement.
+
+    On PostgreSQL an `UPDATE … FROM (VALUES …)`: Django's bulk_update builds a CASE per
+    field and row, which cost more Python time than the database spent on the statement.
+    """
+    if not objects:
+        return
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(objects, fields)
+        return
+    meta = model._meta
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    row_sql = "(" + ", ".join("%s::" + column.db_type(connection) for column in columns) + ")"
+    names = [column.column for column in columns]
+    params = []
+    for obj in objects:
+        for column in columns:
+            value = getattr(obj, column.attname)
+            params.append(column.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(meta.db_table)
+    quoted = [connection.ops.quote_name(name) for name in names]
+    sql = (
+        f"UPDATE {table} AS t SET "
+        + ", ".join(f"{name} = v.{name}" for name in quoted[1:])
+        + f" FROM (VALUES {', '.join([row_sql] * len(objects))}) AS v({', '.join(quoted)}) "
+        f"WHERE t.{quoted[0]} = v.{quoted[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _webhooks_health_record(
