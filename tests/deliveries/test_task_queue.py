@@ -12,10 +12,10 @@ import json
 import pytest
 import redis
 
-from bench.cluster import RedisServer, redis_server_available
 from deliveries import tasks
 from springhook.celery import app
 from tests.deliveries.helpers import record
+from tests.support.cluster import RedisServer, redis_server_available
 from webhooks.models import Webhook
 
 pytestmark = [
