@@ -207,7 +207,7 @@ def soak(*, seconds: float, settings_kind: str, saves_per_second: float,
                     raise RuntimeError(f"the dispatcher exited; see {log_path}")
                 if now >= next_sample:
                     size = rss_mb(dispatcher.pid)
-                    if size is not None:
+                    if size:  # None or 0 while the process is still being made
                         samples.append((now - started, size))
                     next_sample += 2.0
                 if now < next_save:
