@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.environment import database_recreate
-from bench.workloads import tables_clear
 from tests.support.cluster import Cluster, RedisServer
 from tests.support.fast_partner import FastPartner
 
@@ -107,6 +106,8 @@ def run_once(
     *, workers: int, layout: str, partner: FastPartner, webhooks: int, environment: dict,
     args: argparse.Namespace, log_dir: Path,
 ) -> RunResult:
+    from bench.workloads import tables_clear
+
     tables_clear(webhooks=False)
     partner.reset()
     with Cluster(environment=environment, log_dir=log_dir / f"{layout}-{workers}") as cluster:
