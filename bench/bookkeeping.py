@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import time
 
 from bench.environment import bench_database_url, child_environment, database_recreate
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
           f"ms/batch, {len(statements) / batches:.1f} statements/batch")
     totals: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
     for query in statements:
-        key = " ".join(query["sql"].split())[:110]
+        key = re.sub(r"\b\d+\b", "N", " ".join(query["sql"].split()))[:110]
         totals[key][0] += 1
         totals[key][1] += float(query["time"])
     for key, (count, seconds) in sorted(totals.items(), key=lambda item: -item[1][1])[
