@@ -181,3 +181,19 @@ def test_recording_more_accepted_results_costs_no_more_statements(fast_delivery,
         deliveries_record([(claim, ACCEPTED) for claim in claims[3:]])
     assert len(many) == len(few)
     assert Delivery.objects.filter(state="delivered").count() == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_commits_once_whatever_its_results(fast_delivery, partner):
+    accepted, failed, gone = webhooks_with_work(partner, 3)
+    claims = {c.webhook_id: c for c in deliveries_claim(limit=10)}
+
+    with CaptureQueriesContext(connection) as queries:
+        deliveries_record([
+            (claims[accepted.pk], ACCEPTED),
+            (claims[failed.pk], SendResult(503, "http_status", "", "", 0.01)),
+            (claims[gone.pk], SendResult(410, "http_status", "", "", 0.01)),
+        ])
+
+    commits = [q["sql"] for q in queries.captured_queries if q["sql"] == "COMMIT"]
+    assert commits == ["COMMIT"], "one transaction for the whole flush, the 410 pause too"
