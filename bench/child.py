@@ -37,7 +37,8 @@ def dispatcher() -> None:
 
     _ready_and_wait()
     running = Dispatcher(
-        threads=settings.WEBHOOK_DISPATCHER_THREADS, tick_seconds=settings.WEBHOOK_TICK_SECONDS
+        sends_in_flight=settings.WEBHOOK_SENDS_IN_FLIGHT,
+        tick_seconds=settings.WEBHOOK_TICK_SECONDS,
     )
     # Stop when the bench closes our stdin (or says anything).
     threading.Thread(target=lambda: (sys.stdin.readline(), running.stop()), daemon=True).start()

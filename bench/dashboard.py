@@ -22,29 +22,18 @@ import statistics
 import sys
 import time
 
+from bench.environment import database_recreate, database_url_named
+
 BENCH_DATABASE = "springhook_bench_dashboard"
 
 
 def _setup(database_url: str) -> None:
-    base, _, _ = database_url.rpartition("/")
-    os.environ["DATABASE_URL"] = f"{base}/{BENCH_DATABASE}"
+    os.environ["DATABASE_URL"] = database_url_named(database_url, BENCH_DATABASE)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost")
     import django
 
     django.setup()
-
-
-def _database_recreate(database_url: str) -> None:
-    import psycopg2
-
-    base, _, _ = database_url.rpartition("/")
-    admin = psycopg2.connect(f"{base}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
-        cursor.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    admin.close()
 
 
 def load(*, webhooks: int, deliveries: int) -> None:
@@ -193,7 +182,7 @@ def main() -> None:
     if not database_url.startswith("postgres"):
         sys.exit("bench.dashboard needs PostgreSQL: set DATABASE_URL=postgres://…")
     if not args.reuse:
-        _database_recreate(database_url)
+        database_recreate(database_url_named(database_url, BENCH_DATABASE))
     _setup(database_url)
     if not args.reuse:
         load(webhooks=args.webhooks, deliveries=args.deliveries)

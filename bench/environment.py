@@ -10,6 +10,7 @@ figures are about production's parts.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,7 +53,10 @@ def child_environment(database_url: str, **overrides: str) -> dict[str, str]:
 
 
 def database_recreate(database_url: str) -> None:
-    """Drop and create the bench database (connecting to the server's `postgres` DB)."""
+    """Drop and create the bench database (connecting to the server's `postgres` DB).
+
+    The one place any bench module creates or drops a database: the name is checked, and
+    quoted as an identifier, never formatted into the SQL."""
     import psycopg2
     from psycopg2 import sql
 
@@ -60,6 +64,8 @@ def database_recreate(database_url: str) -> None:
     name = parts.path.lstrip("/")
     if name in ("", "postgres", "template0", "template1", "test"):
         raise BenchRefused(f"refusing to drop database {name!r}: choose BENCH_DATABASE_NAME")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise BenchRefused(f"unexpected bench database name {name!r}: letters, digits and _")
     admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
     connection = psycopg2.connect(admin_url.replace("postgres://", "postgresql://", 1))
     connection.autocommit = True
@@ -74,3 +80,9 @@ def database_recreate(database_url: str) -> None:
 
 def python() -> str:
     return sys.executable
+
+
+def database_url_named(database_url: str, name: str) -> str:
+    """`database_url`'s server with database `name`."""
+    parts = urlsplit(database_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))

@@ -100,8 +100,9 @@ def capture_on() -> None:
 
 
 def changes_clear() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE changes_change")
+    from bench.workloads import tables_clear
+
+    tables_clear(deliveries=False, webhooks=False)
 
 
 def changes_count() -> int:
@@ -411,9 +412,7 @@ def measure_delivery(scale: Scale, partner: FastPartner, env: dict[str, str]) ->
     timeout = 600
 
     def fill() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE deliveries_pendingentry, deliveries_deliveryattempt, "
-                           "deliveries_delivery")
+        tables_clear(webhooks=False)
         pending_fill(webhook_ids=webhook_ids, per_webhook=per_webhook)
         partner.reset()
 
@@ -494,9 +493,7 @@ def measure_latency(scale: Scale, partner: FastPartner, env: dict[str, str]) -> 
     def one_round(*, hanging: bool) -> None:
         # The last round's dispatcher was killed, perhaps between a send and its record:
         # that delivery's lease would hold its webhook back for a minute. Start afresh.
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE changes_change, deliveries_pendingentry, "
-                           "deliveries_deliveryattempt, deliveries_delivery")
+        tables_clear(webhooks=False)
         Webhook.objects.filter(url__endswith="/hang").delete()
         if hanging:
             Webhook.objects.create(name="hanging", url=partner.url + "/hang")

@@ -33,10 +33,10 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from bench.cluster import Cluster, RedisServer
-from bench.partner import FastPartner
+from bench.environment import database_recreate
+from tests.support.cluster import Cluster, RedisServer
+from tests.support.fast_partner import FastPartner
 
 
 @dataclass
@@ -52,23 +52,6 @@ class RunResult:
     checks: str  # "ok" or what failed
 
 
-def database_create(url: str) -> None:
-    """Drop and create the benchmark's own database (never the one in DATABASE_URL)."""
-    import psycopg2
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name.replace("_", "").isalnum():
-        raise SystemExit(f"unexpected database name {name!r}")
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    connection = psycopg2.connect(maintenance)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-
-
 def django_setup(*, database_url: str, environment: dict[str, str]) -> None:
     os.environ.update(environment)
     os.environ["DATABASE_URL"] = database_url
@@ -79,17 +62,6 @@ def django_setup(*, database_url: str, environment: dict[str, str]) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def tables_clear() -> None:
-    from django.db import connection
-
-    from changes.models import Change
-    from deliveries.models import Delivery, DeliveryAttempt, PendingEntry
-
-    tables = [model._meta.db_table for model in (DeliveryAttempt, Delivery, PendingEntry, Change)]
-    with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)}")
 
 
 def changes_stream(*, rate: float, seconds: float) -> int:
@@ -134,7 +106,9 @@ def run_once(
     *, workers: int, layout: str, partner: FastPartner, webhooks: int, environment: dict,
     args: argparse.Namespace, log_dir: Path,
 ) -> RunResult:
-    tables_clear()
+    from bench.workloads import tables_clear
+
+    tables_clear(webhooks=False)
     partner.reset()
     with Cluster(environment=environment, log_dir=log_dir / f"{layout}-{workers}") as cluster:
         if layout == "instances":
@@ -205,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "WEBHOOK_TICK_SECONDS": "1",
         "LOG_LEVEL": "WARNING",
     }
-    database_create(args.database_url)
+    database_recreate(args.database_url)
     django_setup(database_url=args.database_url, environment=environment)
     from webhooks.models import Webhook
 

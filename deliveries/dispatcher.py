@@ -1,80 +1,54 @@
-"""The embedded dispatcher: the Celery beat + worker loop in one process, with no broker.
+"""The embedded dispatcher: the Celery beat + worker in one process, with no broker.
 
-It runs the very same services as the Celery tasks. Sends run in a thread pool, one
-webhook per thread at a time, so that a partner hanging to the timeout holds one thread
-and never delays the others.
+It runs the delivery engine (deliveries.engine): one database thread that ticks (collects
+changes, writes the heartbeat, tells staff about failing webhooks, prunes old deliveries),
+claims as many due attempts as there are free send slots, and records finished attempts
+together; and up to `sends_in_flight` send threads. A partner hanging to the timeout holds
+its own send and nothing else.
 """
 
 import logging
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 
-from django.db import close_old_connections, connection
+from django.conf import settings
+from django.db import connection
 
-from deliveries.services import deliveries_prune, dispatch_tick, webhook_deliver
+from deliveries.engine import Engine
+from deliveries.services import deliveries_prune, dispatch_collect
 
 logger = logging.getLogger("springhook.dispatcher")
-# Retention runs this often (seconds), between ticks, for a few seconds at most: the same
-# period as the Celery beat's prune task.
-PRUNE_SECONDS = 60.0
+# Each tick collects recorded changes for at most this long (seconds), so that recording
+# finished attempts and claiming new ones never waits long behind a big import.
+COLLECT_BUDGET = 0.5
 
 
 class Dispatcher:
-    def __init__(self, *, threads: int, tick_seconds: float) -> None:
+    def __init__(self, *, sends_in_flight: int, tick_seconds: float) -> None:
+        self.engine = Engine(
+            sends_in_flight=sends_in_flight, tick_seconds=tick_seconds, tick=self.tick
+        )
         self.tick_seconds = tick_seconds
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
-        self.in_flight: dict[int, Future] = {}
-        self.stopping = threading.Event()
-        self.next_prune_at = time.monotonic()  # at the first tick, then every PRUNE_SECONDS
+        self.next_prune_at = time.monotonic()  # at the first tick, then every prune period
 
     def run(self) -> None:
-        logger.info("dispatcher started (tick %.2fs)", self.tick_seconds)
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            self.tick()
-            self.stopping.wait(max(0.0, self.tick_seconds - (time.monotonic() - started)))
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        connection.close()
+        logger.info("dispatcher started (tick %.2fs, %d sends in flight at most)",
+                    self.tick_seconds, self.engine.sends_in_flight)
+        self.engine.run()
         logger.info("dispatcher stopped")
 
+    def stop(self) -> None:
+        self.engine.stop()
+
     def tick(self) -> None:
-        try:
-            due = dispatch_tick()
-            self._prune_when_due()
-        except Exception:
-            # The database may be restarting: log, drop the connection, try next tick.
-            logger.exception("dispatch tick failed; retrying at the next tick")
-            connection.close()
-            return
-        finally:
-            close_old_connections()
-        self.in_flight = {id_: f for id_, f in self.in_flight.items() if not f.done()}
-        for webhook_id in due:
-            if webhook_id not in self.in_flight:
-                self.in_flight[webhook_id] = self.executor.submit(self._deliver, webhook_id)
+        dispatch_collect(time_budget=COLLECT_BUDGET)
+        self._prune_when_due()
 
     def _prune_when_due(self) -> None:
         if time.monotonic() < self.next_prune_at:
             return
-        self.next_prune_at = time.monotonic() + PRUNE_SECONDS
+        self.next_prune_at = time.monotonic() + settings.WEBHOOK_PRUNE_SECONDS
         try:
             deliveries_prune(time_budget=2.0)
         except Exception:
-            logger.exception("pruning old deliveries failed; retrying in a minute")
+            logger.exception("pruning old deliveries failed; retrying at the next period")
             connection.close()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    @staticmethod
-    def _deliver(webhook_id: int) -> None:
-        try:
-            webhook_deliver(webhook_id=webhook_id)
-        except Exception:
-            logger.exception("delivering webhook %s failed; retrying at a later tick", webhook_id)
-            connection.close()
-        else:
-            # Keep the thread's connection for its next webhook (up to CONN_MAX_AGE): a new
-            # one per webhook cost a connect and an authentication every send.
-            close_old_connections()

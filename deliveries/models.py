@@ -176,7 +176,8 @@ class Delivery(models.Model):
         ]
         # On PostgreSQL a GIN index on `(payload::jsonb -> 'changes')` serves "which batches
         # carried training 345345" (deliveries.selectors.deliveries_carrying); it is made by
-        # migration 0002 with raw SQL because SQLite has no such index.
+        # migration 0002 with raw SQL because SQLite has no such index; since 0004 it covers
+        # accepted batches only, so that claiming and recording never rewrite its entries.
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.state})"

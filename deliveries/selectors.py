@@ -292,23 +292,29 @@ def deliveries_carrying(
     """The batches (of `deliveries`, by default all retained) whose payload carried this
     object.
 
-    PostgreSQL answers with the GIN index on `(payload::jsonb -> 'changes')` (migration
-    deliveries 0002); SQLite matches the compact JSON text, whose key order payload_render
+    PostgreSQL answers with the GIN index on `(payload::jsonb -> 'changes')` (migrations
+    deliveries 0002 and 0004); SQLite matches the compact JSON text, whose key order payload_render
     fixes (`"object":"training","id":345345` followed by `,` or `}`). Filter the outer
     query with it, never inside a subquery: the raw condition names the table.
     """
     if deliveries is None:
         deliveries = Delivery.objects.all()
+    key = f'"object":{json.dumps(object_kind)},"id":{object_id}'
     if connection.vendor == "postgresql":
         probe = json.dumps([{"object": object_kind, "id": object_id}])
+        # The index covers accepted batches (migration deliveries 0004); the open ones (at
+        # most one per webhook, found by their own partial index) are matched as text.
         return deliveries.filter(
             RawSQL(
-                "((deliveries_delivery.payload)::jsonb -> 'changes') @> %s::jsonb",
-                [probe],
+                "(deliveries_delivery.state = 'delivered' AND "
+                "((deliveries_delivery.payload)::jsonb -> 'changes') @> %s::jsonb) OR "
+                "(deliveries_delivery.state <> 'delivered' AND "
+                "(strpos(deliveries_delivery.payload, %s) > 0 OR "
+                "strpos(deliveries_delivery.payload, %s) > 0))",
+                [probe, key + ",", key + "}"],
                 output_field=BooleanField(),
             )
         )
-    key = f'"object":{json.dumps(object_kind)},"id":{object_id}'
     return deliveries.filter(Q(payload__contains=key + ",") | Q(payload__contains=key + "}"))
 
 

@@ -1,8 +1,11 @@
-"""Celery tasks: thin wrappers that take ids and call one service each.
+"""Celery tasks: thin wrappers that take ids and call the services or the engine.
 
 Beat runs `dispatch_tick_task` every WEBHOOK_TICK_SECONDS; it enqueues one
-`webhook_deliver_task` per webhook with an attempt due. A duplicate task (two beats, a
-slow queue) is harmless: the claim's row lock and lease let only one send.
+`deliveries_send_task` per WEBHOOKS_PER_TASK webhooks with an attempt due, and each task
+runs the delivery engine (deliveries.engine) over its webhooks: their batches are claimed
+together, sent concurrently and recorded together, until none of them has an attempt due.
+A duplicate task (two beats, a slow queue) is harmless: the claim's row locks and leases
+let only one send.
 """
 
 from functools import cache
@@ -11,10 +14,17 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from deliveries.services import deliveries_prune, dispatch_tick, webhook_deliver
+from deliveries.engine import Engine, SendPool
+from deliveries.services import deliveries_prune, dispatch_tick
 
 # Marks a webhook whose delivery task is queued and has not started yet.
 _QUEUED_KEY = "springhook:deliver-queued:{}"
+# Webhooks per send task: enough that a task's bookkeeping is shared by many sends, few
+# enough that the due webhooks spread over all the workers.
+WEBHOOKS_PER_TASK = 20
+# A task claims for this long at most (seconds), then finishes its sends in flight: a busy
+# webhook never holds a worker for ever, and the next tick queues its work anew.
+TASK_TIME_BUDGET = 10.0
 
 
 @shared_task(name="deliveries.dispatch_tick")
@@ -22,20 +32,36 @@ def dispatch_tick_task() -> int:
     due = dispatch_tick()
     # A task still queued after a few ticks is stale: a later tick has enqueued anew.
     expires = max(5.0, 10 * settings.WEBHOOK_TICK_SECONDS)
-    for webhook_id in _not_queued_yet(due, expires=expires):
-        webhook_deliver_task.apply_async((webhook_id,), expires=expires)
+    queued = _not_queued_yet(due, expires=expires)
+    for start in range(0, len(queued), WEBHOOKS_PER_TASK):
+        deliveries_send_task.apply_async(
+            (queued[start : start + WEBHOOKS_PER_TASK],), expires=expires
+        )
     return len(due)
 
 
-@shared_task(name="deliveries.webhook_deliver")
-def webhook_deliver_task(webhook_id: int) -> int:
-    _queued_clear(webhook_id)
-    return webhook_deliver(webhook_id=webhook_id)
+@shared_task(name="deliveries.send")
+def deliveries_send_task(webhook_ids: list[int]) -> int:
+    """Send the webhooks' due batches (the engine, limited to these webhooks); the number
+    of attempts recorded."""
+    _queued_clear(webhook_ids)
+    engine = Engine(
+        sends_in_flight=len(webhook_ids), webhook_ids=webhook_ids, pool=_send_pool(),
+        close_connection=False,
+    )
+    return engine.run(until_idle=True, time_budget=TASK_TIME_BUDGET)
 
 
 @shared_task(name="deliveries.prune")
 def deliveries_prune_task() -> int:
     return deliveries_prune()
+
+
+@cache
+def _send_pool() -> SendPool:
+    # One per worker process, made in the process that runs tasks (after the fork), and
+    # kept: its threads keep their connections to partners alive from task to task.
+    return SendPool(name="celery-send")
 
 
 # A webhook stays due until its task has run, so without this every tick queued another
@@ -64,7 +90,7 @@ def _not_queued_yet(webhook_ids: list[int], *, expires: float) -> list[int]:
     return [webhook_id for webhook_id, was_set in zip(webhook_ids, marked, strict=True) if was_set]
 
 
-def _queued_clear(webhook_id: int) -> None:
+def _queued_clear(webhook_ids: list[int]) -> None:
     broker = _broker()
-    if broker is not None:
-        broker.delete(_QUEUED_KEY.format(webhook_id))
+    if broker is not None and webhook_ids:
+        broker.delete(*(_QUEUED_KEY.format(webhook_id) for webhook_id in webhook_ids))

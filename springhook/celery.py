@@ -1,4 +1,4 @@
-"""The Celery app `springhook`: workers run the per-webhook tasks, beat the dispatch tick.
+"""The Celery app `springhook`: workers send many webhooks' batches per task; beat ticks.
 
     celery -A springhook worker
     celery -A springhook beat      (exactly one; a second one only duplicates harmless ticks)
@@ -16,9 +16,6 @@ from springhook.env import EXIT_CONFIGURATION, configuration_errors_exit
 from springhook.logs import logging_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
-
-# How often old accepted deliveries are pruned (each run deletes for a few seconds at most).
-PRUNE_SECONDS = 60.0
 
 
 class SpringhookLoader(AppLoader):
@@ -74,7 +71,7 @@ def beat_schedule(sender: Celery, **kwargs) -> None:
         expires=max(tick, 1.0),
     )
     # Retention: accepted deliveries older than WEBHOOK_RETENTION_DAYS, in small batches.
+    prune = settings.WEBHOOK_PRUNE_SECONDS
     sender.add_periodic_task(
-        PRUNE_SECONDS, sender.signature("deliveries.prune"), name="prune deliveries",
-        expires=PRUNE_SECONDS,
+        prune, sender.signature("deliveries.prune"), name="prune deliveries", expires=prune,
     )

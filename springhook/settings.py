@@ -291,8 +291,12 @@ HEALTHZ_MAX_TICK_AGE = env_float("HEALTHZ_MAX_TICK_AGE", 60, minimum=1)
 # When set, /metrics answers only requests with `Authorization: Bearer <METRICS_TOKEN>`
 # (its gauges name every webhook); when empty, anyone who can reach it may read it.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
-# Parallel sends of the embedded dispatcher: a partner hanging to the timeout takes one.
-WEBHOOK_DISPATCHER_THREADS = env_int("WEBHOOK_DISPATCHER_THREADS", 8, minimum=1)
+# Sends in flight at once per dispatcher process (or per Celery worker process): each
+# webhook has at most one, so a partner hanging to the timeout holds only its own.
+WEBHOOK_SENDS_IN_FLIGHT = env_int("WEBHOOK_SENDS_IN_FLIGHT", 200, minimum=1)
+# Accepted deliveries older than WEBHOOK_RETENTION_DAYS are pruned this often (seconds),
+# by the embedded dispatcher and by Celery beat alike.
+WEBHOOK_PRUNE_SECONDS = env_float("WEBHOOK_PRUNE_SECONDS", 60, minimum=1)
 # A partner may ask for the whole catalogue (POST /webhooks/<id>/resync) once per this many
 # seconds per webhook; sooner is answered 429 with Retry-After. Staff are not limited.
 WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)

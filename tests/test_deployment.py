@@ -92,7 +92,7 @@ def check_command(argv: list[str]) -> None:
         app = find_app(args[1])
         app.loader.import_default_modules()
         assert "deliveries.dispatch_tick" in app.tasks
-        assert "deliveries.webhook_deliver" in app.tasks
+        assert "deliveries.send" in app.tasks
         subcommand = args[2]
         assert subcommand in celery_command.commands, f"no celery command {subcommand!r}"
         if subcommand == "inspect":

@@ -135,3 +135,14 @@ def test_the_image_copies_every_package_the_apps_import():
         for path in modules_of(app):
             needed |= imported_packages(path) & project_packages()
     assert needed - copied == set(), "the Dockerfile must COPY these packages"
+
+
+def test_tests_never_import_the_bench():
+    """What tests and the bench share (the fast partner, the Celery cluster) lives in
+    tests/support; only the bench's own tests (tests/bench) import it."""
+    found = [
+        path.relative_to(ROOT).as_posix()
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if "bench" in imported_packages(path) and path.parent.name != "bench"
+    ]
+    assert found == []

@@ -21,7 +21,9 @@ class WebhookError(Exception):
 
 
 def _locked(webhook_id: int) -> Webhook:
-    webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+    # No key changes here: FOR NO KEY UPDATE, the lock the delivery engine takes, so that
+    # foreign-key checks (a change collected for this webhook) never wait for it.
+    webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
     if webhook is None:
         raise WebhookError(f"webhook {webhook_id} does not exist")
     return webhook

@@ -4,13 +4,14 @@ collect     recorded changes → the coalesced change stream (one row per object
             cursor per webhook) and entries meant for one webhook alone
 batch       a webhook's part of the stream and its own entries → the body of its next
             delivery; which webhooks have work due
-claim       a delivery's next attempt taken under a lease (short transaction)
-send        the attempt signed and POSTed (no transaction open)
-record      the outcome stored, the retry scheduled, the webhook's health updated
+claim       many webhooks' next attempts taken under leases (one short transaction)
+send        an attempt signed and POSTed (no transaction open)
+record      many outcomes stored together, retries scheduled, the webhooks' health updated
 notify      mail to staff about failing, recovered and gone webhooks
 operations  what operators and partners ask for: retry now, a test event, a resync
 retention   old accepted deliveries deleted
-dispatch    the steps put together: the tick and a webhook's deliveries
+dispatch    the steps put together: the tick and one webhook's deliveries (the engine,
+            deliveries.engine, runs claim, send and record for many webhooks at once)
 
 Callers import from here (`from deliveries.services import dispatch_tick`).
 """
@@ -24,6 +25,7 @@ from deliveries.services.batch import (
 )
 from deliveries.services.claim import (
     Claim,
+    deliveries_claim,
     delivery_claim,
     lease_seconds,
     message_id_generate,
@@ -31,6 +33,7 @@ from deliveries.services.claim import (
 )
 from deliveries.services.collect import action_merge, changes_collect, changes_fold
 from deliveries.services.dispatch import (
+    dispatch_collect,
     dispatch_tick,
     dispatcher_heartbeat_record,
     webhook_deliver,
@@ -43,7 +46,12 @@ from deliveries.services.operations import (
     webhook_resync,
     webhook_retry_now,
 )
-from deliveries.services.record import RETRY_AFTER_CAP, delivery_record, retry_delay
+from deliveries.services.record import (
+    RETRY_AFTER_CAP,
+    deliveries_record,
+    delivery_record,
+    retry_delay,
+)
 from deliveries.services.retention import PRUNE_BATCH, deliveries_prune
 from deliveries.services.send import USER_AGENT, delivery_send
 
@@ -62,11 +70,14 @@ __all__ = [
     "bundle_delay",
     "changes_collect",
     "changes_fold",
+    "deliveries_claim",
     "deliveries_prune",
+    "deliveries_record",
     "delivery_claim",
     "delivery_record",
     "delivery_send",
     "delivery_test_send",
+    "dispatch_collect",
     "dispatch_tick",
     "dispatcher_heartbeat_record",
     "lease_seconds",

@@ -1,4 +1,4 @@
-"""Claiming: take a webhook's next attempt under a lease, in one short transaction.
+"""Claiming: take the next attempts of many webhooks under leases, in one short transaction.
 
 The database is the queue of record. A delivery is claimed in a short transaction that
 sets a lease; the HTTP request runs with no transaction and no row lock; the outcome is
@@ -9,6 +9,7 @@ same `webhook-id`.
 
 import secrets as secrets_module
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.payload import payload_render
-from deliveries.services.batch import batch_take
+from deliveries.services.batch import BatchEntry, batches_take, webhooks_due
 from webhooks.models import Webhook
 
 ErrorKind = DeliveryAttempt.ErrorKind
@@ -61,75 +62,156 @@ def webhook_signing_secrets(webhook: Webhook, now: datetime) -> tuple[str, ...]:
 
 
 def delivery_claim(*, webhook_id: int, force: bool = False) -> Claim | None:
-    """Take the webhook's next attempt under a lease, or None when there is nothing to do.
+    """Take one webhook's next attempt under a lease, or None when there is nothing to do
+    (see deliveries_claim)."""
+    claims = deliveries_claim(
+        limit=1, webhook_ids=[webhook_id], force_ids=(webhook_id,) if force else ()
+    )
+    return claims[0] if claims else None
 
-    Returns the open delivery if its retry is due and nobody holds it; otherwise, when no
-    delivery is open, builds the next batch from the pending entries if one is due. At
-    most one delivery per webhook is open (a database constraint), and a claimed one is
-    held by a lease, so no two workers ever send one webhook's batches at once.
+
+def deliveries_claim(
+    *,
+    limit: int,
+    webhook_ids: Collection[int] | None = None,
+    force_ids: Collection[int] = (),
+) -> list[Claim]:
+    """Take the next attempts of up to `limit` webhooks under leases, in one transaction.
+
+    The candidates are `webhook_ids`, or the webhooks with an attempt due (webhooks_due).
+    Their rows are locked in id order, skipping those another claim holds right now. A
+    webhook's open delivery is taken if its retry is due and nobody holds it; a webhook
+    with no open delivery gets its next batch if one is due (`force_ids` skip the bundle
+    delay). At most one delivery per webhook is open (a database constraint), and a claimed
+    one is held by a lease, so no two workers ever send one webhook's batches at once.
+
+    Locks are taken in one order everywhere: webhook rows by id, then their deliveries;
+    `FOR NO KEY UPDATE`, since no key changes, so the collector's foreign-key checks on
+    the webhook rows never wait for a claim.
     """
+    if limit <= 0:
+        return []
     now = timezone.now()
+    if webhook_ids is None:
+        webhook_ids = webhooks_due(now=now)
+    if not webhook_ids:
+        return []
     with transaction.atomic():
-        webhook = (
-            Webhook.objects.select_for_update(skip_locked=True)
-            .filter(pk=webhook_id, is_active=True)
-            .first()
+        webhooks = list(
+            Webhook.objects.filter(pk__in=list(webhook_ids), is_active=True)
+            .order_by("pk")
+            .select_for_update(skip_locked=True, no_key=True)[:limit]
         )
-        if webhook is None:  # paused, deleted, or another worker is claiming it right now
-            return None
-        delivery = (
-            Delivery.objects.select_for_update()
-            .filter(webhook=webhook)
-            .exclude(state=Delivery.State.DELIVERED)
-            .first()
-        )
-        if delivery is not None:
+        if not webhooks:  # paused, deleted, or being claimed by another worker right now
+            return []
+        by_id = {webhook.pk: webhook for webhook in webhooks}
+        open_deliveries = {
+            delivery.webhook_id: delivery
+            for delivery in Delivery.objects.open()
+            .filter(webhook_id__in=list(by_id))
+            .order_by("pk")
+            .select_for_update(no_key=True)
+        }
+        retries = []
+        for delivery in open_deliveries.values():
             if delivery.lease_expires_at is not None and delivery.lease_expires_at > now:
-                return None  # in flight
+                continue  # in flight
             if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
-                return None  # waiting for its retry
-            if delivery.lease_token:
-                # The last holder neither finished nor renewed: its worker died mid-send.
-                DeliveryAttempt.objects.filter(
-                    delivery=delivery, error_kind=ErrorKind.IN_PROGRESS
-                ).update(
-                    error_kind=ErrorKind.LEASE_EXPIRED,
-                    error_message="the worker stopped before recording an answer",
-                )
-        else:
-            delivery = delivery_open(webhook=webhook, now=now, force=force)
-            if delivery is None:
-                return None
-        delivery.attempt_count += 1
-        delivery.lease_token = uuid.uuid4().hex
-        delivery.lease_expires_at = now + timedelta(seconds=lease_seconds())
-        delivery.last_attempt_at = now
-        delivery.save(
-            update_fields=["attempt_count", "lease_token", "lease_expires_at", "last_attempt_at"]
+                continue  # waiting for its retry
+            retries.append(delivery)
+        lapsed = [delivery.pk for delivery in retries if delivery.lease_token]
+        if lapsed:
+            # The last holder neither finished nor renewed: its worker died mid-send.
+            DeliveryAttempt.objects.filter(
+                delivery_id__in=lapsed, error_kind=ErrorKind.IN_PROGRESS
+            ).update(
+                error_kind=ErrorKind.LEASE_EXPIRED,
+                error_message="the worker stopped before recording an answer",
+            )
+        idle = [webhook for webhook in webhooks if webhook.pk not in open_deliveries]
+        opened = _deliveries_open(webhooks=idle, now=now, force_ids=force_ids) if idle else []
+        lease_expires_at = now + timedelta(seconds=lease_seconds())
+        for delivery in retries:
+            delivery.attempt_count += 1
+            delivery.lease_token = uuid.uuid4().hex
+            delivery.lease_expires_at = lease_expires_at
+            delivery.last_attempt_at = now
+        if retries:
+            Delivery.objects.bulk_update(
+                retries, ["attempt_count", "lease_token", "lease_expires_at", "last_attempt_at"]
+            )
+        claimed = sorted([*retries, *opened], key=lambda delivery: delivery.webhook_id)
+        attempts = DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                delivery_id=delivery.pk,
+                webhook_id=delivery.webhook_id,
+                number=delivery.attempt_count,
+                started_at=now,
+                error_kind=ErrorKind.IN_PROGRESS,
+            )
+            for delivery in claimed
         )
-        attempt = DeliveryAttempt.objects.create(
-            delivery=delivery,
-            webhook_id=webhook.pk,
-            number=delivery.attempt_count,
-            started_at=now,
-            error_kind=ErrorKind.IN_PROGRESS,
+    bodies: dict[int, bytes] = {}
+    claims = []
+    for delivery, attempt in zip(claimed, attempts, strict=True):
+        webhook = by_id[delivery.webhook_id]
+        body = bodies.get(id(delivery.payload))
+        if body is None:
+            body = bodies[id(delivery.payload)] = delivery.payload.encode("utf-8")
+        claims.append(
+            Claim(
+                webhook_id=webhook.pk,
+                delivery_id=delivery.pk,
+                attempt_id=attempt.pk,
+                attempt_number=attempt.number,
+                lease_token=delivery.lease_token,
+                message_id=delivery.message_id,
+                url=webhook.url,
+                body=body,
+                secrets=webhook_signing_secrets(webhook, now),
+            )
         )
-        return Claim(
-            webhook_id=webhook.pk,
-            delivery_id=delivery.pk,
-            attempt_id=attempt.pk,
-            attempt_number=attempt.number,
-            lease_token=delivery.lease_token,
-            message_id=delivery.message_id,
-            url=webhook.url,
-            body=delivery.payload.encode("utf-8"),
-            secrets=webhook_signing_secrets(webhook, now),
+    return claims
+
+
+def _deliveries_open(
+    *, webhooks: list[Webhook], now: datetime, force_ids: Collection[int]
+) -> list[Delivery]:
+    """The webhooks' next batches as new deliveries, already leased for their first
+    attempt: one statement for all of them. Inside the claim's transaction, with the
+    webhook rows locked."""
+    taken = batches_take(webhooks=webhooks, now=now, force_ids=force_ids)
+    if not taken:
+        return []
+    # Webhooks with the same entries share one list: render each distinct batch once.
+    rendered: dict[int, str] = {}
+    lease_expires_at = now + timedelta(seconds=lease_seconds())
+    deliveries = []
+    for webhook_id, entries in sorted(taken.items()):
+        payload = rendered.get(id(entries))
+        if payload is None:
+            payload = rendered[id(entries)] = payload_render(entries)
+        deliveries.append(
+            Delivery(
+                webhook_id=webhook_id,
+                message_id=message_id_generate(),
+                payload=payload,
+                entry_count=len(entries),
+                next_attempt_at=now,
+                attempt_count=1,
+                lease_token=uuid.uuid4().hex,
+                lease_expires_at=lease_expires_at,
+                last_attempt_at=now,
+            )
         )
+    return Delivery.objects.bulk_create(deliveries)
 
 
 def delivery_open(*, webhook: Webhook, now: datetime, force: bool) -> Delivery | None:
-    # Inside the claim's transaction, with the webhook row locked.
-    entries = batch_take(webhook=webhook, now=now, force=force)
+    """Open the webhook's next batch as a delivery due now, without claiming it (an
+    operator's "retry now"). Inside the caller's transaction, with the webhook row locked."""
+    taken = batches_take(webhooks=[webhook], now=now, force_ids=(webhook.pk,) if force else ())
+    entries: list[BatchEntry] = taken.get(webhook.pk, [])
     if not entries:
         return None
     return Delivery.objects.create(

@@ -1,4 +1,8 @@
-"""The dispatch loop's steps, shared by the embedded dispatcher and the Celery tasks."""
+"""The dispatch loop's steps, shared by the embedded dispatcher and the Celery tasks.
+
+`webhook_deliver` sends one webhook's batches one after the other in the calling thread:
+the simple path for tests and scripts. The dispatcher and the Celery workers run the
+delivery engine (deliveries.engine) instead, many webhooks at once."""
 
 import time
 
@@ -33,12 +37,18 @@ def dispatch_tick(*, time_budget: float = 5.0) -> list[int]:
     """One tick of the dispatcher: move recorded changes into the webhooks' pending entries
     (for up to `time_budget` seconds), tell staff about webhooks failing for over an hour,
     then return the webhooks with an attempt due."""
+    dispatch_collect(time_budget=time_budget)
+    return webhooks_due()
+
+
+def dispatch_collect(*, time_budget: float = 5.0) -> None:
+    """The tick's bookkeeping: the heartbeat, recorded changes collected (for up to
+    `time_budget` seconds), staff told about webhooks failing for over an hour."""
     dispatcher_heartbeat_record()
     deadline = time.monotonic() + time_budget
     while changes_collect() and time.monotonic() < deadline:
         pass
     webhooks_failure_notify()
-    return webhooks_due()
 
 
 # The heartbeat row is written at most this often, however fast the dispatcher ticks.

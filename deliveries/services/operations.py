@@ -40,13 +40,13 @@ def webhook_retry_now(*, webhook_id: int) -> bool:
     """
     now = timezone.now()
     with transaction.atomic():
-        webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         open_delivery = (
             Delivery.objects.filter(webhook=webhook)
             .exclude(state=Delivery.State.DELIVERED)
-            .select_for_update()
+            .select_for_update(no_key=True)
             .first()
         )
         if open_delivery is None:
@@ -67,7 +67,7 @@ def delivery_test_send(*, webhook_id: int) -> Delivery:
     """
     now = timezone.now()
     with transaction.atomic():
-        webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         if not webhook.is_active:
@@ -102,7 +102,7 @@ def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) ->
     limited. Returns the number of institutes queued.
     """
     with transaction.atomic():
-        webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()

@@ -1,12 +1,20 @@
-"""Recording: store an attempt's outcome and schedule what follows."""
+"""Recording: store finished attempts' outcomes and schedule what follows, many at once.
+
+The engine hands over every result that finished since its last flush (a few
+milliseconds' worth): one transaction records them all, releasing their leases in that
+same transaction, so that a webhook's next batch is never claimed before its last one is
+recorded.
+"""
 
 import logging
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from core.logfmt import logfmt
@@ -15,6 +23,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services.claim import Claim
 from deliveries.services.notify import recovered_message, staff_tell_on_commit
 from webhooks.models import Webhook
+from webhooks.services import webhook_pause
 
 logger = logging.getLogger("springhook.deliveries")
 # Retry-After is honoured up to this: a partner cannot park us for days.
@@ -51,68 +60,157 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 
 def delivery_record(claim: Claim, result: SendResult) -> bool:
-    """Store the attempt's outcome and schedule what follows. Returns True if accepted.
+    """Store one attempt's outcome (see deliveries_record). Returns True if accepted."""
+    return deliveries_record([(claim, result)])[0]
+
+
+def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]:
+    """Store the attempts' outcomes and schedule what follows, in one transaction; for each
+    result, whether its batch was accepted.
 
     An accepted batch is done. A failed one is retried on the schedule (Retry-After on 429
     and 503 honoured, up to an hour); a 410 Gone pauses the webhook, keeping everything.
     If the lease was lost meanwhile (the attempt outlived it), the attempt is still
     recorded, and an acceptance still completes the delivery.
     """
+    if not results:
+        return []
     now = timezone.now()
+    webhook_ids = sorted({claim.webhook_id for claim, _ in results})
     with transaction.atomic():
-        # The webhook row first, then the delivery: the order delivery_claim locks them in.
-        # The other order deadlocked against a claim for the same webhook (two tasks for
-        # one webhook at once), and PostgreSQL then rolled back the record of an accepted
-        # batch, which went out again when its lease expired.
-        list(Webhook.objects.select_for_update().filter(pk=claim.webhook_id).values_list("pk"))
-        delivery = Delivery.objects.select_for_update().get(pk=claim.delivery_id)
-        DeliveryAttempt.objects.filter(pk=claim.attempt_id).update(
-            duration=result.duration,
-            accepted=result.accepted,
-            status_code=result.status_code,
-            error_kind=result.error_kind,
-            error_message=result.error_message,
-            response_body=result.response_body,
+        # The webhook rows first (by id), then the deliveries (by id): the order every
+        # claim locks them in. The other order deadlocked against a claim for the same
+        # webhook, and PostgreSQL then rolled back the record of an accepted batch.
+        webhooks = {
+            webhook.pk: webhook
+            for webhook in Webhook.objects.filter(pk__in=webhook_ids)
+            .order_by("pk")
+            .select_for_update(no_key=True)
+        }
+        deliveries = {
+            delivery.pk: delivery
+            for delivery in Delivery.objects.filter(
+                pk__in=sorted({claim.delivery_id for claim, _ in results})
+            )
+            .defer("payload")
+            .order_by("pk")
+            .select_for_update(no_key=True)
+        }
+        rows_update(
+            DeliveryAttempt,
+            [
+                DeliveryAttempt(
+                    pk=claim.attempt_id,
+                    duration=result.duration,
+                    accepted=result.accepted,
+                    status_code=result.status_code,
+                    error_kind=result.error_kind,
+                    error_message=result.error_message,
+                    response_body=result.response_body,
+                )
+                for claim, result in results
+            ],
+            ["duration", "accepted", "status_code", "error_kind", "error_message",
+             "response_body"],
         )
-        holds_lease = delivery.lease_token == claim.lease_token
-        if delivery.state == Delivery.State.DELIVERED:
-            return result.accepted
-        fields = ["last_status_code", "last_error_kind"]
-        delivery.last_status_code = result.status_code
-        delivery.last_error_kind = result.error_kind
-        if result.accepted:
-            delivery.state = Delivery.State.DELIVERED
-            delivery.delivered_at = now
-            delivery.next_attempt_at = None
-            delivery.lease_token = ""
-            delivery.lease_expires_at = None
-            fields += ["state", "delivered_at", "next_attempt_at", "lease_token",
-                       "lease_expires_at"]
-        elif holds_lease:
-            retry_after = result.retry_after if result.status_code in (429, 503) else None
-            delay = retry_delay(failed_attempts=delivery.attempt_count, retry_after=retry_after)
-            delivery.state = Delivery.State.FAILING
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-            delivery.lease_token = ""
-            delivery.lease_expires_at = None
-            fields += ["state", "next_attempt_at", "lease_token", "lease_expires_at"]
-        delivery.save(update_fields=fields)
-        _webhook_health_record(claim.webhook_id, result, now)
-    logger.info(
-        logfmt(
-            "attempt", webhook=claim.webhook_id, delivery=claim.message_id,
-            attempt=claim.attempt_number, entries=delivery.entry_count,
-            status=result.status_code, error=result.error_kind,
-            accepted=str(result.accepted).lower(), duration=result.duration,
+        changed: dict[int, Delivery] = {}
+        for claim, result in results:
+            delivery = deliveries.get(claim.delivery_id)
+            if delivery is None or delivery.state == Delivery.State.DELIVERED:
+                continue  # pruned, or accepted by an attempt that outlived its lease
+            delivery.last_status_code = result.status_code
+            delivery.last_error_kind = result.error_kind
+            if result.accepted:
+                delivery.state = Delivery.State.DELIVERED
+                delivery.delivered_at = now
+                delivery.next_attempt_at = None
+                delivery.lease_token = ""
+                delivery.lease_expires_at = None
+            elif delivery.lease_token == claim.lease_token:
+                retry_after = result.retry_after if result.status_code in (429, 503) else None
+                delay = retry_delay(failed_attempts=delivery.attempt_count,
+                                    retry_after=retry_after)
+                delivery.state = Delivery.State.FAILING
+                delivery.next_attempt_at = now + timedelta(seconds=delay)
+                delivery.lease_token = ""
+                delivery.lease_expires_at = None
+            changed[delivery.pk] = delivery
+        if changed:
+            rows_update(
+                Delivery,
+                list(changed.values()),
+                ["last_status_code", "last_error_kind", "state", "delivered_at",
+                 "next_attempt_at", "lease_token", "lease_expires_at"],
+            )
+        # Each webhook's health follows its last result in this flush.
+        last = {claim.webhook_id: result for claim, result in results}
+        _webhooks_health_record(webhooks, last, now)
+    for claim, result in results:
+        delivery = deliveries.get(claim.delivery_id)
+        logger.info(
+            logfmt(
+                "attempt", webhook=claim.webhook_id, delivery=claim.message_id,
+                attempt=claim.attempt_number,
+                entries=delivery.entry_count if delivery is not None else "",
+                status=result.status_code, error=result.error_kind,
+                accepted=str(result.accepted).lower(), duration=result.duration,
+            )
         )
-    )
-    return result.accepted
+    return [result.accepted for _, result in results]
 
 
-def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -> None:
-    webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
-    if webhook is None:
+def rows_update(model: type[Model], objects: list[Model], fields: list[str]) -> None:
+    """Write `fields` of each of `objects` (by primary key) in one statement.
+
+    On PostgreSQL an `UPDATE … FROM (VALUES …)`: Django's bulk_update builds a CASE per
+    field and row, which cost more Python time than the database spent on the statement.
+    """
+    if not objects:
         return
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(objects, fields)
+        return
+    meta = model._meta
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    row_sql = "(" + ", ".join("%s::" + column.db_type(connection) for column in columns) + ")"
+    names = [column.column for column in columns]
+    params = []
+    for obj in objects:
+        for column in columns:
+            value = getattr(obj, column.attname)
+            params.append(column.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(meta.db_table)
+    quoted = [connection.ops.quote_name(name) for name in names]
+    sql = (
+        f"UPDATE {table} AS t SET "
+        + ", ".join(f"{name} = v.{name}" for name in quoted[1:])
+        + f" FROM (VALUES {', '.join([row_sql] * len(objects))}) AS v({', '.join(quoted)}) "
+        f"WHERE t.{quoted[0]} = v.{quoted[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _webhooks_health_record(
+    webhooks: dict[int, Webhook], results: dict[int, SendResult], now: datetime
+) -> None:
+    """Inside the record's transaction, with the webhook rows locked."""
+    healthy = []
+    for webhook_id, result in results.items():
+        webhook = webhooks.get(webhook_id)
+        if webhook is None:
+            continue
+        if (result.accepted and webhook.failing_since is None
+                and webhook.failure_notified_at is None):
+            healthy.append(webhook_id)  # the common case: one statement for all of them
+        else:
+            _webhook_health_record(webhook, result, now)
+    if healthy:
+        Webhook.objects.filter(pk__in=healthy).update(last_success_at=now, updated_at=now)
+
+
+def _webhook_health_record(webhook: Webhook, result: SendResult, now: datetime) -> None:
+    webhook_id = webhook.pk
     if result.accepted:
         if webhook.failing_since is not None:
             logger.info(logfmt("webhook_recovered", webhook=webhook_id,
@@ -133,13 +231,12 @@ def _webhook_health_record(webhook_id: int, result: SendResult, now: datetime) -
         logger.warning(logfmt("webhook_failing", webhook=webhook_id,
                               status=result.status_code, error=result.error_kind))
     if result.status_code == 410 and webhook.is_active:
-        webhook.is_active = False
-        webhook.paused_reason = "The partner answered 410 Gone."
+        paused = webhook_pause(webhook_id=webhook_id, reason="The partner answered 410 Gone.")
+        webhook.is_active, webhook.paused_reason = paused.is_active, paused.paused_reason
         # Staff are told now; the failing episode counts as reported, so the recovery after
         # a resume is reported too, and no second "failing" mail follows in this episode.
         webhook.failure_notified_at = now
-        fields += ["is_active", "paused_reason", "failure_notified_at"]
-        logger.warning(logfmt("webhook_paused", webhook=webhook_id, reason=webhook.paused_reason))
+        fields.append("failure_notified_at")
         staff_tell_on_commit(webhook, "paused: the partner answered 410 Gone", (
             f"The partner of webhook {webhook.name!r} ({webhook.url}) answered 410 Gone, so "
             "the webhook was paused. Its changes keep collecting and nothing is dropped; "

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from bench.partner import FastPartner
+from tests.support.fast_partner import FastPartner
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from webhooks.models import Webhook
 @pytest.fixture
 def dispatcher(fast_delivery):
     fast_delivery.WEBHOOK_BUNDLE_DELAY = 1
-    running = Dispatcher(threads=4, tick_seconds=0.2)
+    running = Dispatcher(sends_in_flight=4, tick_seconds=0.2)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     yield running

@@ -49,3 +49,73 @@ def test_recording_waits_for_the_webhook_before_it_locks_the_delivery(fast_deliv
 
     assert outcome == [True]
     assert Delivery.objects.get(pk=claim.delivery_id).state == Delivery.State.DELIVERED
+
+
+def _locking_statements(sql_list: list[str]) -> list[str]:
+    return [sql for sql in sql_list if " FOR " in sql and "UPDATE" in sql.split(" FOR ")[-1]]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_claim_and_record_lock_webhooks_by_id_then_deliveries_no_key(fast_delivery, partner):
+    from django.test.utils import CaptureQueriesContext
+
+    from deliveries.services import deliveries_claim, deliveries_record
+
+    for n in range(3):
+        Webhook.objects.create(name=f"P{n}", url=partner.url)
+    record("update", "training", 1)
+    collect()
+    with CaptureQueriesContext(connection) as claiming:
+        claims = deliveries_claim(limit=10)
+    with CaptureQueriesContext(connection) as recording:
+        deliveries_record([(claim, SendResult(200, "", "", "", 0.01)) for claim in claims])
+
+    for queries in (claiming, recording):
+        locks = _locking_statements([q["sql"] for q in queries.captured_queries])
+        tables = [sql.split(" FROM ")[1].split()[0] for sql in locks]
+        assert tables[:2] == ['"webhooks_webhook"', '"deliveries_delivery"'], locks
+        for sql in locks:
+            assert "FOR NO KEY UPDATE" in sql, f"stronger than needed: {sql}"
+            assert 'ORDER BY "' in sql and '"id" ASC' in sql.split("ORDER BY")[1], sql
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_collecting_never_waits_for_a_claim_that_holds_the_webhooks(fast_delivery, partner):
+    """The collector's writes check their webhook foreign key (FOR KEY SHARE): a claim's
+    FOR NO KEY UPDATE must not block them, or collector and claims deadlock (issue 15)."""
+    from deliveries.services import deliveries_claim
+
+    webhook = Webhook.objects.create(name="Partner", url=partner.url)
+    record("update", "training", 1)
+    collect()
+    holding, release = threading.Event(), threading.Event()
+    claimed: list[object] = []
+
+    def claim_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                claimed.extend(deliveries_claim(limit=10))
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    claimer = threading.Thread(target=claim_and_hold)
+    claimer.start()
+    try:
+        assert holding.wait(10)
+        assert [claim.webhook_id for claim in claimed] == [webhook.pk]
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            record("update", "training", 2)
+            collect()  # would fail with "canceling statement due to lock timeout"
+        # A second claim skips the held webhook at once instead of waiting for it.
+        started = time.monotonic()
+        assert deliveries_claim(limit=10, webhook_ids=[webhook.pk]) == []
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        claimer.join(timeout=15)

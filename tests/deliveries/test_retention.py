@@ -77,10 +77,7 @@ def test_the_celery_task_prunes_and_beat_schedules_it(aged):
 def test_the_embedded_dispatcher_prunes_at_its_first_tick(transactional_db, settings):
     # transactional: the tick closes its connection when done, as in production.
     history_make(settings)
-    dispatcher = Dispatcher(threads=1, tick_seconds=1)
-    try:
-        dispatcher.tick()
-    finally:
-        dispatcher.executor.shutdown(wait=True)
+    dispatcher = Dispatcher(sends_in_flight=1, tick_seconds=1)
+    dispatcher.tick()
     assert not Delivery.objects.filter(message_id__startswith="old_", state="delivered").exists()
     assert dispatcher.next_prune_at > 0

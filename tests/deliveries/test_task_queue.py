@@ -1,4 +1,5 @@
-"""The dispatch tick queues at most one delivery task per webhook (deliveries/tasks.py).
+"""The dispatch tick queues each due webhook in at most one send task (deliveries/tasks.py),
+many webhooks per task.
 
 A due webhook stays due until its task runs; the tick must not queue another task for
 it every tick, or a backlog floods the broker with tasks that expire unrun. Real parts:
@@ -11,10 +12,10 @@ import json
 import pytest
 import redis
 
-from bench.cluster import RedisServer, redis_server_available
 from deliveries import tasks
 from springhook.celery import app
 from tests.deliveries.helpers import record
+from tests.support.cluster import RedisServer, redis_server_available
 from webhooks.models import Webhook
 
 pytestmark = [
@@ -30,6 +31,7 @@ def broker(tmp_path, settings):
         settings.CELERY_BROKER_URL = server.url
         saved_url, saved_pool = app.conf.broker_url, app._pool
         app.conf.broker_url, app._pool = server.url, None
+        app.amqp._producer_pool = None  # it holds connections of the pool made before
         tasks._broker.cache_clear()
         try:
             yield redis.Redis.from_url(server.url)
@@ -37,12 +39,18 @@ def broker(tmp_path, settings):
             if app._pool is not None:
                 app._pool.force_close_all()
             app.conf.broker_url, app._pool = saved_url, saved_pool
+            app.amqp._producer_pool = None
             tasks._broker.cache_clear()
 
 
-def queued_webhook_ids(client: redis.Redis) -> list[int]:
+def queued_tasks(client: redis.Redis) -> list[list[int]]:
+    """The webhook ids of each queued send task."""
     messages = [json.loads(raw) for raw in client.lrange("celery", 0, -1)]
-    return sorted(json.loads(_body(message))[0][0] for message in messages)
+    return [json.loads(_body(message))[0][0] for message in messages]
+
+
+def queued_webhook_ids(client: redis.Redis) -> list[int]:
+    return sorted(webhook_id for task in queued_tasks(client) for webhook_id in task)
 
 
 def _body(message: dict) -> str:
@@ -58,11 +66,13 @@ def test_a_due_webhook_has_at_most_one_queued_task(broker, fast_delivery, partne
     tasks.dispatch_tick_task()
     tasks.dispatch_tick_task()
 
-    assert queued_webhook_ids(broker) == sorted(webhook.pk for webhook in webhooks)
+    # One task carries the three webhooks' work.
+    assert queued_tasks(broker) == [sorted(webhook.pk for webhook in webhooks)]
     assert broker.llen("dispatch") == 0  # ticks go to their own queue, from beat
 
-    # Its task starting clears the mark: work arriving later is queued again.
-    assert tasks.webhook_deliver_task(webhooks[0].pk) == 1
+    # Its task starting clears the marks: work arriving later is queued again.
+    assert tasks.deliveries_send_task([webhooks[0].pk]) == 1
+    assert len(partner.received) == 1
     record("update", "training", 2)
     tasks.dispatch_tick_task()
     assert queued_webhook_ids(broker) == sorted([webhooks[0].pk, *[w.pk for w in webhooks]])
@@ -70,6 +80,18 @@ def test_a_due_webhook_has_at_most_one_queued_task(broker, fast_delivery, partne
 
 def test_the_dispatch_tick_has_its_own_queue_that_plain_workers_consume():
     assert app.amqp.router.route({}, "deliveries.dispatch_tick")["queue"].name == "dispatch"
-    assert app.amqp.router.route({}, "deliveries.webhook_deliver")["queue"].name == "celery"
+    assert app.amqp.router.route({}, "deliveries.send")["queue"].name == "celery"
     # A worker started without -Q consumes every queue declared here.
     assert {"celery", "dispatch"} <= set(app.amqp.queues)
+
+
+@pytest.mark.django_db
+def test_a_tick_puts_at_most_twenty_webhooks_in_one_task(broker, fast_delivery, partner):
+    webhooks = [Webhook.objects.create(name=f"P{n}", url=partner.url) for n in range(45)]
+    record("update", "training", 1)
+
+    tasks.dispatch_tick_task()
+
+    sizes = sorted(len(task) for task in queued_tasks(broker))
+    assert sizes == [5, tasks.WEBHOOKS_PER_TASK, tasks.WEBHOOKS_PER_TASK]
+    assert queued_webhook_ids(broker) == sorted(webhook.pk for webhook in webhooks)

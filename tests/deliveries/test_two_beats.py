@@ -15,10 +15,10 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from bench.cluster import Cluster, RedisServer, redis_server_available
-from bench.partner import FastPartner
 from changes.services import change_record
 from deliveries.models import Delivery
+from tests.support.cluster import Cluster, RedisServer, redis_server_available
+from tests.support.fast_partner import FastPartner
 from webhooks.models import Webhook
 
 pytestmark = [

@@ -47,7 +47,7 @@ def test_the_dispatcher_recovers_from_a_database_restart(cluster, partner, tmp_p
     )
     try:
         dispatcher = processes.start(
-            "dispatcher", manage("run_dispatcher", "--threads", "4"),
+            "dispatcher", manage("run_dispatcher", "--sends-in-flight", "4"),
             DATABASE_URL=cluster.url, WEBHOOK_BATCH_SIZE="5",
         )
         writer.start()

@@ -51,7 +51,7 @@ def test_four_dispatchers_fifty_webhooks_a_steady_stream(processes, partner):
         Webhook.objects.create(name=path, url=partner.url_for(path))
     for number in range(DISPATCHERS):
         processes.start(
-            f"dispatcher{number}", manage("run_dispatcher", "--threads", "4"),
+            f"dispatcher{number}", manage("run_dispatcher", "--sends-in-flight", "4"),
             DATABASE_URL=database_url(), WEBHOOK_BUNDLE_DELAY="1",
             WEBHOOK_TICK_SECONDS="0.25", WEBHOOK_RETRY_SCHEDULE="0.5,1",
             LOG_LEVEL="WARNING",

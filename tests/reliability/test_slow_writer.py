@@ -42,7 +42,7 @@ def test_a_change_committed_after_later_ones_is_still_delivered(processes, partn
         finally:
             connection.close()
 
-    processes.start("dispatcher", manage("run_dispatcher", "--threads", "2"),
+    processes.start("dispatcher", manage("run_dispatcher", "--sends-in-flight", "2"),
                     DATABASE_URL=database_url())
     writer = threading.Thread(target=slow_writer)
     writer.start()

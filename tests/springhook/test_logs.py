@@ -8,10 +8,10 @@ import time
 import logfmtkv
 import pytest
 
-from bench.cluster import Cluster, RedisServer, redis_server_available
 from deliveries.models import Delivery, DispatcherHeartbeat
 from springhook.logs import LogfmtFormatter
 from tests.deliveries.helpers import record
+from tests.support.cluster import Cluster, RedisServer, redis_server_available
 from tests.support.partner import status
 from tests.support.processes import current_database_url
 from webhooks.models import Webhook

@@ -11,13 +11,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--threads", type=int, default=settings.WEBHOOK_DISPATCHER_THREADS,
-            help="webhooks sent to at once (default: WEBHOOK_DISPATCHER_THREADS)",
+            "--sends-in-flight", type=int, default=settings.WEBHOOK_SENDS_IN_FLIGHT,
+            help="sends in flight at once, one per webhook at most "
+                 "(default: WEBHOOK_SENDS_IN_FLIGHT)",
         )
 
-    def handle(self, *args, threads: int, **options) -> None:
-        dispatcher = Dispatcher(threads=threads, tick_seconds=settings.WEBHOOK_TICK_SECONDS)
+    def handle(self, *args, sends_in_flight: int, **options) -> None:
+        dispatcher = Dispatcher(
+            sends_in_flight=sends_in_flight, tick_seconds=settings.WEBHOOK_TICK_SECONDS
+        )
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: dispatcher.stop())
-        self.stdout.write(f"Dispatching with {threads} threads; Ctrl-C stops.")
+        self.stdout.write(f"Dispatching with up to {sends_in_flight} sends in flight; "
+                          "Ctrl-C stops.")
         dispatcher.run()

@@ -1,0 +1,221 @@
+"""The delivery engine: claim many, send concurrently, record together.
+
+One database thread does all the bookkeeping: it claims the due attempts of as many
+webhooks as there are free send slots (deliveries_claim, one short transaction), hands
+them to the send threads, and records the finished ones together (deliveries_record, one
+transaction per flush: every few milliseconds, or every FLUSH_RESULTS results). The send
+threads only talk HTTP (deliveries.http, with its address guard, capped reads and hard
+deadline) over their own kept-alive connections; they never touch the database and never
+hold a transaction.
+
+A webhook has at most one attempt in flight (its lease), so a slow or hanging partner
+holds one send slot and nothing else: claiming for the other webhooks goes on, and with
+WEBHOOK_SENDS_IN_FLIGHT slots (200 by default) slow partners would have to outnumber
+them to make anybody wait.
+
+The embedded dispatcher (deliveries.dispatcher) runs an Engine for ever; a Celery task
+runs one over the webhooks it was given until none of them has an attempt due.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection
+
+from django.db import close_old_connections, connection, reset_queries
+
+from deliveries.http import SendResult
+from deliveries.services.claim import Claim, deliveries_claim
+from deliveries.services.record import deliveries_record
+from deliveries.services.send import delivery_send
+
+logger = logging.getLogger("springhook.dispatcher")
+# Finished attempts are recorded together once the first of them has waited this long
+# (seconds), or once this many are waiting, whichever comes first.
+FLUSH_SECONDS = 0.005
+FLUSH_RESULTS = 200
+# A flush that fails (the database restarting) is tried again this many times, then its
+# results are given up: their leases run out and the batches go out again, same webhook-id.
+FLUSH_TRIES = 5
+
+Finished = tuple[Claim, SendResult | None]
+
+
+class SendPool:
+    """Threads that POST claims and put (claim, result) into the queue that came with the
+    claim. Threads start as they are needed and are kept, each with its own connections
+    kept alive (deliveries.http keeps one requests session per thread)."""
+
+    def __init__(self, *, name: str = "send") -> None:
+        self.name = name
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+
+    def submit(self, claim: Claim, results: queue.SimpleQueue) -> None:
+        with self._lock:
+            self._busy += 1
+            if self._busy > len(self._threads):
+                thread = threading.Thread(
+                    target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        self._work.put((claim, results))
+
+    def shutdown(self) -> None:
+        """Let every idle thread end (call once nothing is in flight)."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._work.put(None)
+
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            claim, results = item
+            try:
+                result: SendResult | None = delivery_send(claim)
+            except Exception:  # a bug, never the partner: deliveries.http never raises
+                logger.exception("sending to webhook %s failed", claim.webhook_id)
+                result = None  # not recorded: the lease runs out and the batch goes again
+            with self._lock:
+                self._busy -= 1
+            results.put((claim, result))
+
+
+class Engine:
+    """Claims, sends and records until stopped (or, with `until_idle`, until nothing of
+    its webhooks is due and nothing is in flight).
+
+    `webhook_ids` limits it to those webhooks (a Celery task's share); `tick` runs every
+    `tick_seconds` in the database thread (the embedded dispatcher collects changes,
+    writes its heartbeat and prunes there).
+    """
+
+    def __init__(
+        self,
+        *,
+        sends_in_flight: int,
+        tick_seconds: float = 1.0,
+        tick: Callable[[], None] | None = None,
+        webhook_ids: Collection[int] | None = None,
+        pool: SendPool | None = None,
+        close_connection: bool = True,
+    ) -> None:
+        self.sends_in_flight = max(1, sends_in_flight)
+        self.tick_seconds = tick_seconds
+        self.tick = tick
+        self.webhook_ids = list(webhook_ids) if webhook_ids is not None else None
+        self.pool = pool or SendPool()
+        self.owns_pool = pool is None
+        self.close_connection = close_connection
+        self.stopping = threading.Event()
+        self.results: queue.SimpleQueue[Finished] = queue.SimpleQueue()
+        self.in_flight = 0
+        self.attempts = 0
+        self._unrecorded: list[Finished] = []
+        self._flush_failures = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self, *, until_idle: bool = False, time_budget: float | None = None) -> int:
+        """The database thread's loop. Returns the number of attempts recorded. On stop,
+        claims nothing more and waits for the sends in flight (each ends by its deadline,
+        WEBHOOK_TIMEOUT) to record them."""
+        ends_at = None if time_budget is None else time.monotonic() + time_budget
+        next_tick = time.monotonic()
+        claim_wanted = True
+        try:
+            while True:
+                now = time.monotonic()
+                out_of_time = ends_at is not None and now >= ends_at
+                if self.stopping.is_set() or out_of_time:
+                    if not self.in_flight:
+                        break
+                elif self.tick is not None and now >= next_tick:
+                    self._guarded(self.tick, "dispatch tick")
+                    if self.close_connection:
+                        close_old_connections()  # past CONN_MAX_AGE, or broken: a new one
+                    next_tick = time.monotonic() + self.tick_seconds
+                    claim_wanted = True
+                if claim_wanted and not self.stopping.is_set() and not out_of_time:
+                    claimed = self._claim()
+                    claim_wanted = False
+                    if until_idle and claimed == 0 and not self.in_flight:
+                        break
+                wait = max(0.0, next_tick - time.monotonic()) if self.tick else 0.2
+                if self._flush(wait=min(wait, 0.2)):
+                    claim_wanted = True
+                # The debug query log (DEBUG=True) would grow by every statement for ever.
+                reset_queries()
+        finally:
+            self._flush(wait=0)
+            if self.owns_pool:
+                self.pool.shutdown()
+            if self.close_connection:
+                connection.close()
+        return self.attempts
+
+    def _claim(self) -> int:
+        free = self.sends_in_flight - self.in_flight
+        if free <= 0:
+            return 0
+        claims = self._guarded(
+            lambda: deliveries_claim(limit=free, webhook_ids=self.webhook_ids), "claiming"
+        ) or []
+        for claim in claims:
+            self.in_flight += 1
+            self.pool.submit(claim, self.results)
+        return len(claims)
+
+    def _flush(self, *, wait: float) -> bool:
+        """Record the finished attempts: waits up to `wait` for the first one, then up to
+        FLUSH_SECONDS more for others. True if anything finished."""
+        finished = self._unrecorded
+        if not finished and self.in_flight:
+            try:
+                finished.append(self.results.get(timeout=wait) if wait else
+                                self.results.get_nowait())
+            except queue.Empty:
+                return False
+        elif not finished:
+            if wait:
+                self.stopping.wait(wait)
+            return False
+        flush_by = time.monotonic() + FLUSH_SECONDS
+        while len(finished) < FLUSH_RESULTS:
+            try:
+                finished.append(self.results.get(timeout=max(0.0, flush_by - time.monotonic())))
+            except queue.Empty:
+                break
+        sent = [(claim, result) for claim, result in finished if result is not None]
+        if sent and self._guarded(lambda: deliveries_record(sent), "recording") is None:
+            self._flush_failures += 1
+            if self._flush_failures < FLUSH_TRIES:
+                return False  # kept in self._unrecorded: tried again at the next flush
+            logger.error("giving up recording %d attempts; their batches go out again once "
+                         "their leases run out", len(sent))
+        else:
+            self.attempts += len(sent)
+        self._flush_failures = 0
+        self.in_flight -= len(finished)
+        self._unrecorded = []
+        return True
+
+    def _guarded(self, step: Callable, what: str):
+        try:
+            return step()
+        except Exception:
+            # The database may be restarting: log, drop the connection, try again later.
+            logger.exception("%s failed; trying again shortly", what)
+            connection.close()
+            return None
