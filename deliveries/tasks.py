@@ -40,7 +40,12 @@ def dispatch_tick_task() -> int:
     return len(due)
 
 
-@shared_task(name="deliveries.send")
+# Acknowledged when it starts, not when it ends (CELERY_TASK_ACKS_LATE): the database's
+# leases are the queue of record, so a task lost with its worker only delays its webhooks
+# until their mark expires and a tick queues them again. An unacknowledged message held
+# while the broker goes away makes kombu end the whole worker ("Unrecoverable error",
+# restoring it over the closed connection), and this task runs for seconds.
+@shared_task(name="deliveries.send", acks_late=False)
 def deliveries_send_task(webhook_ids: list[int]) -> int:
     """Send the webhooks' due batches (the engine, limited to these webhooks); the number
     of attempts recorded."""
