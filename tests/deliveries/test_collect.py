@@ -57,8 +57,18 @@ def random_change(rng):
             rng.choice([1, 2, None]))
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_collecting_random_histories_matches_the_model(db, fast_delivery, seed):
+# "outer transaction": the test's transaction wraps the collector (it compares counts);
+# "own transaction": on PostgreSQL the collector reads and deletes under one REPEATABLE
+# READ snapshot, with no copy of the changes. The same rules must hold in both.
+@pytest.mark.parametrize(
+    ("database", "seed"),
+    [("db", seed) for seed in range(12)] + [("transactional_db", seed) for seed in range(3)],
+    ids=lambda value: {"db": "outer transaction", "transactional_db": "own transaction"}.get(
+        value, value
+    ),
+)
+def test_collecting_random_histories_matches_the_model(request, fast_delivery, database, seed):
+    request.getfixturevalue(database)
     rng = random.Random(seed)
     webhook = Webhook.objects.create(name="Partner", url="http://127.0.0.1:9/hook")
     runs = [[random_change(rng) for _ in range(rng.randint(1, 12))] for _ in range(4)]

@@ -159,25 +159,6 @@ def test_pending_entries_waiting_at_the_upgrade_are_kept(fast_delivery):
     assert not waiting(webhook)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("seed", range(3))
-def test_a_collector_in_its_own_transaction_folds_as_the_model_says(fast_delivery, seed):
-    # Outside any outer transaction the PostgreSQL collector reads and deletes under one
-    # REPEATABLE READ snapshot, with no copy of the changes: the same rules must hold.
-    import random
-
-    from tests.deliveries.test_collect import expected_entries, random_change
-
-    rng = random.Random(seed)
-    webhook = Webhook.objects.create(name="Partner", url="http://127.0.0.1:9/hook")
-    runs = [[random_change(rng) for _ in range(rng.randint(1, 12))] for _ in range(4)]
-    for run in runs:
-        for change in run:
-            record(*change)
-        collect()
-    assert waiting(webhook) == expected_entries(runs)
-
-
 def test_taking_the_batches_of_many_webhooks_at_one_cursor_reads_the_stream_once(first):
     from django.test.utils import CaptureQueriesContext
 
