@@ -24,6 +24,7 @@ from catalog.models import Institute, Training
 from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import ChangeEntry, change_record, changes_record
+from core.text import NOT_STORABLE
 
 FEED_FIELDS = {"reference", "name", "description", "price"}
 _TEXT_LIMIT = 255
@@ -37,10 +38,6 @@ _FEED_CHUNK_BYTES = 1024 * 1024
 # again. Further back the error is the feed's own.
 _FEED_CUT_HORIZON = 64
 _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
-# Neither database stores these: PostgreSQL refuses NUL in text, and a lone surrogate
-# (a JSON escape such as "\ud800" without its pair) is not a character, so it has no UTF-8
-# encoding and no database driver can send it.
-_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 _CENT = Decimal("0.01")
 
 
@@ -349,7 +346,7 @@ def _required_text(index: int, item: dict, field: str) -> str:
 
 
 def _storable_text(index: int, field: str, value: str) -> None:
-    found = _NOT_STORABLE.search(value)
+    found = NOT_STORABLE.search(value)
     if found is None:
         return
     character = found.group()

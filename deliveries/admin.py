@@ -46,7 +46,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     can_delete = False
     fields = [
         "number", "started_at", "duration_text", "accepted", "status_code", "error_kind",
-        "error_message", "response_body",
+        "error_message", "response_body", "response_bytes_replaced", "response_encoding",
     ]
     readonly_fields = fields
     ordering = ["number"]

@@ -115,6 +115,8 @@ def attempt_data(attempt: DeliveryAttempt) -> dict:
         "error_kind": attempt.error_kind or None,
         "error_message": attempt.error_message or None,
         "response_body": attempt.response_body,
+        "response_bytes_replaced": attempt.response_bytes_replaced,
+        "response_encoding": attempt.response_encoding or None,
     }
 
 

@@ -11,8 +11,13 @@ watchdog thread shuts the attempt's sockets down at the deadline, whatever the p
 and however the answer is framed.
 The name lookup, which the C resolver runs without any timeout of ours, is bounded by
 running it in a small thread pool and giving up after the connect timeout.
+
+What is kept of an answer is text that every database stores (answer_excerpt): we ask for
+no compression, keep no compressed body, and replace NUL bytes and invalid UTF-8, saying so
+in the result.
 """
 
+import codecs
 import contextlib
 import heapq
 import itertools
@@ -32,6 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from core.text import text_storable
 from deliveries.models import DeliveryAttempt
 from webhooks.addresses import (
     AddressRefused,
@@ -66,6 +72,17 @@ _resolver = socket.getaddrinfo
 
 
 @dataclass(frozen=True)
+class AnswerExcerpt:
+    """What is kept of an answer's body: text that every database stores."""
+
+    text: str = ""
+    # NUL bytes or invalid UTF-8 were replaced with U+FFFD.
+    bytes_replaced: bool = False
+    # The Content-Encoding of an answer compressed although we asked for none (not kept).
+    encoding: str = ""
+
+
+@dataclass(frozen=True)
 class SendResult:
     status_code: int | None
     error_kind: str
@@ -73,6 +90,8 @@ class SendResult:
     response_body: str
     duration: float
     retry_after: str | None = None
+    response_bytes_replaced: bool = False
+    response_encoding: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -334,7 +353,10 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
 
     session = http_session()
     request = requests.Request(
-        "POST", pinned_url, data=body, headers={**headers, "Host": host_header}
+        "POST", pinned_url, data=body,
+        # `identity`: requests would ask for gzip, and a compressed excerpt tells nobody
+        # anything (answer_excerpt keeps none).
+        headers={"Accept-Encoding": "identity", **headers, "Host": host_header},
     )
     try:
         prepared = session.prepare_request(request)
@@ -372,7 +394,7 @@ def _send(session, prepared, deadline: AttemptDeadline, started: float, ends_at:
         return failed(ErrorKind.CONNECTION, str(error))
 
     try:
-        text = _read_capped(response, ends_at)
+        excerpt = _read_capped(response, ends_at)
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         response.close()
         if deadline.fired or isinstance(error, urllib3.exceptions.TimeoutError):
@@ -382,28 +404,51 @@ def _send(session, prepared, deadline: AttemptDeadline, started: float, ends_at:
         )
     status = response.status_code
     duration = time.monotonic() - started
-    if deadline.fired or text is None:
+
+    def answered(kind: str, message: str, retry_after: str | None = None) -> SendResult:
+        return SendResult(
+            status, kind, message, excerpt.text, duration, retry_after=retry_after,
+            response_bytes_replaced=excerpt.bytes_replaced, response_encoding=excerpt.encoding,
+        )
+
+    if deadline.fired or excerpt is None:
         # A socket shut down by the deadline reads as an early end of the answer.
-        return SendResult(status, ErrorKind.TIMEOUT, timeout_message, text or "", duration)
+        excerpt = excerpt or AnswerExcerpt()
+        return answered(ErrorKind.TIMEOUT, timeout_message)
     if 300 <= status < 400:
         location = response.headers.get("Location", "")
-        return SendResult(
-            status, ErrorKind.REDIRECT, f"redirect to {location!r} not followed", text, duration
-        )
+        return answered(ErrorKind.REDIRECT, f"redirect to {location!r} not followed"[:1000])
     if not 200 <= status < 300:
-        return SendResult(
-            status,
-            ErrorKind.HTTP_STATUS,
-            f"HTTP {status}",
-            text,
-            duration,
-            retry_after=response.headers.get("Retry-After"),
+        return answered(
+            ErrorKind.HTTP_STATUS, f"HTTP {status}", response.headers.get("Retry-After")
         )
-    return SendResult(status, ErrorKind.NONE, "", text, duration)
+    return answered(ErrorKind.NONE, "")
 
 
-def _read_capped(response: requests.Response, deadline: float) -> str | None:
-    """Read the answer up to the cap and the deadline: its first 2 KiB, None if timed out.
+def answer_excerpt(kept: bytes, *, cut: bool, content_encoding: str | None) -> AnswerExcerpt:
+    """The answer's first bytes (`kept`; `cut`: the answer went on) as stored text.
+
+    A compressed body is not kept: its encoding is noted instead. Otherwise the bytes are
+    read as UTF-8, NUL bytes and invalid sequences replaced with U+FFFD; a character cut in
+    two by the end of the excerpt is dropped, not counted as invalid.
+    """
+    encoding = (content_encoding or "").strip().lower()
+    if encoding not in ("", "identity"):
+        # A header is the partner's text too: printable ASCII, as short as the column.
+        return AnswerExcerpt(encoding="".join(c for c in encoding if " " <= c <= "~")[:32])
+    try:
+        text = codecs.getincrementaldecoder("utf-8")("strict").decode(kept, final=not cut)
+        replaced = False
+    except UnicodeDecodeError:
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(kept, final=not cut)
+        replaced = True
+    storable = text_storable(text)
+    return AnswerExcerpt(storable, bytes_replaced=replaced or storable != text)
+
+
+def _read_capped(response: requests.Response, deadline: float) -> AnswerExcerpt | None:
+    """Read the answer up to the cap and the deadline: its first 2 KiB (answer_excerpt),
+    None if timed out.
 
     Raises what urllib3 raises for a broken answer (cut short, reset).
     """
@@ -429,4 +474,7 @@ def _read_capped(response: requests.Response, deadline: float) -> str | None:
         response.close()
     if timed_out:
         return None
-    return kept.decode("utf-8", errors="replace")
+    return answer_excerpt(
+        bytes(kept), cut=read > len(kept),
+        content_encoding=response.headers.get("Content-Encoding"),
+    )

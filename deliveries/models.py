@@ -197,6 +197,9 @@ class DeliveryAttempt(models.Model):
         DNS = "dns", "DNS error"
         REFUSED_ADDRESS = "refused_address", "refused address"
         LEASE_EXPIRED = "lease_expired", "worker lost (lease expired)"
+        # Ours, not the partner's: the outcome could not be stored as it came, so the
+        # attempt counts as failed and its batch is retried on the schedule.
+        RECORD_FAILED = "record_failed", "not recorded (our failure)"
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
     # The delivery's webhook, copied so that the dashboard aggregates a day of attempts per
@@ -212,7 +215,22 @@ class DeliveryAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error_kind = models.CharField(max_length=32, choices=ErrorKind.choices, blank=True)
     error_message = models.TextField(blank=True, default="")
-    response_body = models.TextField(blank=True, default="", help_text="The first 2 KiB.")
+    response_body = models.TextField(
+        blank=True, default="",
+        help_text="The first 2 KiB of the answer, as text (see response_bytes_replaced).",
+    )
+    # What the excerpt does not show as it came. Every database stores the excerpt, so
+    # NUL bytes and invalid UTF-8 are replaced; a compressed body (we ask for none) is not
+    # kept at all.
+    response_bytes_replaced = models.BooleanField(
+        default=False,
+        help_text="NUL bytes or invalid UTF-8 in the kept answer were replaced with U+FFFD.",
+    )
+    response_encoding = models.CharField(
+        max_length=32, blank=True, default="",
+        help_text="The answer's Content-Encoding when it came compressed although we asked "
+        "for none (its body is not kept).",
+    )
 
     class Meta:
         ordering = ["delivery_id", "number"]

@@ -285,7 +285,8 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
             "type": "object",
             "additionalProperties": False,
             "required": ["number", "started_at", "duration_seconds", "accepted", "status_code",
-                         "error_kind", "error_message", "response_body"],
+                         "error_kind", "error_message", "response_body",
+                         "response_bytes_replaced", "response_encoding"],
             "properties": {
                 "number": {"type": "integer", "minimum": 1},
                 "started_at": timestamp,
@@ -296,7 +297,16 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                 "error_kind": {"type": ["string", "null"], "enum": [*ERROR_KINDS, None]},
                 "error_message": {"type": ["string", "null"]},
                 "response_body": {"type": "string",
-                                  "description": "the start (2 KiB) of your answer's body"},
+                                  "description": "the start (2 KiB) of your answer's body, "
+                                  "as text"},
+                "response_bytes_replaced": {
+                    "type": "boolean",
+                    "description": "NUL bytes or invalid UTF-8 in that start were replaced "
+                    "with U+FFFD"},
+                "response_encoding": {
+                    "type": ["string", "null"],
+                    "description": "your answer's Content-Encoding if it came compressed "
+                    "although the request asked for `identity`; its body is not kept"},
             },
         },
         "DeliveryDetail": {

@@ -4,20 +4,27 @@ The engine hands over every result that finished since its last flush (a few
 milliseconds' worth): one transaction records them all, releasing their leases in that
 same transaction, so that a webhook's next batch is never claimed before its last one is
 recorded.
+
+What a partner sent is data, never a reason for the flush to fail: its text is made
+storable at this edge, an odd Retry-After is ignored, and a result that still cannot be
+written is isolated from the others and recorded as a failure of ours (`record_failed`),
+retried on the schedule.
 """
 
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from core.logfmt import logfmt
+from core.text import text_storable
 from deliveries.http import SendResult
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services.claim import Claim
@@ -30,6 +37,9 @@ logger = logging.getLogger("springhook.deliveries")
 RETRY_AFTER_CAP = 3600.0
 # Spread of the backoff, so that many webhooks failing together do not retry in step.
 JITTER = 0.1
+# Longer than any HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT` is 29 characters).
+_RETRY_AFTER_LONGEST = 64
+ErrorKind = DeliveryAttempt.ErrorKind
 
 
 def retry_delay(*, failed_attempts: int, retry_after: str | None = None) -> float:
@@ -38,25 +48,32 @@ def retry_delay(*, failed_attempts: int, retry_after: str | None = None) -> floa
     schedule = settings.WEBHOOK_RETRY_SCHEDULE
     base = schedule[min(failed_attempts, len(schedule)) - 1]
     delay = base * random.uniform(1 - JITTER, 1 + JITTER)
-    requested = _retry_after_seconds(retry_after)
+    requested = retry_after_seconds(retry_after)
     if requested is not None:
-        delay = max(delay, min(requested, RETRY_AFTER_CAP))
+        delay = max(delay, requested)
     return delay
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's wait in seconds, between 0 and RETRY_AFTER_CAP; None for
+    anything but ASCII digits or an HTTP date with a time zone (ignored: the schedule
+    applies). Never raises, whatever the partner sent."""
+    value = (value or "").strip()
+    if not value or len(value) > _RETRY_AFTER_LONGEST:
         return None
-    value = value.strip()
     if value.isdigit():
-        return float(value)
+        if not value.isascii():
+            return None  # '²' and '١' are digits to str.isdigit(), not to float()
+        return min(float(value), RETRY_AFTER_CAP)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        seconds = (when - timezone.now()).total_seconds()
+    except (TypeError, ValueError, OverflowError, IndexError):
+        # Not a date, or one beyond what datetime holds (an offset of a million years).
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - timezone.now()).total_seconds())
+    return min(max(0.0, seconds), RETRY_AFTER_CAP)
 
 
 def delivery_record(claim: Claim, result: SendResult) -> bool:
@@ -72,9 +89,79 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
     and 503 honoured, up to an hour); a 410 Gone pauses the webhook, keeping everything.
     If the lease was lost meanwhile (the attempt outlived it), the attempt is still
     recorded, and an acceptance still completes the delivery.
+
+    Every result is recorded, whatever its partner sent: should the one transaction fail
+    for anything but the database itself, the results are written apart (halves, then
+    halves of the half that failed), and a result that cannot be written at all is
+    recorded as `record_failed` without the partner's answer, and retried on the schedule.
+    Raises only when the database is unavailable (OperationalError, InterfaceError), or
+    when even that plain record fails; the caller then tries the whole flush again.
     """
     if not results:
         return []
+    written = _results_write_isolating([(claim, _result_storable(result))
+                                        for claim, result in results])
+    for claim, result, delivery in written:
+        logger.info(
+            logfmt(
+                "attempt", webhook=claim.webhook_id, delivery=claim.message_id,
+                attempt=claim.attempt_number,
+                entries=delivery.entry_count if delivery is not None else "",
+                status=result.status_code, error=result.error_kind,
+                accepted=str(result.accepted).lower(), duration=result.duration,
+            )
+        )
+    accepted = {claim.attempt_id: result.accepted for claim, result, _ in written}
+    return [accepted[claim.attempt_id] for claim, _ in results]
+
+
+# The database itself failed (restarting, unreachable, a deadlock): writing the results
+# apart would fail the same way, so the flush as a whole is tried again later.
+_DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+Written = tuple[Claim, SendResult, Delivery | None]
+
+
+def _result_storable(result: SendResult) -> SendResult:
+    """The result with its texts as every database stores them (deliveries.http makes the
+    excerpt so already; the error messages carry what libraries say about the partner)."""
+    return replace(
+        result,
+        error_message=text_storable(result.error_message),
+        response_body=text_storable(result.response_body),
+        response_encoding=text_storable(result.response_encoding)[:32],
+    )
+
+
+def _results_write_isolating(results: list[tuple[Claim, SendResult]]) -> list[Written]:
+    try:
+        return _results_write(results)
+    except _DATABASE_UNAVAILABLE:
+        raise
+    except Exception as error:
+        if len(results) > 1:
+            logger.warning(logfmt("record_split", results=len(results),
+                                  error=type(error).__name__))
+            half = len(results) // 2
+            return [*_results_write_isolating(results[:half]),
+                    *_results_write_isolating(results[half:])]
+        ((claim, result),) = results
+        logger.exception(logfmt("record_failed", webhook=claim.webhook_id,
+                                delivery=claim.message_id, attempt=claim.attempt_number))
+        return _results_write([(claim, _result_unrecordable(result, error))])
+
+
+def _result_unrecordable(result: SendResult, error: Exception) -> SendResult:
+    """What is recorded of a result that could not be written: a failure of ours, with
+    nothing of the partner's answer but its status."""
+    message = text_storable(
+        f"the answer could not be recorded ({type(error).__name__}: {error}"[:900]
+        + "); the batch is sent again on the retry schedule"
+    )
+    return SendResult(result.status_code, ErrorKind.RECORD_FAILED, message, "", result.duration)
+
+
+def _results_write(results: Sequence[tuple[Claim, SendResult]]) -> list[Written]:
+    """One transaction: the attempts, their deliveries and webhooks' health."""
     now = timezone.now()
     webhook_ids = sorted({claim.webhook_id for claim, _ in results})
     with transaction.atomic():
@@ -107,11 +194,13 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
                     error_kind=result.error_kind,
                     error_message=result.error_message,
                     response_body=result.response_body,
+                    response_bytes_replaced=result.response_bytes_replaced,
+                    response_encoding=result.response_encoding,
                 )
                 for claim, result in results
             ],
             ["duration", "accepted", "status_code", "error_kind", "error_message",
-             "response_body"],
+             "response_body", "response_bytes_replaced", "response_encoding"],
         )
         changed: dict[int, Delivery] = {}
         for claim, result in results:
@@ -145,18 +234,7 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
         # Each webhook's health follows its last result in this flush.
         last = {claim.webhook_id: result for claim, result in results}
         _webhooks_health_record(webhooks, last, now)
-    for claim, result in results:
-        delivery = deliveries.get(claim.delivery_id)
-        logger.info(
-            logfmt(
-                "attempt", webhook=claim.webhook_id, delivery=claim.message_id,
-                attempt=claim.attempt_number,
-                entries=delivery.entry_count if delivery is not None else "",
-                status=result.status_code, error=result.error_kind,
-                accepted=str(result.accepted).lower(), duration=result.duration,
-            )
-        )
-    return [result.accepted for _, result in results]
+    return [(claim, result, deliveries.get(claim.delivery_id)) for claim, result in results]
 
 
 def rows_update(model: type[Model], objects: list[Model], fields: list[str]) -> None:

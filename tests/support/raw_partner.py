@@ -1,10 +1,12 @@
 """A partner written on a bare socket, for the framings an HTTP server library will not
 produce on request: `Connection: close`, a body read to the end of the stream, chunks,
-HTTP/1.0 — each dripped a byte at a time, in its head or its body.
+HTTP/1.0 — each dripped a byte at a time, in its head or its body — and for answers no
+well-behaved server sends: any status and header lines, any bytes in the body.
 
 It reads one request (head and Content-Length body), then writes `head` and `body`, one
 byte every `drip_head` / `drip_body` seconds (0: at once), and closes unless the framing
-keeps the connection alive. Every request served is counted.
+keeps the connection alive. Every request served is counted, and the last request's head
+is kept (`last_head`).
 """
 
 import socket
@@ -13,13 +15,13 @@ from dataclasses import dataclass
 
 FRAMINGS = {
     # name: (status line and headers, how the body is framed)
-    "length-keepalive": ("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n", "plain"),
+    "length-keepalive": ("HTTP/1.1 {status}\r\nContent-Length: {length}\r\n", "plain"),
     "length-close": (
-        "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n", "plain"
+        "HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n", "plain"
     ),
-    "chunked": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", "chunked"),
-    "no-length": ("HTTP/1.1 200 OK\r\nConnection: close\r\n", "plain"),
-    "http10": ("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n", "plain"),
+    "chunked": ("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n", "chunked"),
+    "no-length": ("HTTP/1.1 {status}\r\nConnection: close\r\n", "plain"),
+    "http10": ("HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n", "plain"),
 }
 
 
@@ -29,11 +31,17 @@ class RawAnswer:
     body: bytes = b"x" * 100
     drip_head: float = 0.0
     drip_body: float = 0.0
+    status: str = "200 OK"
+    # Further header lines, each character one byte (Latin-1, as http.client reads them):
+    # `"Retry-After: ²"` writes the byte 0xB2.
+    headers: tuple[str, ...] = ()
 
     def pieces(self) -> tuple[bytes, list[bytes]]:
         """The head, and the body as the pieces to write one after the other."""
         head, body_framing = FRAMINGS[self.framing]
-        head = (head.format(length=len(self.body)) + "\r\n").encode()
+        head = head.format(status=self.status, length=len(self.body))
+        head = (head + "".join(f"{line}\r\n" for line in self.headers) + "\r\n")
+        head = head.encode("latin-1")
         if body_framing == "chunked":
             # Each byte its own chunk, so that a drip writes one chunk per step.
             return head, [b"1\r\n" + bytes([byte]) + b"\r\n" for byte in self.body] + [b"0\r\n\r\n"]
@@ -44,6 +52,7 @@ class RawPartner:
     def __init__(self, answer: RawAnswer) -> None:
         self.answer = answer
         self.requests = 0
+        self.last_head = b""
         self.stopped = threading.Event()
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -89,11 +98,14 @@ class RawPartner:
         line = reader.readline()
         if not line:
             return False
+        head = line
         while line not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
             line = reader.readline()
+            head += line
+        self.last_head = head
         reader.read(length)
         return True
 
