@@ -234,7 +234,9 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                 "state": {"type": "string", "enum": ["healthy", "failing", "paused"]},
                 "failing_since": {**optional_time, "description": "start of the current run "
                                   "of failed attempts"},
-                "paused_reason": {"type": ["string", "null"]},
+                "paused_reason": {"type": ["string", "null"], "description": "why it is "
+                                  "paused: `Paused by staff.`, `The partner answered 410 "
+                                  "Gone.`; never a person's name"},
                 "pending_entries": {"type": "integer", "minimum": 0,
                                     "description": "coalesced changes waiting to be sent"},
                 "oldest_pending_at": optional_time,
