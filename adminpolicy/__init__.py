@@ -1,17 +1,29 @@
-"""What the project's admins share: which changelist lookups a request may use.
+"""What the project's admins share: which changelist lookups a request may use, and
+which values they may compare.
 
 Django's changelist turns every query parameter it does not know into a queryset filter,
 and its default `ModelAdmin.lookup_allowed` accepts any lookup on the model's own fields.
 A filter answers "does this row appear?", so a regex or a prefix on a field that a page
 never shows (a signing secret, a key hash) tells its value one question at a time. The
-admins here accept only the lookups their own list filters make, and never one whose path
-reaches a field that a model declares sensitive.
+admins here accept only the parameters their own list filters make (`webhook__id__exact`,
+`created_at__gte`, not `webhook__id__regex`), and never one whose path reaches a field
+that a model declares sensitive: both answer Django's 400 before a query runs.
+
+A value from the query string is data: one that no database can compare (a NUL, which
+PostgreSQL refuses; a time that core.timestamps refuses) gets the admin's usual answer to
+a bad filter, a redirect to the unfiltered list with `?e=1`, never a 500.
 """
 
 from django.contrib import admin, messages
-from django.contrib.admin.filters import SimpleListFilter
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.contrib.admin.filters import FieldListFilter
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 from django.db.models.constants import LOOKUP_SEP
+
+from core.timestamps import TimestampError, timestamp_parse
 
 # A search longer than this, or of more words, finds nothing: a person never types one,
 # and the database would refuse the query it makes (SQLite caps a LIKE pattern and the depth
@@ -56,33 +68,62 @@ def lookup_field_path(model, lookup: str) -> tuple[list[str], bool] | None:
     return path, touches_sensitive
 
 
-class LookupPolicyAdmin(admin.ModelAdmin):
-    """A ModelAdmin whose changelist accepts only the lookups of its own list filters.
+class PolicyChangeList(ChangeList):
+    """A changelist that applies only the parameters its list filters made, and only
+    values every database can compare."""
 
-    A list filter on a relation ("webhook") makes lookups on the related row's key
-    (`webhook__id__exact`, `webhook__isnull`); a filter on a field makes lookups on that
-    field (`created_at__gte`). Anything else, any lookup type on any other field, directly
-    or through a relation, is refused with Django's 400 before a query runs, so the answer
-    never depends on a value the page does not show.
+    def get_filters(self, request):
+        asked = self.get_filters_params()
+        specs, has_filters, remaining, duplicates, active = super().get_filters(request)
+        # Each list filter took its own parameters out; what is left, it did not make.
+        # (date_hierarchy's own bounds are added to what is left, and were not asked.)
+        unmade = sorted(set(remaining) & set(asked))
+        if unmade:
+            raise DisallowedModelAdminLookup(f"Filtering by {unmade[0]} not allowed")
+        for key, values in asked.items():
+            for value in values:
+                refusal = _value_refusal(specs, key, value)
+                if refusal is not None:
+                    raise IncorrectLookupParameters(f"{key}: {refusal}")
+        return specs, has_filters, remaining, duplicates, active
+
+
+def _value_refusal(specs, key: str, value: str) -> str | None:
+    """Why no database can compare `value` for the parameter `key`, or None."""
+    if "\x00" in value:
+        return "a NUL character"  # PostgreSQL cannot hold one in a query parameter
+    for spec in specs:
+        if (
+            isinstance(spec, FieldListFilter)
+            and isinstance(spec.field, models.DateTimeField)
+            and key in spec.expected_parameters()
+            and not key.endswith(f"{LOOKUP_SEP}isnull")
+        ):
+            try:
+                timestamp_parse(value)
+            except TimestampError as error:
+                return str(error)
+    return None
+
+
+class LookupPolicyAdmin(admin.ModelAdmin):
+    """A ModelAdmin whose changelist accepts only the parameters of its own list filters.
+
+    A list filter on a relation ("webhook") makes `webhook__id__exact` and
+    `webhook__isnull`; a date filter makes `created_at__gte` and `created_at__lt`; a
+    SimpleListFilter its `parameter_name`. Anything else, any other lookup type on any
+    field, directly or through a relation, is refused with Django's 400 before a query
+    runs, so the answer never depends on a value the page does not show; a lookup whose
+    path reaches a sensitive field is refused before the filters are even built.
     """
 
+    def get_changelist(self, request, **kwargs):
+        return PolicyChangeList
+
     def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # Which parameters the filters make is for PolicyChangeList, which sees them built.
         walked = lookup_field_path(self.model, lookup)
-        if walked is not None and walked[1]:
-            return False
-        allowed = self._filter_lookups(request)
-        if lookup in allowed["parameters"]:
-            return True
-        if walked is None:
-            return False
-        path = walked[0]
-        if LOOKUP_SEP.join(path) in allowed["fields"]:
-            return super().lookup_allowed(lookup, value, request)
-        # A relation's filter names the related row by its key: webhook__id__exact.
-        related = LOOKUP_SEP.join(path[:-1])
-        if related in allowed["fields"] and _is_target_key(self.model, path):
-            return super().lookup_allowed(lookup, value, request)
-        return False
+        return walked is None or not walked[1]
 
     def get_search_results(self, request, queryset, search_term):
         refusal = search_refusal(search_term)
@@ -90,21 +131,6 @@ class LookupPolicyAdmin(admin.ModelAdmin):
             self.message_user(request, refusal, messages.WARNING)
             return queryset.none(), False
         return super().get_search_results(request, queryset, search_term)
-
-    def _filter_lookups(self, request) -> dict[str, set[str]]:
-        fields: set[str] = set()
-        parameters: set[str] = set()
-        if self.date_hierarchy:
-            fields.add(self.date_hierarchy)
-        list_filter = self.get_list_filter(request) if request is not None else self.list_filter
-        for item in list_filter:
-            if isinstance(item, type) and issubclass(item, SimpleListFilter):
-                parameters.add(item.parameter_name)  # its queryset() decides what it does
-            elif isinstance(item, (list, tuple)):
-                fields.add(item[0])
-            else:
-                fields.add(item)
-        return {"fields": fields, "parameters": parameters}
 
 
 def search_refusal(search_term: str) -> str | None:
@@ -119,10 +145,3 @@ def search_refusal(search_term: str) -> str | None:
         )
     return None
 
-
-def _is_target_key(model, path: list[str]) -> bool:
-    """Whether the last field of the path is the key the relation before it points at."""
-    for name in path[:-1]:
-        field = model._meta.get_field(name)
-        model = field.path_infos[-1].to_opts.model
-    return model._meta.get_field(path[-1]).primary_key

@@ -37,6 +37,7 @@ from catalog.selectors import (
     trainings_page,
 )
 from changes.kinds import INSTITUTE, TRAINING
+from core.timestamps import TimestampError, timestamp_parse
 
 # --- Representations ---------------------------------------------------------------------
 
@@ -120,6 +121,9 @@ def institute_trainings(request: HttpRequest, institute_id: int) -> JsonResponse
 
 # --- The lists: every institute, every training --------------------------------------------
 
+# The largest id a BigAutoField holds: a position past it was never handed out.
+MAX_OBJECT_ID = 2**63 - 1
+
 
 def _cursor(obj) -> str:
     """An opaque page position: the object's (updated_at, id), base64url without padding."""
@@ -134,15 +138,19 @@ def _position_parameter(request: HttpRequest, name: str) -> Position | None:
     try:
         decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         at, object_id = decoded.split("|")
-        updated_at = datetime.fromisoformat(at)
-        if updated_at.tzinfo is None:
-            raise ValueError("naive time")
-        return Position(updated_at, int(object_id))
+        return Position(timestamp_parse(at), _object_id(object_id))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad_request(
             f"{name} must be a position this API handed out in a `next` or `previous` "
             f"link, got {raw!r}."
         ) from None
+
+
+def _object_id(text: str) -> int:
+    """An id as the API writes it: ASCII digits, small enough for every database."""
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_OBJECT_ID:
+        raise ValueError("not an id")
+    return int(text)
 
 
 def updated_since_parameter(request: HttpRequest) -> datetime | None:
@@ -153,15 +161,13 @@ def updated_since_parameter(request: HttpRequest) -> datetime | None:
     # A "+01:00" offset sent without URL encoding arrives as " 01:00".
     text = raw.strip().replace(" ", "+")
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or "T" not in text.upper() or value.tzinfo is None:
+        return timestamp_parse(text)
+    except TimestampError as error:
         raise bad_request(
-            "updated_since must be an RFC 3339 date and time with its offset, like "
-            f"2026-11-29T19:49:52Z or 2026-11-29T20:49:52+01:00; got {raw!r}."
-        )
-    return value
+            "updated_since must be an RFC 3339 date and time with its offset (at most "
+            "±14:00, in the years 1 to 9999), like 2026-11-29T19:49:52Z or "
+            f"2026-11-29T20:49:52+01:00; got {raw!r} ({error})."
+        ) from None
 
 
 def _list(

@@ -133,9 +133,29 @@ def feed_read(*, stream: BinaryIO) -> Iterator[FeedRecord]:
         yield record
 
 
+@dataclass(frozen=True)
+class _NumberOutOfRange:
+    """A JSON number whose exponent no Decimal holds (`1E+999999999999999999999`): a value
+    for the record's rules to refuse, naming its field, never an exception in the decoder."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _feed_number(text: str) -> Decimal | _NumberOutOfRange:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return _NumberOutOfRange(text)
+
+
 # Integers and decimals as Decimal: int() refuses more than 4300 digits (a ValueError that
 # is no JSONDecodeError), and float would turn 1e400 into infinity and 0.1 into 0.1000…01.
-_FEED_DECODER = json.JSONDecoder(parse_int=Decimal, parse_float=Decimal, parse_constant=Decimal)
+_FEED_DECODER = json.JSONDecoder(
+    parse_int=_feed_number, parse_float=_feed_number, parse_constant=Decimal
+)
 
 
 class _FeedText:
@@ -373,6 +393,12 @@ def _price(index: int, value: object) -> Decimal | None:
             ) from None
     elif isinstance(value, Decimal):
         price = value
+    elif isinstance(value, _NumberOutOfRange):
+        raise FeedError(
+            f"must have at most 8 digits before and 2 after the point, got {_shown(value)}",
+            index=index,
+            field="price",
+        )
     else:
         raise FeedError(
             f"must be a number or null, got {_json_type(value)}", index=index, field="price"
@@ -403,6 +429,7 @@ def _json_type(value: object) -> str:
         str: "a string",
         bool: "a boolean",
         Decimal: "a number",
+        _NumberOutOfRange: "a number",
         type(None): "null",
     }.get(type(value), type(value).__name__)
 

@@ -251,7 +251,7 @@ class WebhookOperationsAdmin(WebhookAdmin):
         return f"Queued the whole catalogue: {_institutes(count)}."
 
     def _pause(self, request, webhook: Webhook) -> str:
-        webhook_pause(webhook_id=webhook.pk, reason=f"Paused by {request.user.get_username()}.")
+        webhook_pause(webhook_id=webhook.pk, paused_by=request.user.get_username())
         return "Paused: changes keep collecting and go out when resumed."
 
     def _resume(self, request, webhook: Webhook) -> str:

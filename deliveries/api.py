@@ -6,6 +6,7 @@ not exist (it neither exists nor not for this key). No answer carries a signing 
 """
 
 import json
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -42,6 +43,9 @@ from deliveries.services import (
 from webhooks.models import Webhook
 
 STATES = tuple(Delivery.State.values)
+# Message ids are ASCII letters, digits and "_" (deliveries.services.message_id_generate):
+# any other text, a NUL above all (PostgreSQL refuses it in a query), names no delivery.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -185,7 +189,9 @@ def delivery_list(request: HttpRequest, webhook_id: int) -> JsonResponse:
 def delivery_detail(request: HttpRequest, webhook_id: int, message_id: str) -> JsonResponse:
     """One delivery: the body that was sent and every attempt with the partner's answer."""
     webhook = _own_webhook(request, webhook_id)
-    delivery = webhook_delivery_get(webhook_id=webhook.pk, message_id=message_id)
+    delivery = None
+    if _MESSAGE_ID.fullmatch(message_id):
+        delivery = webhook_delivery_get(webhook_id=webhook.pk, message_id=message_id)
     if delivery is None:
         raise not_found(f"Webhook {webhook_id} has no delivery {message_id}.")
     return JsonResponse(

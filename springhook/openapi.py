@@ -234,7 +234,9 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                 "state": {"type": "string", "enum": ["healthy", "failing", "paused"]},
                 "failing_since": {**optional_time, "description": "start of the current run "
                                   "of failed attempts"},
-                "paused_reason": {"type": ["string", "null"]},
+                "paused_reason": {"type": ["string", "null"], "description": "why it is "
+                                  "paused: `Paused by staff.`, `The partner answered 410 "
+                                  "Gone.`; never a person's name"},
                 "pending_entries": {"type": "integer", "minimum": 0,
                                     "description": "coalesced changes waiting to be sent"},
                 "oldest_pending_at": optional_time,
@@ -428,11 +430,13 @@ def _paths() -> dict:
 
 def _list(what: str, schema: str) -> dict:
     bad = _error(
-        "A parameter is malformed: `updated_since` is not an RFC 3339 time with an offset, "
-        "`after`/`before` is not a position from a link (or both are given), `page_size` "
+        "A parameter is malformed: `updated_since` is not an RFC 3339 time with an offset "
+        "(of at most ±14:00, in the years 1 to 9999 in UTC), `after`/`before` is not a "
+        "position from a link (or both are given), `page_size` "
         "is not a whole number of 1 or more.",
-        "bad_request", "updated_since must be an RFC 3339 date and time with its offset, "
-        "like 2026-11-29T19:49:52Z or 2026-11-29T20:49:52+01:00; got 'yesterday'.",
+        "bad_request", "updated_since must be an RFC 3339 date and time with its offset (at "
+        "most ±14:00, in the years 1 to 9999), like 2026-11-29T19:49:52Z or "
+        "2026-11-29T20:49:52+01:00; got 'yesterday' (not a date and time).",
     )
     return _get(
         f"Every {what[:-1]}",
@@ -444,7 +448,7 @@ def _list(what: str, schema: str) -> dict:
         [
             {"name": "updated_since", "in": "query", "required": False,
              "description": "only objects whose `updated_at` is at or after this RFC 3339 "
-             "time (with `Z` or an offset; URL-encode a `+`)",
+             "time (with `Z` or an offset of at most ±14:00; URL-encode a `+`)",
              "schema": {"type": "string", "format": "date-time"},
              "example": "2026-11-29T19:49:52Z"},
             {"name": "page_size", "in": "query", "required": False,

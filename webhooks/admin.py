@@ -36,7 +36,8 @@ class WebhookAdmin(LookupPolicyAdmin):
     @admin.display(description="health")
     def health(self, webhook: Webhook) -> str:
         if not webhook.is_active:
-            return f"paused{': ' + webhook.paused_reason if webhook.paused_reason else ''}"
+            reason = webhook.paused_reason_for_staff()
+            return f"paused{': ' + reason if reason else ''}"
         if webhook.failing_since:
             return f"failing since {webhook.failing_since:%Y-%m-%d %H:%M} UTC"
         return "healthy"

@@ -33,7 +33,11 @@ class Webhook(models.Model):
         blank=True,
         help_text="Seconds a batch waits to bundle more changes; empty uses the default.",
     )
+    # Why it is paused, as partners read it (the partner API, the portal): never a name.
     paused_reason = models.CharField(max_length=255, blank=True, default="", editable=False)
+    # The staff member who paused it, for staff only (empty when Springhook or the partner
+    # paused it, or it runs).
+    paused_by = models.CharField(max_length=150, blank=True, default="", editable=False)
     # Start of the current run of failed attempts (cleared by an accepted delivery).
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
     # When staff were told about the current failing run; null while nobody was told.
@@ -60,3 +64,9 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def paused_reason_for_staff(self) -> str:
+        """Why it is paused, as staff read it: the partners' reason, and who paused it."""
+        if not self.paused_by:
+            return self.paused_reason
+        return f"{self.paused_reason.removesuffix('.')} ({self.paused_by})."

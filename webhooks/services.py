@@ -29,14 +29,26 @@ def _locked(webhook_id: int) -> Webhook:
     return webhook
 
 
-def webhook_pause(*, webhook_id: int, reason: str = "Paused by an operator.") -> Webhook:
-    """Stop sending. Changes keep collecting (coalesced) and go out when resumed."""
+# What partners read when staff paused their webhook: staff names are not for partners.
+STAFF_PAUSE_REASON = "Paused by staff."
+
+
+def webhook_pause(
+    *, webhook_id: int, reason: str = STAFF_PAUSE_REASON, paused_by: str = ""
+) -> Webhook:
+    """Stop sending. Changes keep collecting (coalesced) and go out when resumed.
+
+    `reason` is what the partner reads (never a person's name); `paused_by` names the staff
+    member who paused it, which only staff see (Webhook.paused_reason_for_staff).
+    """
     with transaction.atomic():
         webhook = _locked(webhook_id)
         webhook.is_active = False
         webhook.paused_reason = reason[:255]
-        webhook.save(update_fields=["is_active", "paused_reason", "updated_at"])
-    logger.info(logfmt("webhook_paused", webhook=webhook_id, reason=webhook.paused_reason))
+        webhook.paused_by = paused_by[:150]
+        webhook.save(update_fields=["is_active", "paused_reason", "paused_by", "updated_at"])
+    logger.info(logfmt("webhook_paused", webhook=webhook_id, reason=webhook.paused_reason,
+                       by=webhook.paused_by))
     return webhook
 
 
@@ -45,8 +57,8 @@ def webhook_resume(*, webhook_id: int) -> Webhook:
     with transaction.atomic():
         webhook = _locked(webhook_id)
         webhook.is_active = True
-        webhook.paused_reason = ""
-        webhook.save(update_fields=["is_active", "paused_reason", "updated_at"])
+        webhook.paused_reason = webhook.paused_by = ""
+        webhook.save(update_fields=["is_active", "paused_reason", "paused_by", "updated_at"])
     logger.info(logfmt("webhook_resumed", webhook=webhook_id))
     return webhook
 

@@ -120,6 +120,30 @@ BAD_FEEDS = [
         b'[{"reference": "A", "name": "x", "price": 1e400}]',
         "record 1, field 'price': must have at most 8 digits",
     ),
+    # An exponent no Decimal holds (beyond 10**18): refused like any too large number.
+    (
+        b'[{"reference": "A", "name": "x", "price": 1E+999999999999999999999}]',
+        "record 1, field 'price': must have at most 8 digits before and 2 after the point, "
+        "got 1E+999999999999999999999",
+    ),
+    (
+        b'[{"reference": "A", "name": "x", "price": 1e-999999999999999999999}]',
+        "record 1, field 'price': must have at most 8 digits",
+    ),
+    (
+        b'[{"reference": "A", "name": "x", "price": -1E+999999999999999999999}]',
+        "record 1, field 'price': must have at most 8 digits",
+    ),
+    (
+        b'[{"reference": "A", "name": "x"}, {"reference": 1E+999999999999999999999}]',
+        "record 2, field 'reference': must be a string, got a number",
+    ),
+    (
+        b'[{"reference": "A", "name": "x", "description": 1E+9999999999999999999999}]',
+        "record 1, field 'description': must be a string, got a number",
+    ),
+    (b"[1E+999999999999999999999]", "record 1: must be a JSON object, got a number"),
+    (b"1E+999999999999999999999", "feed must be a JSON array of trainings, got a number"),
     (
         b'[{"reference": "A", "name": "x\\ud800y"}]',
         "record 1, field 'name': contains a lone surrogate escape, which is not a character "

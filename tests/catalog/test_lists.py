@@ -1,6 +1,7 @@
 """GET /institutes and GET /trainings: every object, a page at a time, in (updated_at, id)
 order, with `updated_since`; paging stays complete while the catalogue changes."""
 
+import base64
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -210,3 +211,59 @@ def test_a_list_page_needs_a_fixed_number_of_queries(
         # The key, the count, the page, and whether a page lies before it.
         with django_assert_num_queries(4):
             get(api_client, page["next"])
+
+
+def cursor_of(at: str, object_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at}|{object_id}".encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-01T00:00:00+16:00",  # PostgreSQL keeps no offset of 16 hours or more
+        "2026-01-01T00:00:00-20:00",
+        "2026-01-01T00:00:00+14:01",
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        "9999-12-31T23:00:00-05:00",  # after year 9999 in UTC
+        "2026-01-01T00:00:00",
+        "2026-01-01",
+        "2026-01-01T00:00:00\x00Z",
+    ],
+)
+@pytest.mark.parametrize("path", ["/institutes", "/trainings"])
+def test_a_time_no_database_can_compare_is_a_400_naming_updated_since(api_client, path, value):
+    institutes(1)
+    response = api_client.get(path, {"updated_since": value})
+    assert response.status_code == 400, response.content
+    assert response.json()["message"].startswith("updated_since must be an RFC 3339")
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-00:00",
+              "0001-01-01T01:00:00+01:00", "2026-01-01t00:00:00z"],
+)
+def test_every_time_within_the_limits_is_understood(api_client, value):
+    created = institutes(2)
+    response = api_client.get("/institutes", {"updated_since": value})
+    assert response.status_code == 200, response.content
+    expected = [] if value.startswith("9999") else [obj.pk for obj in created]
+    assert [item["id"] for item in response.json()["results"]] == expected
+
+
+@pytest.mark.parametrize(
+    ("at", "object_id"),
+    [
+        ("2026-01-01T00:00:00+20:00", "1"),
+        ("0001-01-01T00:00:00+01:00", "1"),
+        ("9999-12-31T23:00:00-05:00", "1"),
+        ("2026-01-01T00:00:00Z", "99999999999999999999"),
+        ("2026-01-01T00:00:00Z", "-1"),
+        ("2026-01-01T00:00:00Z", "\x00"),
+    ],
+)
+@pytest.mark.parametrize("name", ["after", "before"])
+def test_a_forged_position_is_a_400_naming_it(api_client, name, at, object_id):
+    institutes(2)
+    response = api_client.get("/trainings", {name: cursor_of(at, object_id)})
+    assert response.status_code == 400, response.content
+    assert response.json()["message"].startswith(f"{name} must be a position")

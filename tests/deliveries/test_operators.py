@@ -114,7 +114,7 @@ def test_a_staff_user_without_operate_permission_gets_403(client, webhook):
 def test_operator_pauses_and_resumes_with_a_message_and_a_log_entry(operator_client, webhook):
     response = operator_client.post(operate_url(webhook, "pause"), follow=True)
     webhook.refresh_from_db()
-    assert not webhook.is_active and "olivia" in webhook.paused_reason
+    assert not webhook.is_active and webhook.paused_by == "olivia"
     assert "Paused" in response.content.decode()
     response = operator_client.post(operate_url(webhook, "resume"), follow=True)
     webhook.refresh_from_db()
@@ -124,6 +124,55 @@ def test_operator_pauses_and_resumes_with_a_message_and_a_log_entry(operator_cli
         "change_message", flat=True))
     assert any("Pause" in message for message in messages)
     assert any("Resume" in message for message in messages)
+
+
+def test_partners_read_paused_by_staff_and_staff_read_who(operator_client, webhook):
+    from django.test import Client
+
+    from apikeys.services import api_key_create
+
+    operator_client.post(operate_url(webhook, "pause"))
+    _, raw_key = api_key_create(name="Partner", webhook_ids=[webhook.pk])
+    partner = Client(headers={"X-API-Key": raw_key})
+    for path in ("/webhooks", f"/webhooks/{webhook.pk}"):
+        body = partner.get(path).content.decode()
+        assert '"paused_reason": "Paused by staff."' in body, path
+        assert "olivia" not in body, path
+    for url in [
+        reverse("admin:webhooks_webhook_changelist"),
+        reverse("admin:webhooks_webhook_dashboard"),
+        reverse("admin:webhooks_webhook_health", args=[webhook.pk]),
+    ]:
+        assert "Paused by staff (olivia)." in operator_client.get(url).content.decode(), url
+    operator_client.post(operate_url(webhook, "resume"))
+    webhook.refresh_from_db()
+    assert (webhook.paused_reason, webhook.paused_by) == ("", "")
+
+
+def test_the_migration_moves_staff_names_out_of_what_partners_read(db):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("webhooks.migrations.0004_webhook_paused_by")
+    stored = {
+        "Paused by olivia.": ("Paused by staff.", "olivia"),
+        "Paused by j.doe@example.org.": ("Paused by staff.", "j.doe@example.org"),
+        "Paused by an operator.": ("Paused by an operator.", ""),
+        "Paused by staff.": ("Paused by staff.", ""),
+        "The partner answered 410 Gone.": ("The partner answered 410 Gone.", ""),
+        "": ("", ""),
+    }
+    ids = {
+        Webhook.objects.create(
+            name="P", url="http://127.0.0.1:9/", is_active=False, paused_reason=reason
+        ).pk: expected
+        for reason, expected in stored.items()
+    }
+    migration.staff_names_move_out_of_paused_reason(apps, None)
+    for webhook_id, expected in ids.items():
+        webhook = Webhook.objects.get(pk=webhook_id)
+        assert (webhook.paused_reason, webhook.paused_by) == expected
 
 
 def test_the_buttons_need_post(operator_client, webhook):

@@ -250,6 +250,14 @@ def test_an_unknown_message_id_is_404(key_client, ours):
     assert response.json()["message"] == f"Webhook {ours[0].pk} has no delivery msg_nope."
 
 
+@pytest.mark.parametrize("message_id", ["%00", "msg_%00", "%C3%A9", "x" * 65, "msg%20nope"])
+def test_a_message_id_no_delivery_can_have_is_404(key_client, ours, message_id):
+    # A NUL would reach PostgreSQL, which refuses it in a query: it never gets there.
+    response = key_client.get(f"/webhooks/{ours[0].pk}/deliveries/{message_id}")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
 # --- POST /webhooks/<id>/resync -------------------------------------------------------------
 
 
