@@ -7,10 +7,12 @@ against the project itself. (`.ci/run` also validates the compose file's syntax.
 
 import http.client
 import importlib
+import ipaddress
 import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -160,20 +162,116 @@ def test_postgres_keeps_its_data_in_a_named_volume(compose):
     assert target == "/var/lib/postgresql/data"
 
 
-def test_dockerfile_copies_existing_files_and_every_project_app():
-    copied = []
+def image_tree(destination: Path) -> Path:
+    """The application directory the Dockerfile's COPY lines make (WORKDIR /app), built
+    from the checkout under `destination`, .dockerignore's patterns left out."""
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    workdir = None
     for instruction, arguments in dockerfile_lines():
-        if instruction == "COPY":
-            *sources, _destination = arguments.split()
+        if instruction == "WORKDIR":
+            workdir = destination / arguments.lstrip("/")
+        elif instruction == "COPY":
+            assert not arguments.startswith("--"), f"COPY {arguments}: flags not read here"
+            *sources, target = arguments.split()
+            assert workdir is not None, "COPY before WORKDIR"
+            target_path = workdir / target
             for source in sources:
-                assert (ROOT / source).exists(), f"COPY {source}: no such file"
-                copied.append(source.rstrip("/"))
-    project_apps = [app for app in settings.INSTALLED_APPS if (ROOT / app).is_dir()]
-    assert project_apps, "no project app found in INSTALLED_APPS"
-    for app in project_apps:
-        assert app in copied, f"the Dockerfile does not copy the app {app!r}"
-    assert "requirements.txt" in copied
-    assert "manage.py" in copied
+                path = ROOT / source
+                assert path.exists(), f"COPY {source}: no such file"
+                if path.is_dir():
+                    shutil.copytree(path, target_path, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns(*ignored))
+                else:
+                    target_path.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target_path / path.name)
+    assert workdir is not None
+    return workdir
+
+
+# Run inside the image's tree: load everything a process of the image loads (the WSGI
+# app and every URL's view, the Celery app and its tasks, every management command) and
+# every template of the checkout; print the project modules that were loaded.
+IMAGE_LOAD = """
+import json, os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "springhook.settings")
+import django
+django.setup()
+import springhook.wsgi
+from django.urls import get_resolver
+def views(patterns):
+    for pattern in patterns:
+        if hasattr(pattern, "url_patterns"):
+            yield from views(pattern.url_patterns)
+        else:
+            yield pattern.callback
+list(views(get_resolver().url_patterns))
+from springhook.celery import app
+app.loader.import_default_modules()
+from django.core.management import get_commands, load_command_class
+for name, app_name in get_commands().items():
+    load_command_class(app_name, name)
+from django.template.loader import get_template
+for name in json.loads(sys.stdin.read()):
+    get_template(name)
+print(json.dumps(sorted({module.__file__ for module in list(sys.modules.values())
+                         if getattr(module, "__file__", None)})))
+"""
+
+
+def checkout_templates() -> list[str]:
+    """Names of every template of the project: its templates/ and each app's."""
+    names = []
+    for directory in [ROOT / "templates", *ROOT.glob("*/templates")]:
+        if directory.parts[len(ROOT.parts)] in ("tests", "examples", "bench"):
+            continue
+        names += [str(path.relative_to(directory)) for path in directory.rglob("*.html")]
+    assert "admin/index.html" in names
+    return names
+
+
+def test_the_image_holds_every_file_the_processes_load(tmp_path):
+    """Built from the COPY lines: the image's tree loads every view, task, command and
+    template by itself, and it holds every directory of the checkout that the running
+    code loads from (a missing templates/ made the webhook pages answer 500)."""
+    app_dir = image_tree(tmp_path)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", IMAGE_LOAD], cwd=app_dir, env=environment,
+        input=json.dumps(checkout_templates()), capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = [Path(name) for name in json.loads(result.stdout.splitlines()[-1])]
+    from_checkout = [path for path in loaded if path.is_relative_to(ROOT)
+                     and not path.is_relative_to(ROOT / ".venv")]
+    assert not from_checkout, f"loaded from the checkout, not the image: {from_checkout[:5]}"
+    from_image = {path.relative_to(app_dir).parts[0] for path in loaded
+                  if path.is_relative_to(app_dir)}
+    # The same load in the checkout: every top-level directory it loads code from, and
+    # every template directory the settings name, must be in the image.
+    result = subprocess.run(
+        [sys.executable, "-c", IMAGE_LOAD], cwd=ROOT, env=environment,
+        input=json.dumps(checkout_templates()), capture_output=True, text=True, check=True,
+    )
+    needed = {Path(name).relative_to(ROOT).parts[0]
+              for name in json.loads(result.stdout.splitlines()[-1])
+              if Path(name).is_relative_to(ROOT) and not Path(name).is_relative_to(ROOT / ".venv")}
+    needed |= {Path(directory).relative_to(settings.BASE_DIR).parts[0]
+               for template in settings.TEMPLATES for directory in template["DIRS"]}
+    needed |= {Path(directory).relative_to(settings.BASE_DIR).parts[0]
+               for directory in getattr(settings, "STATICFILES_DIRS", [])}
+    missing = sorted(name for name in needed
+                     if not (app_dir / name).exists())
+    assert not missing, f"the Dockerfile does not copy {missing}"
+    assert from_image >= needed - {"templates"}
+    for app in settings.INSTALLED_APPS:
+        if (ROOT / app).is_dir():
+            assert (app_dir / app).is_dir(), f"the Dockerfile does not copy the app {app!r}"
+    assert (app_dir / "requirements.txt").exists() and (app_dir / "manage.py").exists()
 
 
 def env_example() -> tuple[set[str], set[str]]:
@@ -244,10 +342,13 @@ def test_the_image_commands_serve_the_site_in_production(tmp_path):
         )
     assert (tmp_path / "static" / "staticfiles.json").exists()
     port = free_port()
+    (image_command,) = [json.loads(arguments) for instruction, arguments in dockerfile_lines()
+                        if instruction == "CMD"]
+    assert image_command[0] == "gunicorn"
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "springhook.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1"],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", *image_command],
+        cwd=ROOT, env={**environment, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         probe = [sys.executable, "-m", "springhook.probe", "/admin/login/", "--port", str(port)]
@@ -288,6 +389,108 @@ def test_the_image_commands_serve_the_site_in_production(tmp_path):
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
+
+
+def gunicorn_config(**environment: str) -> dict[str, str]:
+    """gunicorn's resolved settings (`--print-config`) for the project's gunicorn.conf.py,
+    with `environment` on top of a production one."""
+    env = {**os.environ, **production_environment(), **environment}
+    for name in ("WEB_BIND", "FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY"):
+        if name not in environment:
+            env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "springhook.wsgi", "--print-config"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    )
+    config = {}
+    for line in result.stdout.splitlines():
+        name, separator, value = line.partition(" = ")
+        if separator:
+            config[name.strip()] = value.strip()
+    return config
+
+
+def test_gunicorn_listens_on_loopback_and_trusts_only_loopback_by_default():
+    config = gunicorn_config()
+    assert config["bind"] == "['127.0.0.1:8000']"
+    assert config["forwarded_allow_ips"] == "['127.0.0.1', '::1']"
+    assert config["workers"] == "1"  # what .env.example says unset gives
+    assert "# WEB_CONCURRENCY=1\n" in (ROOT / ".env.example").read_text()
+    assert "LogfmtFormatter" in config["logconfig_dict"]
+    socket_config = gunicorn_config(WEB_BIND="unix:/run/springhook/web.sock")
+    assert socket_config["bind"] == "['unix:/run/springhook/web.sock']"
+
+
+def test_compose_publishes_only_the_proxy_which_web_alone_trusts(compose):
+    services = compose["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
+    (subnet,) = compose["networks"]["edge"]["ipam"]["config"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet["subnet"])
+    web = services["web"]
+    assert "edge" in web["networks"]
+    trusted = web["environment"]["FORWARDED_ALLOW_IPS"].split(",")
+    assert set(trusted) == {"127.0.0.1", "::1", proxy_address}
+    assert [name for name, service in services.items()
+            if "edge" in (service.get("networks") or [])] == ["proxy", "web"]
+    # The image's command, and it listens where the proxy sends: web:8000.
+    assert as_argv(web["command"]) == ["gunicorn", "springhook.wsgi"]
+    image_env = dict(assignment.partition("=")[::2] for instruction, arguments
+                     in dockerfile_lines() if instruction == "ENV"
+                     for assignment in shlex.split(arguments))
+    assert image_env["WEB_BIND"] == "0.0.0.0:8000"
+    caddyfile = (ROOT / "deploy" / "caddy" / "Caddyfile").read_text()
+    assert "reverse_proxy web:8000" in caddyfile
+    assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in services["proxy"]["volumes"]
+
+
+def test_nginx_example_passes_host_and_scheme_to_the_loopback_gunicorn():
+    conf = (ROOT / "deploy" / "nginx" / "springhook.conf").read_text()
+    assert "proxy_pass http://127.0.0.1:8000;" in conf
+    assert "proxy_set_header Host $host;" in conf
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
+
+
+def test_a_forwarded_scheme_counts_only_from_the_trusted_proxy(tmp_path):
+    """gunicorn with production settings, trusting only another address: a client that
+    reaches it directly and says X-Forwarded-Proto: https is still plain HTTP, and is
+    redirected; trusting loopback, the same request is served."""
+    environment = {
+        **os.environ,
+        **production_environment(),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+        "DJANGO_ALLOWED_HOSTS": "webhooks.example.com",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+                   cwd=ROOT, env=environment, check=True)
+    answers = {}
+    for trusted in ("192.0.2.10", "127.0.0.1"):
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "springhook.wsgi"], cwd=ROOT,
+            env={**environment, "WEB_BIND": f"127.0.0.1:{port}", "FORWARDED_ALLOW_IPS": trusted},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    answer = http_get(port, "/trainings", {
+                        "Host": "webhooks.example.com", "X-Forwarded-Proto": "https"})
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None
+                    time.sleep(0.2)
+            answers[trusted] = (answer.status, answer.getheader("Location"))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert answers == {
+        "192.0.2.10": (301, "https://webhooks.example.com/trainings"),
+        "127.0.0.1": (401, None),  # served: it asks for the API key
+    }
 
 
 UNITS = ROOT / "deploy" / "systemd"
