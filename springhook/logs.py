@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from core.logfmt import logfmt
 
 # Celery writes a line for each task it receives and runs, and beat one for each task it
-# sends: with a tick a second, some 120 and 60 lines a minute from an idle worker and beat.
-# They show at DEBUG; failures (errors) show at every level.
-ROUTINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
+# sends: with a tick a second, some 120 and 60 lines a minute from an idle worker and beat;
+# a worker that starts after a pause discards each expired tick with a line
+# (celery.worker.request). They show at DEBUG; failures (errors) show at every level.
+ROUTINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat",
+                   "celery.worker.request")
 
 
 class RoutineRefusal(logging.Filter):
@@ -109,6 +111,10 @@ def logging_config(*, level: str) -> dict:
             # No handler of their own: their records go to the root's stdout handler.
             "django": {"handlers": [], "level": level, "propagate": True},
             "django.security.DisallowedHost": {"filters": ["routine_refusal"]},
+            # billiard, the worker's process pool ("Process … exited with 'signal 9'"),
+            # logs here and turns propagation off itself: it needs the handler of its own.
+            "multiprocessing": {"handlers": ["stdout"], "level": "WARNING",
+                                "propagate": False},
             # gunicorn's master and workers (gunicorn.conf.py hands it this dictionary).
             "gunicorn.error": {"handlers": [], "level": level, "propagate": True},
             "gunicorn.access": {"handlers": [], "level": "INFO", "propagate": True},
