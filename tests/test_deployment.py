@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -450,6 +451,106 @@ def test_nginx_example_passes_host_and_scheme_to_the_loopback_gunicorn():
     assert "proxy_pass http://127.0.0.1:8000;" in conf
     assert "proxy_set_header Host $host;" in conf
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("openssl") is None,
+                    reason="needs nginx and openssl (apt-get install nginx)")
+def test_the_nginx_example_serves_the_site_over_https_with_host_and_scheme(tmp_path):
+    """deploy/nginx/springhook.conf as written, but for its ports and a self-signed
+    certificate, in front of gunicorn as the bare units run it: HTTPS requests reach
+    Django as HTTPS (whatever X-Forwarded-Proto the client sent) with their Host, plain
+    HTTP is redirected by nginx."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=webhooks.example.com", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True,
+    )
+    web_port, http_port, https_port = free_port(), free_port(), free_port()
+    site = (ROOT / "deploy" / "nginx" / "springhook.conf").read_text()
+    for old, new in [
+        ("/etc/letsencrypt/live/webhooks.example.com/fullchain.pem", str(tmp_path / "cert.pem")),
+        ("/etc/letsencrypt/live/webhooks.example.com/privkey.pem", str(tmp_path / "key.pem")),
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+        ("proxy_pass http://127.0.0.1:8000;", f"proxy_pass http://127.0.0.1:{web_port};"),
+    ]:
+        assert site.count(old) == 1, old
+        site = site.replace(old, new)
+    site = "\n".join(line for line in site.splitlines() if "listen [::]" not in line)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx-error.log; events {{}}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};"
+        f" fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path};"
+        f"\n{site}\n}}\n"
+    )
+    environment = {
+        **os.environ, **production_environment(),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+        "DJANGO_ALLOWED_HOSTS": "webhooks.example.com",
+        "WEB_BIND": f"127.0.0.1:{web_port}",
+    }
+    environment.pop("FORWARDED_ALLOW_IPS", None)
+    for command in (["collectstatic", "--no-input"], ["migrate", "--no-input"]):
+        subprocess.run([sys.executable, "manage.py", *command, "-v", "0"],
+                       cwd=ROOT, env=environment, check=True)
+    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "springhook.wsgi"], cwd=ROOT,
+                           env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nginx = subprocess.Popen(["nginx", "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+                             stderr=subprocess.PIPE, text=True)
+    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    context.check_hostname = False
+
+    def https_get(path: str, host: str, **headers: str) -> http.client.HTTPResponse:
+        connection = http.client.HTTPSConnection("127.0.0.1", https_port, timeout=10,
+                                                 context=context)
+        connection.request("GET", path, headers={"Host": host, **headers})
+        response = connection.getresponse()
+        response.body = response.read()
+        connection.close()
+        return response
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = https_get("/admin/login/", "webhooks.example.com",
+                                 **{"X-Forwarded-Proto": "http"})
+                if page.status != 502:  # nginx is up before gunicorn
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and nginx.poll() is None and web.poll() is None
+            time.sleep(0.3)
+        # Served as HTTPS: no redirect, HSTS, the secure cookie for the login form.
+        assert page.status == 200, page.body[:500]
+        assert "max-age=31536000" in page.getheader("Strict-Transport-Security")
+        assert "Secure" in page.getheader("Set-Cookie")
+        # The Host goes through as the client sent it: Django refuses a name it does not serve.
+        assert https_get("/admin/login/", "scanner.invalid").status == 400
+        plain = http_get(http_port, "/admin/login/", {"Host": "webhooks.example.com"})
+        assert plain.status == 301
+        assert plain.getheader("Location") == "https://webhooks.example.com/admin/login/"
+    finally:
+        nginx.terminate()
+        web.terminate()
+        nginx.wait(timeout=30)
+        web.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="needs caddy (apt-get install caddy)")
+def test_the_caddyfile_proxies_the_site_to_web():
+    result = subprocess.run(
+        ["caddy", "adapt", "--config", str(ROOT / "deploy" / "caddy" / "Caddyfile"),
+         "--adapter", "caddyfile"],
+        env={**os.environ, "SITE_ADDRESS": "webhooks.example.com"},
+        capture_output=True, text=True, check=True,
+    )
+    (server,) = json.loads(result.stdout)["apps"]["http"]["servers"].values()
+    (route,) = server["routes"]
+    assert route["match"] == [{"host": ["webhooks.example.com"]}]
+    assert '"dial":"web:8000"' in json.dumps(route, separators=(",", ":"))
+    assert server["listen"] == [":443"]
 
 
 def test_a_forwarded_scheme_counts_only_from_the_trusted_proxy(tmp_path):
