@@ -309,6 +309,30 @@ def test_env_example_sets_only_variables_something_reads():
     assert not unknown, f".env.example sets {sorted(unknown)}, which nothing reads"
 
 
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/@,+=%-]*")
+
+
+def test_env_example_values_read_the_same_in_the_shell_and_systemd():
+    """.env.example is read by docker compose, systemd (EnvironmentFile=) and the shell
+    (`set -a; . file`): every value it sets, and the quoted example its header gives, is
+    one they all read alike, plain or single-quoted, as its header says to write them."""
+    text = (ROOT / ".env.example").read_text()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, separator, value = line.partition("=")
+            assert separator and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), line
+            assert PLAIN_VALUE.fullmatch(value) or re.fullmatch(r"'[^']*'", value), line
+    example = re.search(r"^#\s+(DJANGO_EMAIL_HOST_PASSWORD='[^']*')$", text, re.MULTILINE)
+    assert example, "the header's quoted example is gone"
+    shell = subprocess.run(
+        ["bash", "-c",
+         f"set -a; {example.group(1)}; set +a; printf %s \"$DJANGO_EMAIL_HOST_PASSWORD\""],
+        capture_output=True, text=True, check=True,
+    )
+    # What systemd reads from a single-quoted value: the text between the quotes.
+    assert shell.stdout == example.group(1).partition("=")[2].strip("'") == "pa$word&#1"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
