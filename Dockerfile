@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     SPRINGHOOK_ENV=production \
-    DJANGO_STATIC_ROOT=/app/staticfiles
+    DJANGO_STATIC_ROOT=/app/staticfiles \
+    WEB_BIND=0.0.0.0:8000
 
 WORKDIR /app
 
@@ -15,7 +16,10 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
+# Everything the processes load at run time: the apps and the packages they import, and
+# the project's templates (tests/test_deployment.py builds this tree and runs it).
 COPY manage.py gunicorn.conf.py ./
+COPY templates ./templates
 COPY core ./core
 COPY springhook ./springhook
 COPY catalog ./catalog
@@ -37,5 +41,8 @@ RUN SECRET_KEY_FOR_BUILD="$(python -c 'import secrets; print(secrets.token_urlsa
 RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin springhook
 USER springhook
 
+# Inside the container gunicorn listens on every interface (WEB_BIND), so that the proxy
+# container reaches it; it believes X-Forwarded-Proto only from FORWARDED_ALLOW_IPS
+# (loopback unless set: docker-compose.yml sets the proxy's network).
 EXPOSE 8000
-CMD ["gunicorn", "springhook.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+CMD ["gunicorn", "springhook.wsgi"]

@@ -8,8 +8,11 @@ import logging
 import logging.config
 import os
 import sys
+from functools import cached_property
 
+import celery.apps.worker
 from celery import Celery, signals
+from celery.apps.beat import Beat
 from celery.loaders.app import AppLoader
 
 from springhook.env import EXIT_CONFIGURATION, configuration_errors_exit
@@ -28,9 +31,13 @@ class SpringhookLoader(AppLoader):
             return super().config_from_object(obj, silent=silent)
 
     def on_worker_init(self) -> None:
-        # Runs when a worker or beat starts, before either connects to a broker. Without
-        # CELERY_BROKER_URL Celery would fall back to amqp://guest@localhost:5672 and use
-        # whatever listens there.
+        # Runs when a worker or beat starts, before either connects to a broker.
+        self.broker_required()
+        super().on_worker_init()
+
+    def broker_required(self) -> None:
+        """Stop with one line unless CELERY_BROKER_URL is set: without it Celery would
+        fall back to amqp://guest@localhost:5672 and use whatever listens there."""
         from django.conf import settings
 
         if not settings.CELERY_BROKER_URL:
@@ -41,10 +48,31 @@ class SpringhookLoader(AppLoader):
                 file=sys.stderr, flush=True,
             )
             raise SystemExit(EXIT_CONFIGURATION)
-        super().on_worker_init()
 
 
-app = Celery("springhook", loader="springhook.celery:SpringhookLoader")
+class SpringhookBeat(Beat):
+    def run(self) -> None:
+        # Before Celery prints "celery beat … is starting.": a beat without a broker says
+        # only what is wrong.
+        self.app.loader.broker_required()
+        super().run()
+
+
+class SpringhookCelery(Celery):
+    @cached_property
+    def Beat(self):  # noqa: N802 -- Celery's name
+        return self.subclass_with_self(SpringhookBeat)
+
+
+def _say_as_log(message: str, f=None) -> None:
+    """What the worker prints on a signal ("worker: Warm shutdown (MainProcess)", …), as
+    a log line like every other instead of bare text between blank lines."""
+    logging.getLogger("celery.apps.worker").info(message.strip())
+
+
+celery.apps.worker.safe_say = _say_as_log
+
+app = SpringhookCelery("springhook", loader="springhook.celery:SpringhookLoader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

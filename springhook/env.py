@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-# The exit status of a process that refuses to start for its configuration (EX_CONFIG of
-# sysexits.h); the systemd units do not restart a process that ended with it.
-EXIT_CONFIGURATION = 78
+from core import EXIT_CONFIGURATION
+
+__all__ = ["EXIT_CONFIGURATION", "ConfigurationError", "configuration_errors_exit"]
 
 
 class ConfigurationError(ImproperlyConfigured):

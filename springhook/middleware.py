@@ -55,4 +55,8 @@ class JsonErrorsMiddleware:
         for name in _KEPT_HEADERS:
             if name in response:
                 converted[name] = response[name]
+        # Django logs an error answer once, and marks it so; the mark must survive the
+        # conversion, or the handler logs the same 500 a second time.
+        if getattr(response, "_has_been_logged", False):
+            converted._has_been_logged = True
         return converted

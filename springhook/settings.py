@@ -78,12 +78,12 @@ USE_I18N = True
 USE_TZ = True
 
 # --- HTTPS -------------------------------------------------------------------------------
-# Production is served over HTTPS only, usually behind a load balancer or proxy that ends
-# TLS. Each setting can be changed for a deployment that handles it elsewhere.
-# 1 when such a proxy sets X-Forwarded-Proto (and drops the header when a client sends it):
-# only then may Django trust it to tell HTTPS requests from plain ones.
-if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Production is served over HTTPS only, behind a proxy that ends TLS. Each setting can be
+# changed for a deployment that handles it elsewhere.
+# Whether a request came over HTTPS is the WSGI server's to say: gunicorn sets the scheme
+# from X-Forwarded-Proto only for requests from FORWARDED_ALLOW_IPS (gunicorn.conf.py).
+# SECURE_PROXY_SSL_HEADER stays unset, so Django never believes that header from whoever
+# sends it.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
 # Health probes and Prometheus scrapes come from inside the private network, over plain
 # HTTP (METRICS_TOKEN, below, keeps /metrics to the scraper).
@@ -110,6 +110,10 @@ try:
         "default": dj_database_url.parse(
             env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}").strip(),
             conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            # A kept connection is checked before a request reuses it, so that after a
+            # database restart the first request of each process reconnects instead of
+            # failing on the dead connection.
+            conn_health_checks=True,
         )
     }
 except ValueError as error:  # an unknown scheme, or not a URL at all
@@ -212,7 +216,8 @@ STORAGES = {
 }
 
 # --- Mail and admins ---------------------------------------------------------------------
-# Staff are mailed when a webhook fails for over an hour and when it recovers.
+# Staff are mailed when a webhook fails for over an hour, when it recovers and when it
+# answers 410; never about a server error, which is a log line (see Logging).
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 ADMINS = [
     ("", address.strip())
@@ -237,6 +242,10 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
 # One logfmt line per record on stdout, for every process (springhook/logs.py); Celery
 # worker and beat use the same at their --loglevel.
 LOGGING = logging_config(level=LOG_LEVEL)
+# Error reports (the DEBUG page, an error mail if a deployment adds one) mask every secret
+# of the settings and the request: broker and database passwords, API keys, tokens.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "springhook.errorreports.SecretsFilter"
+DEFAULT_EXCEPTION_REPORTER = "springhook.errorreports.SecretsReporter"
 
 # --- Celery ------------------------------------------------------------------------------
 # Without CELERY_BROKER_URL Springhook runs the embedded dispatcher

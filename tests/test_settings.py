@@ -143,6 +143,20 @@ def test_the_deploy_check_warns_about_private_urls_in_production():
     assert "System check identified 1 issue" in result.stderr
 
 
+def test_the_deploy_check_warns_about_the_retired_proxy_variable():
+    """An environment file from before gunicorn decided the scheme still sets it."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **production_environment(), "DJANGO_BEHIND_TLS_PROXY": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "(springhook.W002) DJANGO_BEHIND_TLS_PROXY is no longer read" in result.stderr
+    assert "FORWARDED_ALLOW_IPS" in result.stderr
+
+
 def test_development_defaults_need_no_environment():
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); from django.conf import settings;"

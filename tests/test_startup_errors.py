@@ -82,8 +82,8 @@ def test_gunicorn_without_the_project_config_still_stops_without_a_traceback(tmp
 def test_celery_without_a_broker_refuses_to_start_and_says_what_to_set(process, tmp_path):
     status, lines = run(PROCESSES[process], {"CELERY_BROKER_URL": ""}, tmp_path)
     assert status == EXIT_CONFIGURATION, lines
-    # Beat prints "celery beat v… is starting." before it starts its scheduler.
-    assert lines[1 if process == "beat" else 0:] == [
+    # Beat says so before its "celery beat v… is starting." (springhook/celery.py).
+    assert lines == [
         PREFIX + "a Celery worker or beat needs CELERY_BROKER_URL (e.g."
         " redis://127.0.0.1:6379/0); without a broker, run `python manage.py run_dispatcher`"
         " instead"
@@ -97,3 +97,14 @@ def test_a_broker_url_with_an_unknown_scheme_is_refused_without_showing_it(tmp_p
     assert status == EXIT_CONFIGURATION
     assert lines == [PREFIX + "CELERY_BROKER_URL must be a broker URL like"
                      " redis://127.0.0.1:6379/0, got one with the scheme 'redsi'"]
+
+
+def test_the_embedded_dispatcher_refuses_to_start_next_to_celery(tmp_path):
+    """With CELERY_BROKER_URL set, Celery workers and beat do the dispatcher's work: it
+    stops with one line, unless told to run alongside them."""
+    status, lines = run([sys.executable, "manage.py", "run_dispatcher"], {}, tmp_path)
+    assert status == EXIT_CONFIGURATION, lines
+    assert len(lines) == 1 and lines[0].startswith(PREFIX), lines
+    assert "CELERY_BROKER_URL is set" in lines[0] and "--alongside-celery" in lines[0]
+    status, lines = run([sys.executable, "manage.py", "run_dispatcher", "--help"], {}, tmp_path)
+    assert status == 0 and any("--alongside-celery" in line for line in lines)

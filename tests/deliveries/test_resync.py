@@ -230,3 +230,32 @@ def test_a_webhook_added_without_the_catalogue_gets_only_later_changes(
     assert next_batch(new) is None
     catalogue[1].save()
     assert keys(next_batch(new)) == [("update", "institute", catalogue[1].pk)]
+
+
+def test_resync_all_webhooks_queues_the_catalogue_for_every_webhook_and_says_so(
+    webhooks, catalogue
+):
+    """After a restore from backup: every webhook, paused ones too, gets an import of
+    every institute, and the command says what it queued."""
+    Webhook.objects.filter(pk=webhooks[1].pk).update(is_active=False)
+    output = StringIO()
+    call_command("resync_all_webhooks", stdout=output)
+
+    assert keys(next_batch(webhooks[0])) == [
+        ("import", "institute", institute.pk) for institute in catalogue
+    ]
+    collect()
+    assert [action for action, _ in waiting(webhooks[1]).values()].count("import") == 3
+    for webhook in webhooks:
+        webhook.refresh_from_db()
+        assert webhook.last_resync_at is not None
+    text = output.getvalue()
+    for webhook in webhooks:
+        assert f"webhook {webhook.pk} ({webhook.name})" in text
+    assert "Resync queued for all 2 webhooks (3 institutes each)" in text
+
+
+def test_resync_all_webhooks_without_webhooks_says_there_is_nothing_to_do(db):
+    output = StringIO()
+    call_command("resync_all_webhooks", stdout=output)
+    assert output.getvalue() == "No webhooks: nothing to resync.\n"

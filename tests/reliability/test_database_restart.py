@@ -2,7 +2,9 @@
 and every committed change arrives. A throwaway cluster of the test's own (initdb on a
 free port), never the machine's shared server."""
 
+import http.client
 import json
+import subprocess
 import sys
 import time
 
@@ -10,9 +12,11 @@ import pytest
 
 from tests.reliability.conftest import FAST_ENV, Processes
 from tests.support.faults import (
+    ROOT,
     PostgresCluster,
     Process,
     django_env,
+    free_port,
     manage,
     postgres_available,
     wait_until,
@@ -78,3 +82,45 @@ def test_the_dispatcher_recovers_from_a_database_restart(cluster, partner, tmp_p
         writer.stop()
         for process in processes.started:
             process.stop()
+
+
+def test_the_web_answers_no_500_after_a_database_restart(cluster, tmp_path):
+    """gunicorn (two workers, connections kept for DATABASE_CONN_MAX_AGE=60 as in
+    production) serves API requests that read the database; PostgreSQL restarts between
+    two series of requests. Each worker's kept connection is dead after the restart: the
+    health check before reuse replaces it, so no request answers 500."""
+    env = django_env(DATABASE_URL=cluster.url, DATABASE_CONN_MAX_AGE="60", LOG_LEVEL="INFO")
+    assert subprocess.run(manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, env=env,
+                          capture_output=True).returncode == 0
+    created = subprocess.run(manage("create_api_key", "restart test"), cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True)
+    api_key = created.stdout.strip().splitlines()[-1]
+    port = free_port()
+    web = Process("web", [sys.executable, "-m", "gunicorn", "springhook.wsgi"],
+                  env={**env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"},
+                  log_dir=tmp_path)
+
+    def answers(count: int) -> list[int]:
+        statuses = []
+        for _ in range(count):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", "/trainings", headers={"X-API-Key": api_key})
+            statuses.append(connection.getresponse().status)
+            connection.close()
+        return statuses
+
+    try:
+        web.start()
+        wait_until(lambda: web.log().count("Booting worker") >= 2, timeout=60,
+                   what="two gunicorn workers")
+        # Every worker opens (and keeps) its connection.
+        assert set(answers(20)) == {200}, web.log()
+
+        cluster.stop("fast")  # drops every connection, like a restart or failover does
+        cluster.start()
+
+        after = answers(20)
+        assert after == [200] * 20, web.log()
+    finally:
+        web.stop()
+    assert "level=error" not in web.log(), web.log()

@@ -2,8 +2,12 @@
 independent logfmt parser; an idle Celery worker and beat write nothing at INFO."""
 
 import logging
+import os
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import logfmtkv
 import pytest
@@ -113,3 +117,71 @@ def test_idle_worker_and_beat_are_quiet_and_every_line_is_logfmt(tmp_path, partn
     assert {fields["logger"] for fields in events if fields["event"] == "attempt"} == {
         "springhook.deliveries"
     }
+
+
+def banner_skipped(text: str, last_banner_line: str) -> list[str]:
+    """The lines after Celery's start-up banner (which ends with `last_banner_line`)."""
+    lines = lines_after(text, last_banner_line)
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.skipif(not redis_server_available(), reason="needs redis-server")
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_restarted_killed_and_stopped_writes_only_logfmt(tmp_path):
+    """Beat queues ticks while no worker runs (each expires after a second); a worker then
+    starts and discards them, loses its pool process to SIGKILL, and stops on SIGTERM.
+    After the banner, every line of both is logfmt, and the discarded ticks are quiet."""
+    environment = {"DATABASE_URL": current_database_url(), "WEBHOOK_TICK_SECONDS": "0.2",
+                   "LOG_LEVEL": "INFO"}
+    with RedisServer(tmp_path / "redis") as broker, Cluster(
+        environment={**environment, "CELERY_BROKER_URL": broker.url}, log_dir=tmp_path / "logs",
+    ) as cluster:
+        cluster.beat("beat", loglevel="INFO")
+        time.sleep(3)
+        beat = cluster.processes.pop("beat")
+        beat.send_signal(signal.SIGTERM)
+        assert beat.wait(timeout=30) == 0
+        time.sleep(1.5)  # every queued tick has expired
+        cluster.worker("worker", concurrency=1)
+        time.sleep(2)
+        worker = cluster.processes["worker"]
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGKILL)
+        wait_until(lambda: "exited with" in cluster.log("worker"), timeout=30,
+                   what="the pool's report of its killed process")
+    worker_lines = [read_whole(line)
+                    for line in banner_skipped(cluster.log("worker"), "deliveries.send")]
+    beat_lines = [read_whole(line) for line in banner_skipped(cluster.log("beat"), "maxinterval")]
+    assert not [fields for fields in beat_lines if fields["level"] != "info"], beat_lines
+    messages = [fields.get("msg", "") for fields in worker_lines]
+    (killed,) = [fields for fields in worker_lines if "exited with" in fields.get("msg", "")]
+    assert killed["level"] == "error" and "signal 9" in killed["msg"]
+    assert "worker: Warm shutdown (MainProcess)" in messages
+    assert not [message for message in messages if "Discarding" in message]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_dispatcher_writes_only_logfmt(tmp_path):
+    environment = {**os.environ, "DATABASE_URL": current_database_url(),
+                   "WEBHOOK_TICK_SECONDS": "0.2", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    environment.pop("CELERY_BROKER_URL", None)
+    output = tmp_path / "dispatcher.log"
+    with output.open("wb") as log:
+        dispatcher = subprocess.Popen(
+            [sys.executable, "manage.py", "run_dispatcher"], cwd=Path(__file__).parents[2],
+            env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "dispatcher started" in output.read_text(), timeout=60,
+                   what="the dispatcher's start")
+        time.sleep(1)
+    finally:
+        dispatcher.send_signal(signal.SIGTERM)
+        dispatcher.wait(timeout=30)
+    lines = [read_whole(line) for line in output.read_text().splitlines()]
+    assert "dispatcher started" in lines[0]["msg"]
+    assert "dispatcher stopped" in lines[-1]["msg"]
