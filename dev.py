@@ -95,6 +95,8 @@ def run() -> int:
         "API_BASE_URL": os.environ.get("API_BASE_URL", base_url),
         "PYTHONUNBUFFERED": "1",
     }
+    # The demo runs the embedded dispatcher, which refuses to start next to a broker.
+    env.pop("CELERY_BROKER_URL", None)
     manage("migrate", "--no-input", "-v", "0", env=env)
     manage("seed_demo", env=env)
     username, password = admin_login(env)

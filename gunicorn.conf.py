@@ -7,8 +7,9 @@ status 78) instead of a worker that fails to boot with a traceback.
 Where it listens and whom it trusts (docs/operations.md, "The proxy in front"):
 
 - `WEB_BIND`: the address, default `127.0.0.1:8000`, reachable only from this machine,
-  where the TLS proxy runs; `unix:/run/springhook/web.sock` for a socket. docker compose
-  sets `0.0.0.0:8000` inside the container, which only the proxy's network reaches.
+  where the TLS proxy runs; `unix:/run/springhook/web.sock` for a socket. The Docker
+  image sets `0.0.0.0:8000` inside its container, which in compose only the proxy's
+  network and the app's own reach.
 - `FORWARDED_ALLOW_IPS` (gunicorn's own variable): the addresses (or networks) whose
   `X-Forwarded-Proto: https` makes a request HTTPS; default `127.0.0.1,::1`. Django
   reads the scheme gunicorn decided and never the header itself, so a client that

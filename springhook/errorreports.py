@@ -26,9 +26,20 @@ URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):
                           flags=re.IGNORECASE)
 
 
+# A secret-named query parameter (`?api_key=…`, `&token=…`) wherever a URL appears in a
+# value: the request's RAW_URI or REQUEST_URI, a Referer, a local variable.
+QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;][^=&;#\s]*(?:API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE)[^=&;#\s]*=)"
+    r"[^&;#\s]*",
+    flags=re.IGNORECASE,
+)
+
+
 def passwords_masked(text: str) -> str:
-    """`text` with the password of every URL in it replaced by the mask."""
-    return URL_PASSWORD.sub(lambda match: f"{match['scheme']}{match['user']}:{MASK}@", text)
+    """`text` with the password of every URL in it, and the value of every secret-named
+    query parameter, replaced by the mask."""
+    text = URL_PASSWORD.sub(lambda match: f"{match['scheme']}{match['user']}:{MASK}@", text)
+    return QUERY_SECRET.sub(lambda match: f"{match['name']}{MASK}", text)
 
 
 def query_masked(query: str) -> str:

@@ -86,7 +86,7 @@ def logging_config(*, level: str) -> dict:
     Django's own handlers are replaced: its `mail_admins` (a mail with the traceback, the
     request and the settings for every error, and a console dump of it with the console
     mail backend) and its DEBUG console handler. Errors are log lines like any other, one
-    each; staff are mailed only about webhooks (deliveries/notify.py).
+    each; staff are mailed only about webhooks (deliveries/services/notify.py).
     """
     return {
         "version": 1,

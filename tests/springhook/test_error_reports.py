@@ -49,6 +49,9 @@ def test_a_report_masks_the_settings_and_the_request(debug, settings):
         data={"password": "post-pass-do-not-show", "name": "kept"},
         HTTP_X_API_KEY=API_KEY,
         HTTP_AUTHORIZATION="Bearer metrics-token-do-not-show",
+        # What gunicorn and other servers add: the request line's target, query included.
+        RAW_URI=f"/trainings?api_key={API_KEY}&page=2",
+        HTTP_REFERER="https://portal.example/keys?token=metrics-token-do-not-show&tab=1",
     )
     text, html = failing_report(request)
     for report in (text, html):
@@ -59,7 +62,7 @@ def test_a_report_masks_the_settings_and_the_request(debug, settings):
         assert "ROOT_URLCONF" in report  # what is not secret stays, to help
     # A local variable's URL keeps all but its password.
     assert "redis://:********************@redis.internal:6379/0" in html
-    assert "page=2" in text and "kept" in text
+    assert "page=2" in text and "kept" in text and "tab=1" in text
     assert get_exception_reporter_filter(request).is_active(request)
 
 
@@ -70,6 +73,10 @@ def test_a_password_in_any_url_of_a_value_is_masked():
         "SOMETHING", "primary amqp://user:p%40ss@mq:5672// and https://host/path?q=1")
     assert cleansed == ("primary amqp://user:********************@mq:5672// and"
                         " https://host/path?q=1")
+    cleansed = SecretsFilter().cleanse_setting(
+        "NEXT", "/trainings?page=2&API_KEY=sk_1&x-auth-token=t;q=3#frag")
+    assert cleansed == ("/trainings?page=2&API_KEY=********************"
+                        "&x-auth-token=********************;q=3#frag")
 
 
 @pytest.mark.slow
