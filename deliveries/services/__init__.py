@@ -43,6 +43,7 @@ from deliveries.services.operations import (
     DeliveryError,
     ResyncTooSoon,
     delivery_test_send,
+    webhook_replay,
     webhook_resync,
     webhook_retry_now,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "message_id_generate",
     "retry_delay",
     "webhook_deliver",
+    "webhook_replay",
     "webhook_resync",
     "webhook_retry_now",
     "webhook_signing_secrets",
