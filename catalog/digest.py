@@ -26,8 +26,8 @@ from django.db.models import Aggregate, BigIntegerField, Count, F, Func, Max, Mi
 from apikeys.api import timestamp
 
 DIGEST_RULE = "md5-xor-64"
-RANGE_PARTS = 16
-RANGE_OBJECTS_MAX = 100
+RANGE_PARTS = 32
+RANGE_OBJECTS_MAX = 1000
 ID_MAX = 2**63 - 1
 EMPTY_DIGEST = f"{0:016x}"
 

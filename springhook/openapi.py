@@ -11,6 +11,7 @@ from django.conf import settings
 
 import core
 from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from catalog.digest import RANGE_OBJECTS_MAX, RANGE_PARTS
 from changes.kinds import INSTITUTE, OBJECT_KINDS, TRAINING
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
@@ -601,8 +602,8 @@ def _mirror_schemas(timestamp: dict) -> dict:
             "type": "object",
             "additionalProperties": False,
             "required": ["webhook", "rule", "kind", "from_id", "to_id", "count", "digest"],
-            "description": "`objects` when the range holds at most 100 objects, `ranges` "
-            "otherwise.",
+            "description": f"`objects` when the range holds at most {RANGE_OBJECTS_MAX} "
+            "objects, `ranges` otherwise.",
             "properties": {
                 "webhook": {"type": "integer"},
                 "rule": {"type": "string", "const": "md5-xor-64"},
@@ -610,7 +611,8 @@ def _mirror_schemas(timestamp: dict) -> dict:
                 "from_id": object_id, "to_id": object_id, "count": count, "digest": digest,
                 "ranges": {
                     "type": "array",
-                    "description": "16 sub-ranges of equal width (fewer for a narrower "
+                    "description": f"{RANGE_PARTS} sub-ranges of equal width (fewer for a "
+                    "narrower "
                     "range), in id order, empty ones included",
                     "items": {
                         "type": "object",
@@ -701,8 +703,8 @@ def _mirror_paths() -> dict:
             "Is my copy right?",
             "Per object kind the webhook sends, the number of objects and their digest "
             "(docs/partners.md gives the rule). With `kind`, `from_id` and `to_id`: the "
-            "same for that id range, cut into 16 sub-ranges, or, for a range of at most "
-            "100 objects, the objects' ids and `updated_at`.",
+            f"same for that id range, cut into {RANGE_PARTS} sub-ranges, or, for a range of "
+            f"at most {RANGE_OBJECTS_MAX} objects, the objects' ids and `updated_at`.",
             [
                 webhook_id,
                 {"name": "kind", "in": "query", "required": False,
