@@ -8,9 +8,10 @@ partner computes over its own copy (docs/partners.md gives it in Python):
                     ("0000000000000000" for no object)
 
 XOR does not depend on order, so the database combines the rows as it reads them. On
-PostgreSQL one aggregate computes it (md5 and bit_xor over the rows); on other databases
-the rows are read and hashed here with `object_hash`, the partner's own function. A test
-holds the two spellings equal.
+PostgreSQL each row keeps its hash in a `digest_hash` column that a trigger sets when the
+row is written (migration catalog 0005, which spells the rule in SQL), so a digest is one
+bit_xor over an index; on other databases the rows are read and hashed here with
+`object_hash`, the partner's own function. A test holds the two spellings equal.
 
 A range digest splits its id range into RANGE_PARTS sub-ranges of equal width with their
 counts and digests, so a partner walks down only where its copy differs (a hash-range
@@ -21,7 +22,8 @@ import hashlib
 from dataclasses import dataclass
 
 from django.db import connections
-from django.db.models import Aggregate, BigIntegerField, Count, F, Func, Max, Min, QuerySet
+from django.db.models import Aggregate, BigIntegerField, Count, F, Max, Min, QuerySet
+from django.db.models.expressions import RawSQL
 
 from apikeys.api import timestamp
 
@@ -30,16 +32,6 @@ RANGE_PARTS = 32
 RANGE_OBJECTS_MAX = 1000
 ID_MAX = 2**63 - 1
 EMPTY_DIGEST = f"{0:016x}"
-
-# The SQL spelling of object_hash. to_char renders timestamptz in UTC as `timestamp`
-# does; `::bit(64)::bigint` reads 16 hex digits as a signed 64-bit integer, which XORs
-# bit for bit like the unsigned one.
-_ROW_HASH_SQL = (
-    "('x' || left(md5(CAST({id} AS text) || '|' || "
-    "to_char({updated_at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')), 16))"
-    "::bit(64)::bigint"
-)
-
 
 def object_hash(object_id: int, updated_at: str) -> int:
     """The hash of one object, from its id and its updated_at as the API renders it."""
@@ -52,19 +44,11 @@ def digest_text(value: int) -> str:
     return f"{value & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
-class _RowHash(Func):
-    """object_hash of each row, in SQL (PostgreSQL)."""
-
-    output_field = BigIntegerField()
-
-    def __init__(self):
-        super().__init__(F("id"), F("updated_at"))
-
-    def as_sql(self, compiler, connection, **extra):
-        (id_sql, id_params), (at_sql, at_params) = (
-            compiler.compile(expression) for expression in self.get_source_expressions()
-        )
-        return _ROW_HASH_SQL.format(id=id_sql, updated_at=at_sql), [*id_params, *at_params]
+def _stored_hash(queryset: QuerySet) -> RawSQL:
+    """The `digest_hash` column PostgreSQL keeps (migration catalog 0005: a trigger sets it,
+    an index on (id) includes it), qualified with the queryset's table."""
+    table = connections[queryset.db].ops.quote_name(queryset.model._meta.db_table)
+    return RawSQL(f"{table}.digest_hash", (), output_field=BigIntegerField())
 
 
 class _BitXor(Aggregate):
@@ -115,7 +99,7 @@ def kind_digest(*, queryset: QuerySet) -> KindDigest:
     bounds = {"min_id": Min("id"), "max_id": Max("id")}
     if _in_sql(queryset):
         row = queryset.order_by().aggregate(
-            count=Count("id"), value=_BitXor(_RowHash()), **bounds
+            count=Count("id"), value=_BitXor(_stored_hash(queryset)), **bounds
         )
         return KindDigest(row["count"], digest_text(row["value"] or 0), row["min_id"],
                           row["max_id"])
@@ -141,7 +125,7 @@ def range_parts(*, queryset: QuerySet, from_id: int, to_id: int) -> list[RangePa
         grouped = (
             rows.annotate(part=(F("id") - from_id) / width)
             .values("part")
-            .annotate(count=Count("id"), value=_BitXor(_RowHash()))
+            .annotate(count=Count("id"), value=_BitXor(_stored_hash(queryset)))
         )
         totals = {row["part"]: (row["count"], row["value"]) for row in grouped}
     else:
