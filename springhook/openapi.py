@@ -537,7 +537,7 @@ def _partner_paths() -> dict:
                 "404": not_yours,
                 "429": {
                     **_error("Asked too soon after the last resync of this webhook.",
-                             "too_many_requests", "The whole catalogue was queued for "
+                             "too_many_requests", "A resync or replay was queued for "
                              "Partner at 2026-11-29 19:49:52 UTC; ask again in 412 s."),
                     "headers": {"Retry-After": {"schema": {"type": "string"},
                                                 "description": "seconds to wait"}},
