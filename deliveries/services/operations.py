@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from changes.kinds import OBJECT_KINDS
 from changes.services import ChangeEntry, catalogue_record, changes_record
 from core.logfmt import logfmt
 from deliveries.models import Delivery
@@ -148,6 +149,9 @@ def webhook_replay(
         for delivery in webhook_batches_since(webhook_id=webhook_id, since=since):
             batches += 1
             for entry in delivery_changes(delivery):
+                # A kind no longer known could not be rendered again: it is left out.
+                if entry.get("object") not in OBJECT_KINDS:
+                    continue
                 entries_queued += 1
                 yield ChangeEntry(entry["object"], entry["id"], entry["action"])
 
