@@ -299,11 +299,13 @@ def _after_parameter(request: HttpRequest, webhook_id: int) -> int:
         )
     position = int(raw)
     if webhook_position_of(webhook_id=webhook_id, position=position) is None:
+        # Past the webhook's latest batch: a mistake. Otherwise it may be one of this
+        # webhook's, pruned since (even all of them): gone.
         latest = webhook_positions(webhook_id=webhook_id).latest
-        if latest is None or position > latest:
+        if latest is not None and position > latest:
             raise bad_request(
                 f"after={position} is past the latest position of webhook {webhook_id} "
-                f"({latest if latest is not None else 'none yet'})."
+                f"({latest})."
             )
         raise _not_retained(webhook_id, raw)
     return position

@@ -105,6 +105,13 @@ def test_a_position_no_longer_retained_answers_410_saying_to_resync(key_client, 
         assert "resync" in response.json()["message"]
     # From the start of what is retained, the two batches left.
     assert len(key_client.get(f"/webhooks/{ours.pk}/changes").json()["results"]) == 2
+    # Even when every batch of the webhook was pruned.
+    last = Delivery.objects.filter(webhook=ours).latest("id")
+    Delivery.objects.filter(webhook=ours).update(delivered_at=timezone.now() - timedelta(days=40))
+    assert deliveries_prune() == 2
+    response = key_client.get(f"/webhooks/{ours.pk}/changes?after={last.pk}")
+    assert response.status_code == 410
+    assert key_client.get(f"/webhooks/{ours.pk}/changes").json()["results"] == []
 
 
 @pytest.mark.parametrize(
