@@ -281,11 +281,12 @@ def webhook_digest(request: HttpRequest, webhook_id: int) -> JsonResponse:
         "digest": total.digest,
     }
     if total.count <= digest.RANGE_OBJECTS_MAX:
+        listed = digest.range_objects(queryset=objects, from_id=from_id, to_id=to_id)
+        # Count and digest of the very objects listed, should one change in between.
+        answer["count"] = len(listed)
+        answer["digest"] = digest.digest_text(digest.objects_hash(listed))
         answer["objects"] = [
-            {"id": object_id, "updated_at": updated_at}
-            for object_id, updated_at in digest.range_objects(
-                queryset=objects, from_id=from_id, to_id=to_id
-            )
+            {"id": object_id, "updated_at": updated_at} for object_id, updated_at in listed
         ]
     else:
         answer["ranges"] = [

@@ -39,6 +39,14 @@ def object_hash(object_id: int, updated_at: str) -> int:
     return int(hashlib.md5(text, usedforsecurity=False).hexdigest()[:16], 16)
 
 
+def objects_hash(objects) -> int:
+    """The combined hash of (id, updated_at as rendered) pairs."""
+    value = 0
+    for object_id, updated_at in objects:
+        value ^= object_hash(object_id, updated_at)
+    return value
+
+
 def digest_text(value: int) -> str:
     """The combined hash as partners compare it: 16 lowercase hex digits, unsigned."""
     return f"{value & 0xFFFF_FFFF_FFFF_FFFF:016x}"

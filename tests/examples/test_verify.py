@@ -5,6 +5,7 @@ existed — is made exact, in fewer requests than reading everything again."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
@@ -15,10 +16,7 @@ from apikeys.services import api_key_create
 from catalog.models import Institute, Training
 from webhooks.models import Webhook
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
 TRAININGS = 20_000
 
 
@@ -64,6 +62,7 @@ def mirror_of(db_path) -> dict[str, dict[int, tuple]]:
     return {"institutes": institutes, "trainings": trainings}
 
 
+@pytest.mark.django_db(transaction=True)
 def test_verify_repairs_a_broken_mirror_in_fewer_requests_than_a_full_read(
     springhook, receiver_module, tmp_path
 ):
@@ -109,6 +108,7 @@ def test_verify_repairs_a_broken_mirror_in_fewer_requests_than_a_full_read(
     conn.close()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_verify_from_the_command_line(springhook, tmp_path):
     api_url, raw_key, webhook = springhook
     db_path = tmp_path / "mirror.sqlite3"
@@ -126,3 +126,19 @@ def test_verify_from_the_command_line(springhook, tmp_path):
         done.stdout
     )
     assert mirror_of(db_path) == catalogue()
+
+
+def test_the_receivers_rule_is_the_documented_one(receiver_module):
+    from tests.catalog.test_digest import documented_rule
+
+    rule = documented_rule()
+    rng = random.Random(7)
+    for _ in range(50):
+        objects = [
+            (rng.randrange(1, 2**40),
+             f"20{rng.randrange(10, 99)}-0{rng.randrange(1, 9)}-1{rng.randrange(9)}T0"
+             f"{rng.randrange(9)}:1{rng.randrange(9)}:2{rng.randrange(9)}."
+             f"{rng.randrange(10**6):06d}Z")
+            for _ in range(rng.randrange(0, 20))
+        ]
+        assert receiver_module.digest(objects) == rule["digest"](objects)
