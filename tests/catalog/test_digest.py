@@ -226,3 +226,13 @@ def test_bad_parameters_answer_a_json_400_naming_them(client, webhooks, query, n
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
     assert named in response.json()["message"]
+
+
+def test_the_widest_range_splits_without_overflow(client, webhooks, catalogue):
+    answer = client.get(
+        f"/webhooks/{webhooks[0].pk}/digest?kind=training&from_id=0&to_id={digest.ID_MAX}"
+    ).json()
+    assert answer["count"] == CATALOGUE
+    assert len(answer["ranges"]) == digest.RANGE_PARTS
+    assert answer["ranges"][-1]["to_id"] == digest.ID_MAX
+    assert answer["ranges"][0]["count"] == CATALOGUE  # small ids all fall in the first
