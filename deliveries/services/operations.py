@@ -1,5 +1,5 @@
 """What operators and partners ask for: retry a webhook now, send a test event, send the
-whole catalogue (a resync)."""
+whole catalogue (a resync), send again what was sent since a time (a replay)."""
 
 import logging
 import math
