@@ -153,3 +153,20 @@ def page_answer(*, count: int, next_url: str | None, previous_url: str | None,
     return JsonResponse(
         {"count": count, "next": next_url, "previous": previous_url, "results": results}
     )
+
+
+def time_value(raw: str, name: str) -> datetime:
+    """`raw` as an RFC 3339 date and time with its offset (`2026-11-29T19:49:52Z`), for
+    the parameter `name`; ApiError 400 naming it otherwise."""
+    # A "+01:00" offset sent without URL encoding arrives as " 01:00".
+    text = str(raw).strip().replace(" ", "+")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or "T" not in text.upper() or value.tzinfo is None:
+        raise bad_request(
+            f"{name} must be an RFC 3339 date and time with its offset, like "
+            f"2026-11-29T19:49:52Z or 2026-11-29T20:49:52+01:00; got {raw!r}."
+        )
+    return value

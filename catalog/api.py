@@ -8,6 +8,7 @@ included, is JSON; every request needs an API key (the `X-API-Key` header, or th
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from apikeys.api import (
     PAGE_SIZE_DEFAULT,
     api_view,
     bad_request,
+    choice_parameter,
     link,
     not_found,
     page_answer,
@@ -25,8 +27,11 @@ from apikeys.api import (
     positive_int_parameter,
     timestamp,
 )
+from apikeys.selectors import api_key_webhooks
+from catalog import digest
 from catalog.models import Institute, Training
 from catalog.selectors import (
+    WEBHOOK_OBJECTS,
     ListPage,
     PageOutOfRange,
     Position,
@@ -213,3 +218,91 @@ def training_list(request: HttpRequest) -> JsonResponse:
     """Every training, oldest change first (`updated_at`, then id), a page at a time."""
     return _list(request, trainings_page, training_data, TRAINING.api_path)
 
+
+
+# --- The digest of what a webhook's partner should hold ------------------------------------
+# At /webhooks/<id>/digest beside the partners' webhook endpoints (deliveries.api), but
+# here because it reads the catalogue, which the deliveries app never imports.
+
+_ID_PARAMETERS = ("from_id", "to_id")
+_ID_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def _id_parameter(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None:
+        return None
+    if not _ID_DIGITS.fullmatch(raw) or int(raw) > digest.ID_MAX:
+        raise bad_request(f"{name} must be a whole number from 0 to {digest.ID_MAX}, got {raw!r}.")
+    return int(raw)
+
+
+def _digest_link(webhook_id: int, kind: str, from_id: int, to_id: int) -> str:
+    return link(
+        f"{settings.API_BASE_URL}/webhooks/{webhook_id}/digest",
+        kind=kind, from_id=from_id, to_id=to_id,
+    )
+
+
+@api_view
+def webhook_digest(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    """Count and digest of each kind the webhook sends; with `kind`, `from_id` and `to_id`,
+    of that id range with its sub-ranges (or, for a small range, its objects)."""
+    if not api_key_webhooks(api_key=request.api_key).filter(pk=webhook_id).exists():
+        raise not_found(f"Webhook {webhook_id} does not exist.")
+    kind = choice_parameter(request, "kind", tuple(WEBHOOK_OBJECTS))
+    from_id, to_id = (_id_parameter(request, name) for name in _ID_PARAMETERS)
+    if kind is None:
+        given = [name for name in _ID_PARAMETERS if request.GET.get(name) is not None]
+        if given:
+            raise bad_request(f"kind is required with {' and '.join(given)}.")
+        kinds = {}
+        for name, objects in WEBHOOK_OBJECTS.items():
+            whole = digest.kind_digest(queryset=objects(webhook_id=webhook_id))
+            kinds[name] = {
+                "count": whole.count,
+                "digest": whole.digest,
+                "min_id": whole.min_id,
+                "max_id": whole.max_id,
+                "range_url": None if whole.max_id is None else _digest_link(
+                    webhook_id, name, whole.min_id, whole.max_id
+                ),
+            }
+        return JsonResponse({"webhook": webhook_id, "rule": digest.DIGEST_RULE, "kinds": kinds})
+    for name, value in (("from_id", from_id), ("to_id", to_id)):
+        if value is None:
+            raise bad_request(f"{name} is required with kind.")
+    if from_id > to_id:
+        raise bad_request(f"from_id must be at most to_id, got from_id={from_id} to_id={to_id}.")
+    objects = WEBHOOK_OBJECTS[kind](webhook_id=webhook_id)
+    parts = digest.range_parts(queryset=objects, from_id=from_id, to_id=to_id)
+    total = digest.combine(parts)
+    answer = {
+        "webhook": webhook_id,
+        "rule": digest.DIGEST_RULE,
+        "kind": kind,
+        "from_id": from_id,
+        "to_id": to_id,
+        "count": total.count,
+        "digest": total.digest,
+    }
+    if total.count <= digest.RANGE_OBJECTS_MAX:
+        listed = digest.range_objects(queryset=objects, from_id=from_id, to_id=to_id)
+        # Count and digest of the very objects listed, should one change in between.
+        answer["count"] = len(listed)
+        answer["digest"] = digest.digest_text(digest.objects_hash(listed))
+        answer["objects"] = [
+            {"id": object_id, "updated_at": updated_at} for object_id, updated_at in listed
+        ]
+    else:
+        answer["ranges"] = [
+            {
+                "from_id": part.from_id,
+                "to_id": part.to_id,
+                "count": part.count,
+                "digest": part.digest,
+                "url": _digest_link(webhook_id, kind, part.from_id, part.to_id),
+            }
+            for part in parts
+        ]
+    return JsonResponse(answer)

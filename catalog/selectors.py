@@ -1,14 +1,14 @@
 """Reads of the catalogue: for the Trainings API (each in a fixed number of queries), and
 the whole catalogue as change entries for a resync."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Institute, Training
-from changes.kinds import INSTITUTE
+from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import ChangeEntry
 
@@ -199,3 +199,25 @@ def catalogue_entries() -> Iterator[ChangeEntry]:
         for institute_id in ids:
             yield ChangeEntry(INSTITUTE.name, institute_id, Action.IMPORT)
         last_id = ids[-1]
+
+
+# --- What a webhook's partner should hold ---------------------------------------------------
+# One queryset per object kind: the objects a webhook's partner mirrors. The digest
+# (catalog.digest) reads only these, so restricting a webhook to a part of the catalogue
+# is done here, once per kind, and the digest follows.
+
+
+def webhook_institutes(*, webhook_id: int) -> QuerySet[Institute]:
+    """The institutes webhook `webhook_id` sends: the whole catalogue's."""
+    return Institute.objects.all()
+
+
+def webhook_trainings(*, webhook_id: int) -> QuerySet[Training]:
+    """The trainings webhook `webhook_id` sends: the whole catalogue's."""
+    return Training.objects.all()
+
+
+WEBHOOK_OBJECTS: dict[str, Callable[..., QuerySet]] = {
+    INSTITUTE.name: webhook_institutes,
+    TRAINING.name: webhook_trainings,
+}

@@ -28,4 +28,7 @@ urlpatterns = [
         api.institute_trainings,
         "institute-trainings",
     ),
+    # The digest of what a webhook's partner should hold (the other webhook endpoints are
+    # deliveries.urls); no .json twin, like them.
+    path("webhooks/<int:webhook_id>/digest", api.webhook_digest, name="partner-webhook-digest"),
 ]

@@ -17,27 +17,34 @@ from apikeys.api import (
     PAGE_SIZE_DEFAULT,
     ApiError,
     api_view,
+    bad_request,
     choice_parameter,
     link,
     not_found,
     page_answer,
     page_size_parameter,
     positive_int_parameter,
+    time_value,
     timestamp,
 )
 from apikeys.selectors import api_key_webhooks
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import (
     WebhookHealth,
+    delivery_changes,
+    webhook_batches_after,
     webhook_deliveries_page,
     webhook_delivery_get,
     webhook_last_accepted,
+    webhook_position_of,
+    webhook_positions,
     webhooks_health,
 )
 from deliveries.services import (
     DeliveryError,
     ResyncTooSoon,
     delivery_test_send,
+    webhook_replay,
     webhook_resync,
 )
 from webhooks.models import Webhook
@@ -89,6 +96,8 @@ def webhook_data(health: WebhookHealth, now: datetime) -> dict:
         },
         "last_resync_at": _time(webhook.last_resync_at),
         "deliveries_url": deliveries_url(webhook.pk),
+        **lag_data(health, now),
+        "changes_url": changes_url(webhook.pk),
     }
 
 
@@ -243,6 +252,162 @@ def webhook_test_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
             "message_id": delivery.message_id,
             "url": delivery_url(delivery),
             "message": "Test event queued: it goes out at the dispatcher's next tick.",
+        },
+        status=202,
+    )
+
+
+# --- What was sent, in order; replay; lag (issue 22) ---------------------------------------
+
+CHANGES_PAGE_DEFAULT = 10
+CHANGES_PAGE_MAX = 100
+_POSITION = re.compile(r"[0-9]{1,19}")
+
+
+def changes_url(webhook_id: int, **query) -> str:
+    return link(f"{webhook_url(webhook_id)}/changes", **query)
+
+
+def lag_data(health: WebhookHealth, now: datetime) -> dict:
+    """Everything not accepted yet: waiting entries and the open batch's."""
+    lag = health.lag(now)
+    return {
+        "unaccepted_entries": health.unaccepted_entries,
+        "oldest_unaccepted_at": _time(health.oldest_unaccepted_at),
+        "lag_seconds": None if lag is None else round(lag.total_seconds(), 3),
+    }
+
+
+def _not_retained(webhook_id: int, after: str) -> ApiError:
+    return ApiError(
+        410, "gone",
+        f"Position {after} is not retained for webhook {webhook_id}: accepted batches are "
+        f"kept {settings.WEBHOOK_RETENTION_DAYS} days. Resync (POST "
+        f"{webhook_url(webhook_id)}/resync), then read from the latest position "
+        f"(GET {changes_url(webhook_id)}, `latest_position`).",
+    )
+
+
+def _after_parameter(request: HttpRequest, webhook_id: int) -> int:
+    """`after`: 0 (or absent) for the oldest retained batch, a position, or a batch's
+    message id (its `webhook-id`); 410 when it is no longer retained."""
+    raw = request.GET.get("after")
+    if raw is None or raw == "0":
+        return 0
+    if raw.startswith("msg_"):
+        position = webhook_position_of(webhook_id=webhook_id, message_id=raw)
+        if position is None:
+            raise _not_retained(webhook_id, raw)
+        return position
+    if not _POSITION.fullmatch(raw) or int(raw) >= 2**63:
+        raise bad_request(
+            f"after must be a position (a whole number, 0 for the oldest retained batch) "
+            f"or a batch's message id (msg_…), got {raw!r}."
+        )
+    position = int(raw)
+    if webhook_position_of(webhook_id=webhook_id, position=position) is None:
+        # Past the webhook's latest batch: a mistake. Otherwise it may be one of this
+        # webhook's, pruned since (even all of them): gone.
+        latest = webhook_positions(webhook_id=webhook_id).latest
+        if latest is not None and position > latest:
+            raise bad_request(
+                f"after={position} is past the latest position of webhook {webhook_id} "
+                f"({latest})."
+            )
+        raise _not_retained(webhook_id, raw)
+    return position
+
+
+@api_view
+def webhook_changes(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    """The batches sent to the webhook after a position, in the order sent, with their
+    entries: `after`, `page_size` (batches, ≤ 100)."""
+    webhook = _own_webhook(request, webhook_id)
+    page_size = min(
+        positive_int_parameter(request, "page_size", CHANGES_PAGE_DEFAULT), CHANGES_PAGE_MAX
+    )
+    after = _after_parameter(request, webhook.pk)
+    batches = webhook_batches_after(webhook_id=webhook.pk, after=after, limit=page_size + 1)
+    more = len(batches) > page_size
+    batches = batches[:page_size]
+    position = batches[-1].pk if batches else after
+    kept_size = None if page_size == CHANGES_PAGE_DEFAULT else page_size
+    return JsonResponse(
+        {
+            "webhook": webhook.pk,
+            "results": [
+                {
+                    "position": batch.pk,
+                    "message_id": batch.message_id,
+                    "state": batch.state,
+                    "created_at": _time(batch.created_at),
+                    "delivered_at": _time(batch.delivered_at),
+                    "changes": delivery_changes(batch),
+                }
+                for batch in batches
+            ],
+            "position": position,
+            "latest_position": webhook_positions(webhook_id=webhook.pk).latest or 0,
+            "next": changes_url(webhook.pk, after=position, page_size=kept_size)
+            if more else None,
+        }
+    )
+
+
+def _since_argument(request: HttpRequest) -> datetime:
+    """`since` from the query string or a JSON body ({"since": "…"})."""
+    raw = request.GET.get("since")
+    if raw is None and request.body:
+        try:
+            body = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request(
+                'The body must be JSON like {"since": "2026-11-29T19:49:52Z"}.'
+            ) from None
+        raw = body.get("since") if isinstance(body, dict) else None
+    if raw is None:
+        raise bad_request("since is required: an RFC 3339 time within the retention period.")
+    if not isinstance(raw, str):
+        raise bad_request(f"since must be an RFC 3339 date and time string, got {raw!r}.")
+    since = time_value(raw, "since")
+    now = timezone.now()
+    retained_from = now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    if since > now:
+        raise bad_request(f"since must not be in the future, got {raw!r}.")
+    if since < retained_from:
+        raise bad_request(
+            f"since must be within the retention period ({settings.WEBHOOK_RETENTION_DAYS} "
+            f"days, so at or after {timestamp(retained_from)}), got {raw!r}; for older "
+            f"changes resync (POST …/resync)."
+        )
+    return since
+
+
+@api_view(methods=("POST",))
+def webhook_replay_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    """Queue again the entries of the webhook's batches made since `since`; shares the
+    resync's rate limit."""
+    webhook = _own_webhook(request, webhook_id)
+    since = _since_argument(request)
+    try:
+        batches, entries = webhook_replay(
+            webhook_id=webhook.pk, since=since,
+            min_interval=timedelta(seconds=settings.WEBHOOK_RESYNC_INTERVAL),
+        )
+    except ResyncTooSoon as error:
+        raise ApiError(
+            429, "too_many_requests", str(error), headers={"Retry-After": str(error.retry_after)}
+        ) from None
+    except DeliveryError as error:
+        raise not_found(f"Webhook {webhook_id} does not exist.") from error
+    return JsonResponse(
+        {
+            "webhook": webhook.pk,
+            "since": timestamp(since),
+            "batches": batches,
+            "entries": entries,
+            "message": f"Queued again the {entries} entries of {batches} batches sent since "
+            f"{timestamp(since)}: they go out after what already waits, coalesced with it.",
         },
         status=202,
     )

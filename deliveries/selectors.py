@@ -10,6 +10,7 @@ distinct cursor.
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from django.db.models import (
     FloatField,
     Func,
     IntegerField,
+    Max,
     Min,
     OuterRef,
     Q,
@@ -85,6 +87,26 @@ class WebhookHealth:
 
     def oldest_pending_age(self, now: datetime) -> timedelta | None:
         return now - self.oldest_pending_at if self.oldest_pending_at else None
+
+    # The lag: everything not accepted yet, the open batch's entries included. A batch
+    # does not keep its entries' change times, so those count from when it was made (the
+    # age is at most one bundle delay short for them).
+    @property
+    def unaccepted_entries(self) -> int:
+        in_open = self.open_delivery.entry_count if self.open_delivery else 0
+        return self.pending_entries + in_open
+
+    @property
+    def oldest_unaccepted_at(self) -> datetime | None:
+        times = [self.oldest_pending_at]
+        if self.open_delivery is not None and self.open_delivery.entry_count:
+            times.append(self.open_delivery.created_at)
+        return min((time for time in times if time is not None), default=None)
+
+    def lag(self, now: datetime) -> timedelta | None:
+        """The age of the oldest entry not accepted yet (None when all were)."""
+        oldest = self.oldest_unaccepted_at
+        return max(timedelta(0), now - oldest) if oldest else None
 
 
 @dataclass(frozen=True)
@@ -403,4 +425,69 @@ def webhook_last_accepted(*, webhook_id: int) -> Delivery | None:
         .defer("payload")
         .order_by("-created_at", "-id")
         .first()
+    )
+
+
+# --- What was sent to a webhook, in order ---------------------------------------------------
+# A batch's position is its Delivery id: a webhook's batches are made one after the other
+# (the next only once the last was accepted), so their ids rise in the order they were
+# sent. Retention deletes a webhook's accepted batches oldest first, so what is retained
+# of a webhook is always everything after some position.
+
+
+def delivery_body(delivery: Delivery) -> str:
+    """The exact body a batch carried (compact JSON): the one place bodies are read for
+    the ordered feed and replays."""
+    return delivery.payload
+
+
+def delivery_changes(delivery: Delivery) -> list[dict]:
+    """The entries of a batch, as the partner received them."""
+    return json.loads(delivery_body(delivery))["changes"]
+
+
+@dataclass(frozen=True)
+class WebhookPositions:
+    """Where a webhook's retained history starts and ends (None: no batch retained)."""
+
+    oldest: int | None
+    latest: int | None
+
+
+def webhook_positions(*, webhook_id: int) -> WebhookPositions:
+    """The first and last retained positions of the webhook's batches (one query)."""
+    row = Delivery.objects.filter(webhook_id=webhook_id).aggregate(
+        oldest=Min("id"), latest=Max("id")
+    )
+    return WebhookPositions(row["oldest"], row["latest"])
+
+
+def webhook_position_of(*, webhook_id: int, position: int | None = None,
+                        message_id: str | None = None) -> int | None:
+    """The position of one of the webhook's retained batches, given by position or by
+    message id; None when the webhook has no such batch retained."""
+    batches = Delivery.objects.filter(webhook_id=webhook_id)
+    if message_id is not None:
+        batches = batches.filter(message_id=message_id)
+    else:
+        batches = batches.filter(id=position)
+    return batches.values_list("id", flat=True).first()
+
+
+def webhook_batches_after(*, webhook_id: int, after: int, limit: int) -> list[Delivery]:
+    """The webhook's batches after position `after`, in the order sent, at most `limit`,
+    test events left out (they carry no entry); bodies included."""
+    return list(
+        Delivery.objects.filter(webhook_id=webhook_id, id__gt=after, is_test=False)
+        .order_by("id")[:limit]
+    )
+
+
+def webhook_batches_since(*, webhook_id: int, since: datetime) -> Iterator[Delivery]:
+    """The webhook's batches made at or after `since`, in the order sent, test events
+    left out; read 100 at a time."""
+    return (
+        Delivery.objects.filter(webhook_id=webhook_id, created_at__gte=since, is_test=False)
+        .order_by("id")
+        .iterator(chunk_size=100)
     )

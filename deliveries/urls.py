@@ -14,4 +14,9 @@ urlpatterns = [
     path("webhooks/<int:webhook_id>/resync", api.webhook_resync_view,
          name="partner-webhook-resync"),
     path("webhooks/<int:webhook_id>/test", api.webhook_test_view, name="partner-webhook-test"),
+    # What was sent, in order, and a replay of it (the digest is catalog.urls).
+    path("webhooks/<int:webhook_id>/changes", api.webhook_changes,
+         name="partner-webhook-changes"),
+    path("webhooks/<int:webhook_id>/replay", api.webhook_replay_view,
+         name="partner-webhook-replay"),
 ]

@@ -11,6 +11,7 @@ from django.conf import settings
 
 import core
 from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from catalog.digest import RANGE_OBJECTS_MAX, RANGE_PARTS
 from changes.kinds import INSTITUTE, OBJECT_KINDS, TRAINING
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
@@ -113,6 +114,7 @@ def _schemas(base: str) -> dict:
         "InstituteList": _list_page("Institute", "institutes"),
         "TrainingList": _list_page("Training", "trainings"),
         **_partner_schemas(base, timestamp),
+        **_mirror_schemas(timestamp),
         "Error": {
             "type": "object",
             "additionalProperties": False,
@@ -226,7 +228,8 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
             "required": ["id", "name", "url", "state", "failing_since", "paused_reason",
                          "pending_entries", "oldest_pending_at", "oldest_pending_age_seconds",
                          "last_accepted_at", "last_accepted_delivery", "last_resync_at",
-                         "deliveries_url"],
+                         "deliveries_url", "unaccepted_entries", "oldest_unaccepted_at",
+                         "lag_seconds", "changes_url"],
             "properties": {
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
@@ -255,6 +258,17 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                 },
                 "last_resync_at": optional_time,
                 "deliveries_url": {"type": "string", "format": "uri"},
+                "unaccepted_entries": {"type": "integer", "minimum": 0,
+                                       "description": "entries not accepted yet: the waiting "
+                                       "ones and those of the batch being sent"},
+                "oldest_unaccepted_at": {**optional_time, "description": "when the oldest "
+                                         "entry not accepted yet was changed (for entries in "
+                                         "a batch being sent: when the batch was made)"},
+                "lag_seconds": {"type": ["number", "null"], "minimum": 0,
+                                "description": "its age: how far behind you are; null when "
+                                "everything was accepted"},
+                "changes_url": {"type": "string", "format": "uri",
+                                "description": "what was sent to you, in order"},
             },
         },
         "WebhookList": {
@@ -425,6 +439,7 @@ def _paths() -> dict:
         # The same answer with a .json suffix, for clients that add one.
         paths[f"{route}.json"] = item
     paths.update(_partner_paths())
+    paths.update(_mirror_paths())
     return paths
 
 
@@ -536,7 +551,7 @@ def _partner_paths() -> dict:
                 "404": not_yours,
                 "429": {
                     **_error("Asked too soon after the last resync of this webhook.",
-                             "too_many_requests", "The whole catalogue was queued for "
+                             "too_many_requests", "A resync or replay was queued for "
                              "Partner at 2026-11-29 19:49:52 UTC; ask again in 412 s."),
                     "headers": {"Retry-After": {"schema": {"type": "string"},
                                                 "description": "seconds to wait"}},
@@ -555,6 +570,221 @@ def _partner_paths() -> dict:
                               "test event never overtakes it).", "conflict",
                               "Partner has a batch waiting to be accepted; a test event can "
                               "go once it was (use retry now)."),
+            },
+        ),
+    }
+
+
+# --- Verifying a mirror, the ordered feed, replay (issue 22) --------------------------------
+
+
+def _mirror_schemas(timestamp: dict) -> dict:
+    digest = {"type": "string", "pattern": "^[0-9a-f]{16}$",
+              "description": "the XOR of md5(\"<id>|<updated_at>\")[:16 hex digits] over the "
+              "objects, as 16 hex digits (docs/partners.md)"}
+    count = {"type": "integer", "minimum": 0}
+    object_id = {"type": "integer", "minimum": 0}
+    return {
+        "KindDigest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["count", "digest", "min_id", "max_id", "range_url"],
+            "properties": {
+                "count": count, "digest": digest,
+                "min_id": {"type": ["integer", "null"]}, "max_id": {"type": ["integer", "null"]},
+                "range_url": {"type": ["string", "null"], "format": "uri",
+                              "description": "the digest of [min_id, max_id] with its "
+                              "sub-ranges; null for no object"},
+            },
+        },
+        "Digest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "rule", "kinds"],
+            "properties": {
+                "webhook": {"type": "integer"},
+                "rule": {"type": "string", "const": "md5-xor-64"},
+                "kinds": {"type": "object", "additionalProperties": _ref("KindDigest"),
+                          "description": "per object kind the webhook sends"},
+            },
+            "example": {"webhook": 7, "rule": "md5-xor-64", "kinds": {
+                "institute": {"count": 2, "digest": "8fdd12beb03f11b1", "min_id": 1,
+                              "max_id": 2, "range_url": "https://api.example.com/webhooks/7/"
+                              "digest?kind=institute&from_id=1&to_id=2"}}},
+        },
+        "RangeDigest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "rule", "kind", "from_id", "to_id", "count", "digest"],
+            "description": f"`objects` when the range holds at most {RANGE_OBJECTS_MAX} "
+            "objects, `ranges` otherwise.",
+            "properties": {
+                "webhook": {"type": "integer"},
+                "rule": {"type": "string", "const": "md5-xor-64"},
+                "kind": {"type": "string", "enum": list(OBJECT_KINDS)},
+                "from_id": object_id, "to_id": object_id, "count": count, "digest": digest,
+                "ranges": {
+                    "type": "array",
+                    "description": f"{RANGE_PARTS} sub-ranges of equal width (fewer for a "
+                    "narrower "
+                    "range), in id order, empty ones included",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["from_id", "to_id", "count", "digest", "url"],
+                        "properties": {"from_id": object_id, "to_id": object_id,
+                                       "count": count, "digest": digest,
+                                       "url": {"type": "string", "format": "uri"}},
+                    },
+                },
+                "objects": {
+                    "type": "array",
+                    "description": "every object of the range, by id",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["id", "updated_at"],
+                        "properties": {"id": object_id, "updated_at": timestamp},
+                    },
+                },
+            },
+        },
+        "ChangesPage": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "results", "position", "latest_position", "next"],
+            "properties": {
+                "webhook": {"type": "integer"},
+                "results": {
+                    "type": "array",
+                    "description": "batches in the order they were sent",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["position", "message_id", "state", "created_at",
+                                     "delivered_at", "changes"],
+                        "properties": {
+                            "position": {"type": "integer", "minimum": 1},
+                            "message_id": {"type": "string",
+                                           "description": "its `webhook-id`"},
+                            "state": {"type": "string", "enum": list(DELIVERY_STATES)},
+                            "created_at": timestamp,
+                            "delivered_at": {**timestamp, "type": ["string", "null"]},
+                            "changes": {"type": "array", "items": _ref("Change"),
+                                        "description": "the batch's entries, as sent"},
+                        },
+                    },
+                },
+                "position": {"type": "integer", "minimum": 0,
+                             "description": "the last position of this page: read on "
+                             "with after=<position>"},
+                "latest_position": {"type": "integer", "minimum": 0},
+                "next": {"type": ["string", "null"], "format": "uri",
+                         "description": "the next page; null when this one ends the feed"},
+            },
+        },
+        "ReplayQueued": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "since", "batches", "entries", "message"],
+            "properties": {
+                "webhook": {"type": "integer"},
+                "since": timestamp,
+                "batches": count,
+                "entries": count,
+                "message": {"type": "string"},
+            },
+        },
+    }
+
+
+def _mirror_paths() -> dict:
+    webhook_id = _id_parameter("webhook_id", "webhook")
+    not_yours = _error(
+        "The webhook does not exist, or is not one of this key's webhooks.",
+        "not_found", "Webhook 5 does not exist.",
+    )
+    too_soon = {
+        **_error("Asked too soon after the last resync or replay of this webhook.",
+                 "too_many_requests", "A resync or replay was queued for Partner at "
+                 "2026-11-29 19:49:52 UTC; ask again in 412 s."),
+        "headers": {"Retry-After": {"schema": {"type": "string"},
+                                    "description": "seconds to wait"}},
+    }
+    id_bound = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    return {
+        "/webhooks/{webhook_id}/digest": _get(
+            "Is my copy right?",
+            "Per object kind the webhook sends, the number of objects and their digest "
+            "(docs/partners.md gives the rule). With `kind`, `from_id` and `to_id`: the "
+            f"same for that id range, cut into {RANGE_PARTS} sub-ranges, or, for a range of "
+            f"at most {RANGE_OBJECTS_MAX} objects, the objects' ids and `updated_at`.",
+            [
+                webhook_id,
+                {"name": "kind", "in": "query", "required": False,
+                 "description": "required with from_id and to_id",
+                 "schema": {"type": "string", "enum": list(OBJECT_KINDS)}},
+                {"name": "from_id", "in": "query", "required": False,
+                 "description": "first id of the range (included)", "schema": id_bound},
+                {"name": "to_id", "in": "query", "required": False,
+                 "description": "last id of the range (included)", "schema": id_bound},
+            ],
+            {"description": "The digest of every kind, or of one range.",
+             "content": {"application/json": {"schema": {"oneOf": [
+                 _ref("Digest"), _ref("RangeDigest")]}}}},
+            **{
+                "400": _error("A parameter is missing or not valid (the message names it).",
+                              "bad_request", "from_id must be at most to_id, got "
+                              "from_id=9 to_id=2."),
+                "404": not_yours,
+            },
+        ),
+        "/webhooks/{webhook_id}/changes": _get(
+            "What was sent to me, in order",
+            "The batches sent to the webhook after a position, in the order they were "
+            "sent, with their entries, a page at a time; the last may not be accepted yet "
+            "(`state`). Test events are left out.",
+            [
+                webhook_id,
+                {"name": "after", "in": "query", "required": False,
+                 "description": "a position, 0 (the default) for the oldest batch retained, "
+                 "or a batch's `webhook-id` (msg_…)", "schema": {"type": "string"},
+                 "example": "0"},
+                {"name": "page_size", "in": "query", "required": False,
+                 "description": "batches per page; larger values are capped at 100",
+                 "schema": {"type": "integer", "minimum": 1, "default": 10}},
+            ],
+            {"description": "One page of batches.", **_json(_ref("ChangesPage"))},
+            **{
+                "400": _error("`after` or `page_size` is not valid, or `after` is past the "
+                              "latest position.", "bad_request",
+                              "after must be a position (a whole number, 0 for the oldest "
+                              "retained batch) or a batch's message id (msg_…), got 'x'."),
+                "404": not_yours,
+                "410": _error("`after` is no longer retained (accepted batches are kept "
+                              "WEBHOOK_RETENTION_DAYS): resync, then read from the latest "
+                              "position.", "gone", "Position 12 is not retained for "
+                              "webhook 7: … Resync (POST …/resync), then read from the "
+                              "latest position."),
+            },
+        ),
+        "/webhooks/{webhook_id}/replay": _operation(
+            "post", "Send me again what was sent since a time",
+            "Queues again, for this webhook alone, the entries of its batches made since "
+            "`since` (within the retention period): they go out through the ordered "
+            "channel after what already waits, coalesced with it. `since` comes as a query "
+            "parameter or in a JSON body. Shares the resync's rate limit.",
+            [webhook_id, {"name": "since", "in": "query", "required": False,
+                          "description": "RFC 3339 with offset; or in the body",
+                          "schema": {"type": "string", "format": "date-time"}}],
+            ("202", {"description": "Queued.", **_json(_ref("ReplayQueued"))}),
+            **{
+                "400": _error("`since` is missing, not an RFC 3339 time, in the future or "
+                              "older than the retention period; or the body is not JSON.",
+                              "bad_request", "since is required: an RFC 3339 time within "
+                              "the retention period."),
+                "404": not_yours,
+                "429": too_soon,
             },
         ),
     }

@@ -108,16 +108,28 @@ class SpringhookCollector:
             "springhook_webhook_attempts_24h", "Finished attempts of the last 24 hours.",
             labels=[*labels, "outcome"],
         )
+        unaccepted = GaugeMetricFamily(
+            "springhook_webhook_unaccepted_entries",
+            "Entries not accepted yet per webhook: waiting ones and the open batch's.",
+            labels=labels,
+        )
+        lag = GaugeMetricFamily(
+            "springhook_webhook_lag_seconds",
+            "Age of the oldest entry not accepted yet per webhook (0 when none).", labels=labels,
+        )
         for row in webhooks_health(now=now):
             ids = [str(row.webhook.pk), row.webhook.name]
             pending.add_metric(ids, row.pending_entries)
             age = row.oldest_pending_age(now)
             oldest.add_metric(ids, age.total_seconds() if age else 0.0)
+            unaccepted.add_metric(ids, row.unaccepted_entries)
+            behind = row.lag(now)
+            lag.add_metric(ids, behind.total_seconds() if behind else 0.0)
             for name in ("healthy", "failing", "paused"):
                 state.add_metric([*ids, name], 1.0 if row.state == name else 0.0)
             attempts.add_metric([*ids, "accepted"], row.last_day.accepted)
             attempts.add_metric([*ids, "failed"], row.last_day.attempts - row.last_day.accepted)
-        yield from (pending, oldest, state, attempts)
+        yield from (pending, oldest, unaccepted, lag, state, attempts)
 
         open_deliveries = GaugeMetricFamily(
             "springhook_deliveries_open",

@@ -8,7 +8,8 @@ claim       many webhooks' next attempts taken under leases (one short transacti
 send        an attempt signed and POSTed (no transaction open)
 record      many outcomes stored together, retries scheduled, the webhooks' health updated
 notify      mail to staff about failing, recovered and gone webhooks
-operations  what operators and partners ask for: retry now, a test event, a resync
+operations  what operators and partners ask for: retry now, a test event, a resync,
+            a replay
 retention   old accepted deliveries deleted
 dispatch    the steps put together: the tick and one webhook's deliveries (the engine,
             deliveries.engine, runs claim, send and record for many webhooks at once)
@@ -43,6 +44,7 @@ from deliveries.services.operations import (
     DeliveryError,
     ResyncTooSoon,
     delivery_test_send,
+    webhook_replay,
     webhook_resync,
     webhook_retry_now,
 )
@@ -84,6 +86,7 @@ __all__ = [
     "message_id_generate",
     "retry_delay",
     "webhook_deliver",
+    "webhook_replay",
     "webhook_resync",
     "webhook_retry_now",
     "webhook_signing_secrets",

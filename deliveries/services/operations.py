@@ -1,17 +1,19 @@
 """What operators and partners ask for: retry a webhook now, send a test event, send the
-whole catalogue (a resync)."""
+whole catalogue (a resync), send again what was sent since a time (a replay)."""
 
 import logging
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from changes.services import catalogue_record
+from changes.kinds import OBJECT_KINDS
+from changes.services import ChangeEntry, catalogue_record, changes_record
 from core.logfmt import logfmt
 from deliveries.models import Delivery
 from deliveries.payload import payload_render
+from deliveries.selectors import delivery_changes, webhook_batches_since
 from deliveries.services.claim import delivery_open, message_id_generate
 from webhooks.models import Webhook
 
@@ -91,6 +93,20 @@ def delivery_test_send(*, webhook_id: int) -> Delivery:
     return delivery
 
 
+def _resync_interval_check(webhook: Webhook, now, min_interval: timedelta | None) -> None:
+    """ResyncTooSoon when the webhook's last resync or replay is within `min_interval`."""
+    if min_interval is None or webhook.last_resync_at is None:
+        return
+    allowed_at = webhook.last_resync_at + min_interval
+    if allowed_at > now:
+        wait = max(1, math.ceil((allowed_at - now).total_seconds()))
+        raise ResyncTooSoon(
+            f"A resync or replay was queued for {webhook} at "
+            f"{webhook.last_resync_at:%Y-%m-%d %H:%M:%S} UTC; ask again in {wait} s.",
+            retry_after=wait,
+        )
+
+
 def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) -> int:
     """Queue the whole catalogue for this webhook alone: an `import` of every institute.
 
@@ -106,17 +122,48 @@ def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) ->
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()
-        if min_interval is not None and webhook.last_resync_at is not None:
-            allowed_at = webhook.last_resync_at + min_interval
-            if allowed_at > now:
-                wait = max(1, math.ceil((allowed_at - now).total_seconds()))
-                raise ResyncTooSoon(
-                    f"The whole catalogue was queued for {webhook} at "
-                    f"{webhook.last_resync_at:%Y-%m-%d %H:%M:%S} UTC; ask again in {wait} s.",
-                    retry_after=wait,
-                )
+        _resync_interval_check(webhook, now, min_interval)
         webhook.last_resync_at = now
         webhook.save(update_fields=["last_resync_at"])
         count = catalogue_record(webhook_id=webhook.pk)
     logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
     return count
+
+
+def webhook_replay(
+    *, webhook_id: int, since: datetime, min_interval: timedelta | None = None
+) -> tuple[int, int]:
+    """Queue again, for this webhook alone, every entry of its batches made since `since`.
+
+    The entries are recorded as changes for the webhook (like a resync), in the order
+    they were sent, so the collector coalesces them with each other and with what waits
+    for the webhook, and they go out through its ordered channel after what was recorded
+    before. The batches are read from what retention kept. A resync and a replay share
+    one rate limit (`min_interval`, a partner's request; staff are not limited). Returns
+    (batches read, entries queued).
+    """
+    batches = entries_queued = 0
+
+    def entries():
+        nonlocal batches, entries_queued
+        for delivery in webhook_batches_since(webhook_id=webhook_id, since=since):
+            batches += 1
+            for entry in delivery_changes(delivery):
+                # A kind no longer known could not be rendered again: it is left out.
+                if entry.get("object") not in OBJECT_KINDS:
+                    continue
+                entries_queued += 1
+                yield ChangeEntry(entry["object"], entry["id"], entry["action"])
+
+    with transaction.atomic():
+        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
+        if webhook is None:
+            raise DeliveryError(f"webhook {webhook_id} does not exist")
+        now = timezone.now()
+        _resync_interval_check(webhook, now, min_interval)
+        webhook.last_resync_at = now
+        webhook.save(update_fields=["last_resync_at"])
+        changes_record(entries=entries(), webhook_id=webhook.pk)
+    logger.info(logfmt("webhook_replay_queued", webhook=webhook_id, batches=batches,
+                       entries=entries_queued, since=since.isoformat()))
+    return batches, entries_queued

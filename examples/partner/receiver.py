@@ -31,6 +31,13 @@ Run::
     python examples/partner/receiver.py --port 9000 --secret whsec_... \\
         --api-key KEY --db mirror.sqlite3 --api-url https://api.example.com [--reconcile]
 
+Check the mirror and repair it (``verify``: compares it with the webhook's digest, walks
+the id ranges that differ, fetches what is missing or stale and deletes what should not be
+there; run it while the receiver is stopped, or between batches)::
+
+    python examples/partner/receiver.py verify --api-key KEY --db mirror.sqlite3 \\
+        --api-url https://api.example.com [--webhook-id 7]
+
 Each option can also come from the environment: PARTNER_HOST, PARTNER_PORT,
 PARTNER_SECRET, PARTNER_API_KEY, PARTNER_DB, PARTNER_API_URL, PARTNER_WEBHOOK_ID,
 PARTNER_RECONCILE=1, PARTNER_RESYNC=1. Needs ``requests`` and ``standardwebhooks``.
@@ -39,6 +46,8 @@ PARTNER_RECONCILE=1, PARTNER_RESYNC=1. Needs ``requests`` and ``standardwebhooks
 from __future__ import annotations
 
 import argparse
+import bisect
+import hashlib
 import json
 import logging
 import os
@@ -199,12 +208,14 @@ class TrainingsApi:
     def __init__(self, api_key: str) -> None:
         self.session = requests.Session()  # keep-alive: an import reads many pages
         self.session.headers.update({"X-API-Key": api_key, "Accept": "application/json"})
+        self.requests = 0  # made so far: verify reports what a check cost
 
     def get(self, url: str) -> dict[str, Any] | None:
         """Return the JSON object at ``url``, or None if it is gone (404).
 
         Raises FetchError for every other failure, so the caller retries later.
         """
+        self.requests += 1
         try:
             response = self.session.get(url, timeout=API_TIMEOUT)
         except requests.RequestException as exc:
@@ -233,6 +244,7 @@ class TrainingsApi:
             page_url = page["next"]
 
     def post(self, url: str) -> requests.Response:
+        self.requests += 1
         try:
             return self.session.post(url, timeout=API_TIMEOUT)
         except requests.RequestException as exc:
@@ -359,6 +371,17 @@ def reconcile(conn: sqlite3.Connection, api: TrainingsApi, api_url: str) -> tupl
     return counts["institute"], counts["training"]
 
 
+def only_webhook(api: TrainingsApi, api_url: str) -> int:
+    """The id of the API key's only webhook; FetchError when it has none or several."""
+    listing = api.get(f"{api_url}/webhooks") or {"results": []}
+    webhooks = listing["results"]
+    if len(webhooks) != 1:
+        raise FetchError(
+            f"the API key belongs to {len(webhooks)} webhooks: name one with --webhook-id"
+        )
+    return webhooks[0]["id"]
+
+
 def resync(api: TrainingsApi, api_url: str, webhook_id: int | None) -> None:
     """Ask Springhook to send the whole catalogue through the webhook.
 
@@ -366,13 +389,7 @@ def resync(api: TrainingsApi, api_url: str, webhook_id: int | None) -> None:
     so there is nothing to do. Raises FetchError when the API cannot be reached.
     """
     if webhook_id is None:
-        listing = api.get(f"{api_url}/webhooks") or {"results": []}
-        webhooks = listing["results"]
-        if len(webhooks) != 1:
-            raise FetchError(
-                f"the API key belongs to {len(webhooks)} webhooks: name one with --webhook-id"
-            )
-        webhook_id = webhooks[0]["id"]
+        webhook_id = only_webhook(api, api_url)
     response = api.post(f"{api_url}/webhooks/{webhook_id}/resync")
     if response.status_code == 202:
         log.info("resync of webhook %d queued: %d institutes will arrive as imports",
@@ -382,6 +399,106 @@ def resync(api: TrainingsApi, api_url: str, webhook_id: int | None) -> None:
                  response.json().get("message"))
     else:
         raise FetchError(f"POST resync: HTTP {response.status_code} {response.text[:200]!r}")
+
+
+# --- Verifying the mirror against the digest ---------------------------------------------
+# GET /webhooks/<id>/digest gives, per kind, the count and digest of what this mirror
+# should hold; a range of ids is split into 32 sub-ranges with theirs, and a range of at
+# most 1,000 objects lists its (id, updated_at). Walking down only where the digests differ
+# finds the differing objects in a few requests (docs/partners.md).
+
+KIND_TABLES = {"institute": "institutes", "training": "trainings"}
+
+
+def object_hash(object_id: int, updated_at: str) -> int:
+    text = f"{object_id}|{updated_at}".encode()
+    return int(hashlib.md5(text).hexdigest()[:16], 16)
+
+
+def digest(objects) -> str:
+    """objects: (id, updated_at) pairs, updated_at as the API rendered it."""
+    value = 0
+    for object_id, updated_at in objects:
+        value ^= object_hash(object_id, updated_at)
+    return f"{value:016x}"
+
+
+class LocalCopy:
+    """One kind of the mirror as (id, updated_at), sorted by id, for range digests."""
+
+    def __init__(self, conn: sqlite3.Connection, kind: str) -> None:
+        rows = conn.execute(f"SELECT id, data FROM {KIND_TABLES[kind]} ORDER BY id")
+        self.items = [(row[0], json.loads(row[1] or "{}").get("updated_at", "")) for row in rows]
+        self.ids = [object_id for object_id, _ in self.items]
+
+    def between(self, from_id: int, to_id: int) -> list[tuple[int, str]]:
+        return self.items[bisect.bisect_left(self.ids, from_id):
+                          bisect.bisect_right(self.ids, to_id)]
+
+
+def _repair(conn: sqlite3.Connection, api: TrainingsApi, api_url: str, kind: str,
+            object_id: int) -> None:
+    data = api.get(f"{api_url}/{KIND_TABLES[kind]}/{object_id}")
+    with write_transaction(conn):
+        if data is None:
+            delete_object(conn, kind, object_id)
+        elif kind == "institute":
+            store_institute(conn, data)
+        else:
+            store_training(conn, data)
+
+
+def verify(conn: sqlite3.Connection, api: TrainingsApi, api_url: str,
+           webhook_id: int) -> dict[str, int]:
+    """Compare the mirror with the webhook's digest and repair what differs: objects
+    missing or stale here are fetched, objects the digest does not hold are deleted.
+
+    Run it where batches are applied, between two of them (like ``reconcile``). Returns
+    counts: ``fetched``, ``deleted``, ``requests`` (to the API, this check included).
+    Raises FetchError when the API cannot be read.
+    """
+    started = api.requests
+    fixed = {"fetched": 0, "deleted": 0}
+    base = f"{api_url}/webhooks/{webhook_id}/digest"
+    whole = api.get(base)
+    if whole is None:
+        raise FetchError(f"GET {base}: 404 (not one of this key's webhooks)")
+    for kind in ("institute", "training"):
+        theirs = whole["kinds"].get(kind)
+        if theirs is None:
+            continue
+        local = LocalCopy(conn, kind)
+        if (theirs["count"], theirs["digest"]) == (len(local.items), digest(local.items)):
+            continue
+        bounds = [b for b in (theirs["min_id"], theirs["max_id"]) if b is not None]
+        bounds += local.ids[:1] + local.ids[-1:]
+        pending = [f"{base}?kind={kind}&from_id={min(bounds)}&to_id={max(bounds)}"]
+        while pending:
+            answer = api.get(pending.pop())
+            if answer is None:
+                raise FetchError(f"GET {base}: 404 (not one of this key's webhooks)")
+            if "objects" in answer:
+                listed = {item["id"]: item["updated_at"] for item in answer["objects"]}
+                held = dict(local.between(answer["from_id"], answer["to_id"]))
+                for object_id in sorted(listed.keys() | held.keys()):
+                    if listed.get(object_id) == held.get(object_id):
+                        continue
+                    if object_id in listed:
+                        _repair(conn, api, api_url, kind, object_id)
+                        fixed["fetched"] += 1
+                    else:
+                        with write_transaction(conn):
+                            delete_object(conn, kind, object_id)
+                        fixed["deleted"] += 1
+                continue
+            for part in answer["ranges"]:
+                mine = local.between(part["from_id"], part["to_id"])
+                if (part["count"], part["digest"]) != (len(mine), digest(mine)):
+                    pending.append(part["url"])
+    fixed["requests"] = api.requests - started
+    log.info("verified against webhook %d's digest: %d fetched, %d deleted, %d requests",
+             webhook_id, fixed["fetched"], fixed["deleted"], fixed["requests"])
+    return fixed
 
 
 class InboxWorker(threading.Thread):
@@ -552,6 +669,11 @@ class ReceiverHandler(BaseHTTPRequestHandler):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Reference receiver for Springhook webhooks.")
+    parser.add_argument(
+        "command", nargs="?", choices=("serve", "verify"), default="serve",
+        help="serve (the default): receive webhooks; verify: check the mirror against the "
+        "webhook's digest, repair what differs, and exit (do it while serve is stopped)",
+    )
     parser.add_argument("--host", default=env.get("PARTNER_HOST", "127.0.0.1"))
     parser.add_argument(
         "--port",
@@ -583,11 +705,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--webhook-id",
         type=int,
         default=int(env["PARTNER_WEBHOOK_ID"]) if env.get("PARTNER_WEBHOOK_ID") else None,
-        help="the webhook to resync (default: the API key's only webhook)",
+        help="the webhook to resync or verify (default: the API key's only webhook)",
     )
     parser.add_argument("--verbose", action="store_true", help="also log every request")
     args = parser.parse_args(argv)
-    if not args.secret or not args.api_key:
+    if not args.api_key or (args.command == "serve" and not args.secret):
         parser.error("--secret and --api-key (or PARTNER_SECRET, PARTNER_API_KEY) are required")
     return args
 
@@ -612,6 +734,19 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
     )
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if args.command == "verify":
+        create_schema(args.db)
+        api_url = args.api_url.rstrip("/")
+        api = TrainingsApi(args.api_key)
+        conn = connect(args.db)
+        try:
+            webhook_id = args.webhook_id or only_webhook(api, api_url)
+            verify(conn, api, api_url, webhook_id)
+        except FetchError as exc:
+            sys.exit(f"verify failed: {exc}")
+        finally:
+            conn.close()
+        return
     try:
         webhook = Webhook(args.secret)
     except Exception as exc:  # the library raises binascii.Error, EmptyWebhookSecretError

@@ -7,10 +7,12 @@ and its own examples against its schemas.
 
 import copy
 import json
+from datetime import timedelta
 
 import jsonschema
 import pytest
 from django.test import Client
+from django.utils import timezone
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
@@ -195,8 +197,66 @@ def test_real_partner_answers_match_the_response_schemas(
     assert {route for route in document["paths"] if route.startswith("/webhooks")} == {
         "/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries",
         "/webhooks/{webhook_id}/deliveries/{message_id}", "/webhooks/{webhook_id}/resync",
-        "/webhooks/{webhook_id}/test",
+        "/webhooks/{webhook_id}/test", *MIRROR_ROUTES,
     }
+
+
+# --- The digest, the ordered feed, replay ---------------------------------------------------
+
+MIRROR_ROUTES = {
+    "/webhooks/{webhook_id}/digest", "/webhooks/{webhook_id}/changes",
+    "/webhooks/{webhook_id}/replay",
+}
+
+
+def test_real_digest_feed_and_replay_answers_match_the_schemas(
+    document, db, fast_delivery, institute, settings
+):
+    settings.API_BASE_URL = "https://api.example.test"
+    ours = Webhook.objects.create(name="Ours", url="https://partner.example/ours")
+    theirs = Webhook.objects.create(name="Theirs", url="https://partner.example/theirs")
+    _, key = api_key_create(name="Partner", webhook_ids=[ours.pk])
+    client = Client(headers={"X-API-Key": key})
+    trainings = Training.objects.bulk_create(
+        Training(institute=institute, reference=f"R{n}", name="x") for n in range(150)
+    )
+    first, last = trainings[0].pk, trainings[-1].pk
+    record("update", "training", first, institute.pk)
+    record("destroy", "training", 424242, institute.pk)
+    collect()
+    claim = delivery_claim(webhook_id=ours.pk)
+    assert claim is not None
+    hook = f"/webhooks/{ours.pk}"
+    answers = [
+        ("get", "/webhooks/{webhook_id}/digest", hook + "/digest", 200),
+        ("get", "/webhooks/{webhook_id}/digest",
+         f"{hook}/digest?kind=training&from_id={first}&to_id={last}", 200),
+        ("get", "/webhooks/{webhook_id}/digest",
+         f"{hook}/digest?kind=training&from_id={first}&to_id={first + 5}", 200),
+        ("get", "/webhooks/{webhook_id}/digest", f"{hook}/digest?kind=x", 400),
+        ("get", "/webhooks/{webhook_id}/digest", f"/webhooks/{theirs.pk}/digest", 404),
+        ("get", "/webhooks/{webhook_id}/changes", f"{hook}/changes", 200),
+        ("get", "/webhooks/{webhook_id}/changes", f"{hook}/changes?after=x", 400),
+        ("get", "/webhooks/{webhook_id}/changes", f"{hook}/changes?after=msg_gone", 410),
+        ("get", "/webhooks/{webhook_id}/changes", f"/webhooks/{theirs.pk}/changes", 404),
+        ("post", "/webhooks/{webhook_id}/replay", f"{hook}/replay?since=2026-01-01", 400),
+        ("post", "/webhooks/{webhook_id}/replay",
+         f"{hook}/replay?since=2000-01-01T00:00:00Z", 400),
+        ("post", "/webhooks/{webhook_id}/replay", f"/webhooks/{theirs.pk}/replay", 404),
+        ("get", "/webhooks/{webhook_id}", hook, 200),
+    ]
+    for method, route, url, code in answers:
+        response = getattr(client, method)(url)
+        assert response.status_code == code, (method, url, response.content)
+        check(document, response_schema(document, route, code, method), response.json())
+    feed = client.get(f"{hook}/changes").json()
+    assert [change["id"] for change in feed["results"][0]["changes"]] == [first, 424242]
+    since = (timezone.now() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for code in (202, 429):
+        response = client.post(f"{hook}/replay?since={since}")
+        assert response.status_code == code
+        check(document, response_schema(document, "/webhooks/{webhook_id}/replay", code,
+                                        "post"), response.json())
 
 
 def test_a_real_delivery_matches_the_webhook_description(
