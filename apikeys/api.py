@@ -16,6 +16,7 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.csrf import csrf_exempt
 
 from apikeys.services import api_key_check
+from core.timestamps import TimestampError, timestamp_parse
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_PARAMETER = "api_key"
@@ -157,16 +158,15 @@ def page_answer(*, count: int, next_url: str | None, previous_url: str | None,
 
 def time_value(raw: str, name: str) -> datetime:
     """`raw` as an RFC 3339 date and time with its offset (`2026-11-29T19:49:52Z`), for
-    the parameter `name`; ApiError 400 naming it otherwise."""
+    the parameter `name`, in UTC; ApiError 400 naming it otherwise (core.timestamps says
+    what every database can compare)."""
     # A "+01:00" offset sent without URL encoding arrives as " 01:00".
     text = str(raw).strip().replace(" ", "+")
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or "T" not in text.upper() or value.tzinfo is None:
+        return timestamp_parse(text)
+    except TimestampError as error:
         raise bad_request(
-            f"{name} must be an RFC 3339 date and time with its offset, like "
-            f"2026-11-29T19:49:52Z or 2026-11-29T20:49:52+01:00; got {raw!r}."
-        )
-    return value
+            f"{name} must be an RFC 3339 date and time with its offset (at most ±14:00, "
+            "in the years 1 to 9999), like 2026-11-29T19:49:52Z or "
+            f"2026-11-29T20:49:52+01:00; got {raw!r} ({error})."
+        ) from None

@@ -25,6 +25,7 @@ from apikeys.api import (
     page_answer,
     page_size_parameter,
     positive_int_parameter,
+    time_value,
     timestamp,
 )
 from apikeys.selectors import api_key_webhooks
@@ -42,7 +43,7 @@ from catalog.selectors import (
     trainings_page,
 )
 from changes.kinds import INSTITUTE, TRAINING
-from core.timestamps import TimestampError, timestamp_parse
+from core.timestamps import timestamp_parse
 
 # --- Representations ---------------------------------------------------------------------
 
@@ -163,16 +164,7 @@ def updated_since_parameter(request: HttpRequest) -> datetime | None:
     raw = request.GET.get("updated_since")
     if raw is None:
         return None
-    # A "+01:00" offset sent without URL encoding arrives as " 01:00".
-    text = raw.strip().replace(" ", "+")
-    try:
-        return timestamp_parse(text)
-    except TimestampError as error:
-        raise bad_request(
-            "updated_since must be an RFC 3339 date and time with its offset (at most "
-            "±14:00, in the years 1 to 9999), like 2026-11-29T19:49:52Z or "
-            f"2026-11-29T20:49:52+01:00; got {raw!r} ({error})."
-        ) from None
+    return time_value(raw, "updated_since")
 
 
 def _list(
