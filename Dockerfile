@@ -23,6 +23,9 @@ COPY apikeys ./apikeys
 COPY changes ./changes
 COPY webhooks ./webhooks
 COPY deliveries ./deliveries
+COPY portal ./portal
+# The partner portal renders the partner guide (/portal/docs/).
+COPY docs/partners.md ./docs/partners.md
 COPY adminpolicy ./adminpolicy
 
 # Static files are gathered (hashed and compressed) at build time, so the web server

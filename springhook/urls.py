@@ -1,10 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from portal import api as portal_api
 from springhook import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The partner portal: web pages for the people of one partner (its own templates).
+    path("portal/", include("portal.urls")),
+    path("portal-links", portal_api.portal_link_create_view, name="portal-link-create"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     # The description of the Trainings API and the webhook (OpenAPI 3.1).
