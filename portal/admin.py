@@ -29,7 +29,6 @@ class PortalLinkAdmin(LookupPolicyAdmin):
     list_display = ["api_key", "can_act", "created_by", "created_at", "expires_at", "used_at"]
     list_filter = ["can_act", "created_at", "used_at"]
     search_fields = ["api_key__name", "api_key__prefix", "created_by"]
-    autocomplete_fields = ["api_key"]
     readonly_fields = ["created_by", "created_at", "expires_at", "used_at"]
 
     def get_fields(self, request, obj=None):

@@ -75,7 +75,9 @@ class PortalSession:
 
 def _secured(response: HttpResponse) -> HttpResponse:
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response["Referrer-Policy"] = "no-referrer"
+    # Nothing of a portal address goes to another site; same-origin, not no-referrer,
+    # because under no-referrer browsers send `Origin: null`, which CSRF checks refuse.
+    response["Referrer-Policy"] = "same-origin"
     # Pages show a partner's data: no cache on the way or in the browser keeps them.
     add_never_cache_headers(response)
     return response
