@@ -14,4 +14,14 @@ urlpatterns = [
     path("webhooks/<int:webhook_id>/resync", api.webhook_resync_view,
          name="partner-webhook-resync"),
     path("webhooks/<int:webhook_id>/test", api.webhook_test_view, name="partner-webhook-test"),
+    # What a partner's people do in the portal, for the partner's code.
+    path("webhooks/<int:webhook_id>/deliveries/<str:message_id>/retry",
+         api.delivery_retry_view, name="partner-delivery-retry"),
+    path("webhooks/<int:webhook_id>/pause", api.webhook_pause_view, name="partner-webhook-pause"),
+    path("webhooks/<int:webhook_id>/resume", api.webhook_resume_view,
+         name="partner-webhook-resume"),
+    path("webhooks/<int:webhook_id>/rotate-secret", api.webhook_secret_rotate_view,
+         name="partner-webhook-rotate-secret"),
+    path("webhooks/<int:webhook_id>/url", api.webhook_url_change_view,
+         name="partner-webhook-url"),
 ]

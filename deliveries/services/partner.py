@@ -44,7 +44,11 @@ class NotResendable(DeliveryError):
 
 
 class UrlChangeRefused(DeliveryError):
-    """The new URL is not allowed, or it did not accept the test event."""
+    """The new URL did not accept the test event (or is the webhook's URL already)."""
+
+
+class UrlNotAllowed(UrlChangeRefused):
+    """The new URL is malformed or points where webhooks may not (the address guard)."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ def partner_url_change(*, webhook_id: int, url: str, actor: Actor) -> str:
     try:
         webhook_url_validator(url)
     except ValidationError as error:
-        raise UrlChangeRefused(" ".join(error.messages)) from None
+        raise UrlNotAllowed(" ".join(error.messages)) from None
     if url == webhook.url:
         raise UrlChangeRefused("That is the webhook's URL already.")
     message_id = message_id_generate()
