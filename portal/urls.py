@@ -13,6 +13,8 @@ urlpatterns = [
     path("sign-out", views.sign_out, name="sign_out"),
     path("signed-out", views.signed_out, name="signed_out"),
     path("docs/", views.docs, name="docs"),
+    path("docs/<str:name>", views.docs, name="document"),
+    path("docs/screenshots/<slug:name>.png", views.docs_screenshot, name="docs_screenshot"),
     path("webhooks/<int:webhook_id>/", views.webhook_page, name="webhook"),
     path("webhooks/<int:webhook_id>/<slug:action>", views.act, name="act"),
     path("webhooks/<int:webhook_id>/deliveries/<str:message_id>/", views.delivery_page,

@@ -16,7 +16,13 @@ from pathlib import Path
 import markdown
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+)
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -51,7 +57,7 @@ from webhooks.services import Actor, WebhookError
 PORTAL_SESSION = "portal"
 PAGE_SIZE = 25
 STATES = tuple(Delivery.State.values)
-DOCS = Path(settings.BASE_DIR) / "docs" / "partners.md"
+DOCS_DIRECTORY = Path(settings.BASE_DIR) / "docs"
 
 # Scripts and styles from this site only, no inline code, no frames, forms posting here:
 # whatever a partner's answer holds is shown as text and can never run.
@@ -300,17 +306,33 @@ def delivery_page(request: HttpRequest, webhook_id: int, message_id: str) -> Htt
     })
 
 
+# The documents the portal shows, by the name they link each other with.
+DOCUMENTS = {"partners.md": "Partner guide", "contract.md": "Delivery contract"}
+
+
 @portal_view
-def docs(request: HttpRequest) -> HttpResponse:
-    """docs/partners.md, rendered: the same text partners read in the repository."""
+def docs(request: HttpRequest, name: str = "partners.md") -> HttpResponse:
+    """docs/partners.md (and the contract it links to), rendered: the same text partners
+    read in the repository, with its screenshots."""
+    if name not in DOCUMENTS:
+        raise Http404
     try:
-        text = DOCS.read_text(encoding="utf-8")
+        text = (DOCS_DIRECTORY / name).read_text(encoding="utf-8")
     except OSError:
         raise Http404 from None
-    html = markdown.markdown(text, extensions=["fenced_code", "tables"])
+    html = markdown.markdown(text, extensions=["fenced_code", "tables", "toc"])
     return _page(request, "portal/docs.html", {
-        "title": "Partner guide", "content": mark_safe(html),  # noqa: S308 -- our own file
+        "title": DOCUMENTS[name], "content": mark_safe(html),  # noqa: S308 -- our own files
     })
+
+
+@portal_view
+def docs_screenshot(request: HttpRequest, name: str) -> HttpResponse:
+    """A screenshot the guide shows (docs/screenshots/<name>.png)."""
+    path = DOCS_DIRECTORY / "screenshots" / f"{name}.png"
+    if not path.is_file():
+        raise Http404
+    return FileResponse(path.open("rb"), content_type="image/png")
 
 
 # --- Acting ------------------------------------------------------------------------------

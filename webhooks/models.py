@@ -40,8 +40,8 @@ class Webhook(models.Model):
     # When staff were told about the current failing run; null while nobody was told.
     failure_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # When the whole catalogue was last queued for this webhook (a resync): a partner may
-    # ask for one at most once per WEBHOOK_RESYNC_INTERVAL.
+    # When the partner last had the whole catalogue queued for this webhook (a resync): it
+    # may ask for one at most once per WEBHOOK_RESYNC_INTERVAL. Staff's resyncs leave it.
     last_resync_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

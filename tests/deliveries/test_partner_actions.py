@@ -168,3 +168,15 @@ def test_the_webhook_list_is_a_page_like_the_other_lists(db, fast_delivery, sett
     assert second["next"] is None and second["previous"].endswith("page=1&page_size=2")
     assert client.get("/webhooks?page=x").status_code == 400
     assert client.get("/webhooks?page=3&page_size=2").status_code == 404
+
+
+def test_an_attempt_never_starts_before_its_delivery_was_made(key, ours, partner):
+    for number in range(5):
+        record("update", "training", 100 + number, 1)
+        deliver(ours)
+    for delivery in Delivery.objects.filter(webhook=ours).prefetch_related("attempts"):
+        for attempt in delivery.attempts.all():
+            assert attempt.started_at >= delivery.created_at, (delivery, attempt)
+    answer = key.client.get(f"/webhooks/{ours.pk}/deliveries").json()["results"][0]
+    detail = key.client.get(answer["url"].replace("https://api.example.test", "")).json()
+    assert detail["attempts"][0]["started_at"] >= detail["created_at"]

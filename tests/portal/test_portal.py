@@ -389,3 +389,20 @@ def test_staff_make_a_link_in_the_admin_and_see_partner_actions_on_the_webhook(
     csrf_post(partner_client, page, page + "pause")
     change = client.get(f"/admin/webhooks/webhook/{ours.pk}/change/").content.decode()
     assert "Our partner" in change and "partner portal" in change and "pause" in change
+
+
+def test_the_partner_guide_and_the_contract_are_rendered_with_their_screenshots(our_key):
+    client = signed_in(our_key, can_act=False)
+    guide = client.get("/portal/docs/").content.decode()
+    assert '<h2 id="the-partner-portal">The partner portal</h2>' in guide
+    assert 'id="receive-verify-answer-fast"' in guide  # the webhook page links there
+    assert 'href="contract.md"' in guide
+    images = re.findall(r'<img alt="[^"]*" src="(screenshots/[^"]+\.png)"', guide)
+    assert images
+    for image in images:
+        response = client.get("/portal/docs/" + image)
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert "Delivery contract" in client.get("/portal/docs/contract.md").content.decode()
+    assert client.get("/portal/docs/operations.md").status_code == 404
+    assert client.get("/portal/docs/screenshots/nope.png").status_code == 404
+    assert Client().get("/portal/docs/").status_code == 401
