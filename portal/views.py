@@ -193,6 +193,7 @@ def link_refused(request: HttpRequest) -> HttpResponse:
         "title": "Sign-in link not valid",
         "text": REFUSALS.get(reason, REFUSALS["unknown"]),
         "lifetime_minutes": settings.PORTAL_LINK_LIFETIME // 60,
+        "api_base_url": settings.API_BASE_URL,
     }, status=403)
 
 
@@ -218,10 +219,12 @@ def home(request: HttpRequest) -> HttpResponse:
     rows = []
     for webhook in api_key_webhooks(api_key=request.portal.api_key):
         for health in webhooks_health(now=now, webhook_id=webhook.pk):
+            waiting = health.open_delivery
             rows.append({
                 "health": health,
                 "age": health.oldest_pending_age(now),
                 "last": webhook_last_accepted(webhook_id=webhook.pk),
+                "open_age": now - waiting.created_at if waiting else None,
             })
     return _page(request, "portal/home.html", {"title": "Your webhooks", "rows": rows})
 
@@ -269,6 +272,7 @@ def webhook_page(request: HttpRequest, webhook_id: int) -> HttpResponse:
         "webhook": webhook,
         "health": health,
         "age": health.oldest_pending_age(now),
+        "open_age": now - health.open_delivery.created_at if health.open_delivery else None,
         "last": webhook_last_accepted(webhook_id=webhook.pk),
         "fingerprint": secret_fingerprint(webhook.secret),
         "previous_fingerprint": secret_fingerprint(webhook.previous_secret)

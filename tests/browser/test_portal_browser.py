@@ -175,6 +175,16 @@ def test_a_partner_finds_a_failed_delivery_fixes_it_and_resends(
     page.open(f"/portal/webhooks/{ours.pk}/")
     assert "not signed in" in page.text()
 
+    # Staff read on the webhook's admin page who did what.
+    page.open("/admin/login/")
+    page.find("#id_username").send_keys("ada")
+    page.find("#id_password").send_keys("a-long-password-1")
+    page.click_and_load(page.find("input[type=submit]"))
+    page.open(f"/admin/webhooks/webhook/{ours.pk}/change/")
+    actions = page.find("#webhook-actions").text
+    assert str(our_key) in actions and "partner portal" in actions and "resend" in actions
+    screenshot(browser, screenshots / "admin-webhook-actions.png")
+
 
 def test_a_read_only_link_shows_no_buttons_and_refuses_a_forged_post(
     portal_setup, live_server, browser, partner

@@ -176,6 +176,7 @@ def test_a_partner_sees_its_failing_delivery_and_the_answer_but_no_secret(
 
     home = client.get("/portal/").content.decode()
     assert "Ours" in home and "failing" in home and "Theirs" not in home
+    assert re.search(r"a delivery</a>, failing for \d+ s", home)
     page = client.get(f"/portal/webhooks/{ours.pk}/").content.decode()
     assert delivery.message_id in page and secret_fingerprint(ours.secret) in page
     assert ours.secret not in page and "whsec_" not in page
