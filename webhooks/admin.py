@@ -72,3 +72,21 @@ class WebhookAdmin(LookupPolicyAdmin):
             "<th>Action</th><th>What it did</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+@admin.register(WebhookAction)
+class WebhookActionAdmin(LookupPolicyAdmin):
+    """Every webhook's actions, for staff who look across webhooks: what a partner (by
+    key) or a staff user did, through what, when. Written by the services, never here."""
+
+    list_display = ["at", "webhook", "actor", "channel", "action", "outcome"]
+    list_filter = ["channel", "action", "at"]
+    search_fields = ["webhook__name", "actor", "action"]
+    list_select_related = ["webhook"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

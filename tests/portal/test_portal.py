@@ -407,3 +407,23 @@ def test_the_partner_guide_and_the_contract_are_rendered_with_their_screenshots(
     assert client.get("/portal/docs/operations.md").status_code == 404
     assert client.get("/portal/docs/screenshots/nope.png").status_code == 404
     assert Client().get("/portal/docs/").status_code == 401
+
+
+def test_revoking_the_key_ends_its_portal_sessions(our_key):
+    client = signed_in(our_key, can_act=True)
+    assert client.get("/portal/").status_code == 200
+    type(our_key).objects.filter(pk=our_key.pk).update(is_active=False)
+    assert client.get("/portal/").status_code == 401
+
+
+def test_staff_actions_are_recorded_beside_the_partners(ours, client):
+    ada = User.objects.create_superuser("ada", "ada@example.test", "a-long-password-1")
+    client.login(username="ada", password="a-long-password-1")
+    response = client.post(f"/admin/webhooks/webhook/{ours.pk}/operate/pause/")
+    assert response.status_code == 302
+    action = WebhookAction.objects.get(webhook=ours)
+    assert (action.channel, action.action, action.staff_user_id, action.actor) == (
+        "admin", "pause", ada.pk, "ada")
+    listing = client.get("/admin/webhooks/webhookaction/?channel=admin").content.decode()
+    assert "Paused: changes keep collecting" in listing
+    assert client.get("/admin/webhooks/webhookaction/add/").status_code == 403
