@@ -56,6 +56,7 @@ from webhooks.services import Actor, WebhookError
 
 PORTAL_SESSION = "portal"
 PAGE_SIZE = 25
+ATTEMPTS_SHOWN = 50
 STATES = tuple(Delivery.State.values)
 DOCS_DIRECTORY = Path(settings.BASE_DIR) / "docs"
 
@@ -296,6 +297,7 @@ def delivery_page(request: HttpRequest, webhook_id: int, message_id: str) -> Htt
     delivery = webhook_delivery_get(webhook_id=webhook.pk, message_id=message_id)
     if delivery is None:
         raise Http404
+    attempts = list(delivery.attempts.all())
     try:
         body = json.dumps(json.loads(delivery.payload), indent=2, ensure_ascii=False)
     except ValueError:
@@ -305,7 +307,10 @@ def delivery_page(request: HttpRequest, webhook_id: int, message_id: str) -> Htt
         "webhook": webhook,
         "delivery": delivery,
         "body": body,
-        "attempts": list(delivery.attempts.all()),
+        # A page of a size people read: the latest attempts (a delivery failing for days
+        # has hundreds); the earlier ones are counted.
+        "attempts": attempts[-ATTEMPTS_SHOWN:],
+        "earlier_attempts": max(0, len(attempts) - ATTEMPTS_SHOWN),
         "resendable": delivery.state != Delivery.State.DELIVERED,
     })
 

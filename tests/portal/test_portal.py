@@ -427,3 +427,27 @@ def test_staff_actions_are_recorded_beside_the_partners(ours, client):
     listing = client.get("/admin/webhooks/webhookaction/?channel=admin").content.decode()
     assert "Paused: changes keep collecting" in listing
     assert client.get("/admin/webhooks/webhookaction/add/").status_code == 403
+
+
+def test_the_session_cookie_a_link_sets_is_secure_httponly_and_same_site(our_key, settings):
+    settings.SESSION_COOKIE_SECURE = True  # as in production
+    _, token = portal_link_create(api_key_id=our_key.pk, can_act=False, created_by="test")
+    response = Client().get(f"/portal/sign-in/{token}", secure=True)
+    cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert int(cookie["max-age"]) == settings.PORTAL_SESSION_MAX_AGE
+
+
+def test_a_delivery_page_shows_the_latest_attempts_only(our_key, ours):
+    delivery = Delivery.objects.create(webhook=ours, message_id="msg_many", entry_count=0,
+                                       payload='{"changes":[]}', state="failing",
+                                       attempt_count=60)
+    now = timezone.now()
+    for number in range(1, 61):
+        delivery.attempts.create(number=number, started_at=now, duration=0.01,
+                                 status_code=500, error_kind="http_status",
+                                 response_body=f"answer {number:02d}")
+    client = signed_in(our_key, can_act=False)
+    page = client.get(f"/portal/webhooks/{ours.pk}/deliveries/msg_many/").content.decode()
+    assert "answer 60" in page and "answer 11" in page and "answer 10" not in page
+    assert "10 earlier ones not shown" in page
