@@ -657,9 +657,10 @@ def _partner_action_paths() -> dict:
             ("202", {"description": "Queued.", **_json(_ref("RetryQueued"))}),
             **{"404": _error("Not one of this key's webhooks, or no such delivery.",
                              "not_found", "Webhook 5 has no delivery msg_0."),
-               "409": _error("The delivery was accepted already, or is being sent right "
-                             "now.", "conflict", "Delivery msg_0 was accepted already: "
-                             "there is nothing to resend.")},
+               "409": _error("The delivery was accepted already, is being sent right "
+                             "now, or the webhook is paused (resume it).", "conflict",
+                             "Delivery msg_0 was accepted already: there is nothing to "
+                             "resend.")},
         ),
         "/webhooks/{webhook_id}/pause": action(
             "Pause your webhook",

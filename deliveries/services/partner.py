@@ -69,7 +69,8 @@ def _webhook(webhook_id: int) -> Webhook:
 def partner_delivery_resend(*, webhook_id: int, message_id: str, actor: Actor) -> str:
     """Make a failed (or not yet tried) delivery's next attempt due now: the dispatcher
     sends it at its next tick, with the same webhook-id. Raises NotResendable for an
-    accepted delivery or one being sent right now, DeliveryError when there is none."""
+    accepted delivery, one being sent right now or a paused webhook's, DeliveryError when
+    there is none."""
     now = timezone.now()
     with transaction.atomic():
         delivery = (
@@ -83,6 +84,11 @@ def partner_delivery_resend(*, webhook_id: int, message_id: str, actor: Actor) -
         if delivery.state == Delivery.State.DELIVERED:
             raise NotResendable(
                 f"Delivery {message_id} was accepted already: there is nothing to resend."
+            )
+        if not Webhook.objects.filter(pk=webhook_id, is_active=True).exists():
+            raise NotResendable(
+                "The webhook is paused: nothing is sent until you resume it, and then this "
+                "delivery goes out first."
             )
         if delivery.lease_expires_at is not None and delivery.lease_expires_at > now:
             raise NotResendable(

@@ -52,6 +52,10 @@ def test_retry_now_sends_a_failed_delivery_again_with_the_same_id(key, ours, par
     assert delivery.state == "delivered" and delivery.attempt_count == 2
     again = key.client.post(f"/webhooks/{ours.pk}/deliveries/{delivery.message_id}/retry")
     assert again.status_code == 409 and "accepted already" in again.json()["message"]
+    second = failing(ours, partner)
+    key.client.post(f"/webhooks/{ours.pk}/pause")
+    paused = key.client.post(f"/webhooks/{ours.pk}/deliveries/{second.message_id}/retry")
+    assert paused.status_code == 409 and "resume" in paused.json()["message"]
     missing = key.client.post(f"/webhooks/{ours.pk}/deliveries/msg_nope/retry")
     assert missing.status_code == 404
     action = WebhookAction.objects.get(webhook=ours, action="resend")
