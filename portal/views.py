@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.safestring import mark_safe
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apikeys.models import ApiKey
@@ -161,10 +162,17 @@ def _webhook_url(webhook_id: int) -> str:
 # --- Signing in and out ------------------------------------------------------------------
 
 
+# Exempt, so that a stray POST is not refused with a CSRF warning that logs the path (it
+# holds the token); nothing but a GET does anything here.
+@csrf_exempt
 @portal_view(signed_in=False)
 def sign_in(request: HttpRequest, token: str) -> HttpResponse:
     """Exchange the link's token for a session, then redirect: the address with the token
     leaves the address bar, and (a redirect is no page) the history."""
+    if request.method != "GET":
+        # A link checker's HEAD (or anything but a browser's GET) leaves the link unused.
+        # Not a 4xx: Django logs those with their path, and the path holds the token.
+        return HttpResponse(status=204)
     try:
         grant = portal_link_redeem(raw_token=token)
     except PortalLinkRefused as refused:

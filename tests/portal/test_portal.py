@@ -123,6 +123,8 @@ def test_signing_in_redirects_the_token_away_and_a_refused_link_says_what_to_do(
     caplog.set_level(logging.DEBUG)
     client = Client()
     _, token = portal_link_create(api_key_id=our_key.pk, can_act=False, created_by="test")
+    assert client.head(f"/portal/sign-in/{token}").status_code == 204  # a link checker
+    assert Client(enforce_csrf_checks=True).post(f"/portal/sign-in/{token}").status_code == 204
     response = client.get(f"/portal/sign-in/{token}")
     assert response.status_code == 302 and token not in response["Location"]
     assert client.get("/portal/").status_code == 200
