@@ -27,6 +27,9 @@ COPY apikeys ./apikeys
 COPY changes ./changes
 COPY webhooks ./webhooks
 COPY deliveries ./deliveries
+COPY portal ./portal
+# The partner portal renders the partner guide, the contract and their screenshots.
+COPY docs ./docs
 COPY adminpolicy ./adminpolicy
 
 # Static files are gathered (hashed and compressed) at build time, so the web server

@@ -11,7 +11,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apikeys.models import ApiKey
-from webhooks.models import Webhook
+from webhooks.models import Webhook, WebhookAction
+from webhooks.services import Actor, webhook_action_record
 
 API_KEY_PREFIX = "sk_"
 API_KEY_BYTES = 32
@@ -82,4 +83,44 @@ def api_key_check(*, raw_key: str) -> ApiKey | None:
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before)
         ).update(last_used_at=now)
         api_key.last_used_at = now
+    return api_key
+
+
+def _key_record(api_key: ApiKey, *, action: str, outcome: str) -> None:
+    """Record on each of the key's webhooks what its partner did to the key (for staff)."""
+    actor = Actor(channel=WebhookAction.Channel.API, label=str(api_key), api_key_id=api_key.pk)
+    for webhook_id in api_key.webhooks.values_list("pk", flat=True):
+        webhook_action_record(webhook_id=webhook_id, actor=actor, action=action,
+                              outcome=outcome)
+
+
+def api_key_rotate(*, api_key_id: int) -> tuple[ApiKey, str]:
+    """Replace a key with a new one of the same name and webhooks, and revoke the old one
+    in the same transaction: from the moment this returns only the new key works. Returns
+    the new key and its raw text (shown once, as api_key_create's)."""
+    with transaction.atomic():
+        old = ApiKey.objects.select_for_update().filter(pk=api_key_id, is_active=True).first()
+        if old is None:
+            raise ValidationError({"api_key": [f"API key {api_key_id} is not active"]})
+        new, raw_key = api_key_create(
+            name=old.name, webhook_ids=old.webhooks.values_list("pk", flat=True)
+        )
+        old.is_active = False
+        old.save(update_fields=["is_active"])
+        _key_record(old, action="rotate_api_key",
+                    outcome=f"Replaced its API key {old.prefix}… with {new.prefix}…; "
+                    f"{old.prefix}… no longer works.")
+    return new, raw_key
+
+
+def api_key_revoke(*, api_key_id: int) -> ApiKey:
+    """Revoke a key at once: every later request with it is refused (401)."""
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().filter(pk=api_key_id).first()
+        if api_key is None:
+            raise ValidationError({"api_key": [f"API key {api_key_id} does not exist"]})
+        api_key.is_active = False
+        api_key.save(update_fields=["is_active"])
+        _key_record(api_key, action="revoke_api_key",
+                    outcome=f"Revoked its API key {api_key.prefix}…: it no longer works.")
     return api_key

@@ -36,8 +36,15 @@ from deliveries.services import (
 )
 from deliveries.templatetags.delivery_format import duration
 from webhooks.admin import WebhookAdmin
-from webhooks.models import Webhook
-from webhooks.services import WebhookError, webhook_pause, webhook_resume, webhook_secret_rotate
+from webhooks.models import Webhook, WebhookAction
+from webhooks.services import (
+    Actor,
+    WebhookError,
+    webhook_action_record,
+    webhook_pause,
+    webhook_resume,
+    webhook_secret_rotate,
+)
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -274,6 +281,8 @@ class WebhookOperationsAdmin(WebhookAdmin):
                 refused.append(f"{webhook}: {error}")
                 continue
             self.log_change(request, webhook, f"{OPERATIONS[operation][0]}: {outcome}")
+            webhook_action_record(webhook_id=webhook.pk, actor=_staff(request),
+                                  action=operation.replace("-", "_"), outcome=outcome)
             done.setdefault(outcome, []).append(webhook)
         for outcome, webhooks_done in done.items():
             self.message_user(request, f"{_webhooks_text(webhooks_done)}: {outcome}",
@@ -294,6 +303,8 @@ class WebhookOperationsAdmin(WebhookAdmin):
         for webhook in webhooks:
             rotated.append(webhook_secret_rotate(webhook_id=webhook.pk))
             self.log_change(request, webhook, "Rotated the signing secret.")
+            webhook_action_record(webhook_id=webhook.pk, actor=_staff(request),
+                                  action="rotate_secret", outcome="Rotated the signing secret.")
         return self._page(
             request,
             "admin/webhooks/webhook/secret_rotated.html",
@@ -430,6 +441,12 @@ class WebhookOperationsAdmin(WebhookAdmin):
                 "operations": OPERATIONS,
             },
         )
+
+
+def _staff(request) -> Actor:
+    """The staff user behind an admin request, as webhook actions record them."""
+    return Actor(channel=WebhookAction.Channel.ADMIN, label=request.user.get_username(),
+                 staff_user_id=request.user.pk)
 
 
 def _webhooks_text(webhooks: list[Webhook]) -> str:

@@ -43,11 +43,23 @@ from deliveries.selectors import (
 from deliveries.services import (
     DeliveryError,
     ResyncTooSoon,
-    delivery_test_send,
     webhook_replay,
-    webhook_resync,
 )
-from webhooks.models import Webhook
+from deliveries.services.partner import (
+    NotResendable,
+    UrlChangeRefused,
+    UrlNotAllowed,
+    partner_delivery_resend,
+    partner_pause,
+    partner_resume,
+    partner_resync,
+    partner_secret_rotate,
+    partner_test_send,
+    partner_url_change,
+)
+from webhooks.models import Webhook, WebhookAction
+from webhooks.secrets import secret_fingerprint
+from webhooks.services import Actor
 
 STATES = tuple(Delivery.State.values)
 # Message ids are ASCII letters, digits and "_" (deliveries.services.message_id_generate):
@@ -136,6 +148,12 @@ def attempt_data(attempt: DeliveryAttempt) -> dict:
 # --- Views -------------------------------------------------------------------------------
 
 
+def key_actor(request: HttpRequest) -> Actor:
+    """The request's key, as webhook actions record it for staff."""
+    return Actor(channel=WebhookAction.Channel.API, label=str(request.api_key),
+                 api_key_id=request.api_key.pk)
+
+
 def _own_webhook(request: HttpRequest, webhook_id: int) -> Webhook:
     webhook = api_key_webhooks(api_key=request.api_key).filter(pk=webhook_id).first()
     if webhook is None:
@@ -147,12 +165,32 @@ def _own_webhook(request: HttpRequest, webhook_id: int) -> Webhook:
 def webhook_list(request: HttpRequest) -> JsonResponse:
     """The key's webhooks with their state and backlog (an empty list for a key that
     belongs to no webhook)."""
+    page = positive_int_parameter(request, "page", 1)
+    page_size = page_size_parameter(request)
+    webhooks = api_key_webhooks(api_key=request.api_key)
+    count = webhooks.count()
+    last_page = max(1, -(-count // page_size))
+    if page > last_page:
+        raise not_found(f"Page {page} does not exist: there are {last_page} at page_size "
+                        f"{page_size}.")
     now = timezone.now()
     results = []
-    for webhook in api_key_webhooks(api_key=request.api_key):
+    for webhook in webhooks[(page - 1) * page_size : page * page_size]:
         for health in webhooks_health(now=now, webhook_id=webhook.pk):
             results.append(webhook_data(health, now))
-    return JsonResponse({"results": results})
+
+    def page_url(number: int) -> str:
+        size = None if page_size == PAGE_SIZE_DEFAULT else page_size
+        return link(f"{settings.API_BASE_URL}/webhooks", page=number, page_size=size)
+
+    # A page like every other list's (count, next, previous), though a key rarely has more
+    # webhooks than fit on one.
+    return page_answer(
+        count=count,
+        next_url=page_url(page + 1) if page < last_page else None,
+        previous_url=page_url(page - 1) if page > 1 else None,
+        results=results,
+    )
 
 
 @api_view
@@ -218,10 +256,7 @@ def webhook_resync_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
     """Queue the whole catalogue for the webhook; at most once per WEBHOOK_RESYNC_INTERVAL."""
     webhook = _own_webhook(request, webhook_id)
     try:
-        count = webhook_resync(
-            webhook_id=webhook.pk,
-            min_interval=timedelta(seconds=settings.WEBHOOK_RESYNC_INTERVAL),
-        )
+        count = partner_resync(webhook_id=webhook.pk, actor=key_actor(request))
     except ResyncTooSoon as error:
         raise ApiError(
             429, "too_many_requests", str(error), headers={"Retry-After": str(error.retry_after)}
@@ -244,7 +279,7 @@ def webhook_test_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
     """Queue a test event (`{"changes": []}`, signed) for the webhook, as the admin does."""
     webhook = _own_webhook(request, webhook_id)
     try:
-        delivery = delivery_test_send(webhook_id=webhook.pk)
+        delivery = partner_test_send(webhook_id=webhook.pk, actor=key_actor(request))
     except DeliveryError as error:
         raise ApiError(409, "conflict", f"{error}.") from None
     return JsonResponse(
@@ -411,3 +446,77 @@ def webhook_replay_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
         },
         status=202,
     )
+# --- Partner actions: what the portal's acting links do, for the partner's code ----------
+# Each goes through deliveries.services.partner, which records it for staff.
+
+
+def _action_answer(webhook: Webhook, message: str, status: int = 200, **extra) -> JsonResponse:
+    return JsonResponse({"webhook": webhook.pk, **extra, "message": message}, status=status)
+
+
+@api_view(methods=("POST",))
+def delivery_retry_view(request: HttpRequest, webhook_id: int, message_id: str) -> JsonResponse:
+    """Send a failed delivery again now instead of at its backoff time."""
+    webhook = _own_webhook(request, webhook_id)
+    try:
+        message = partner_delivery_resend(
+            webhook_id=webhook.pk, message_id=message_id, actor=key_actor(request)
+        )
+    except NotResendable as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    except DeliveryError:
+        raise not_found(f"Webhook {webhook_id} has no delivery {message_id}.") from None
+    return _action_answer(webhook, message, status=202, message_id=message_id)
+
+
+@api_view(methods=("POST",))
+def webhook_pause_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    webhook = _own_webhook(request, webhook_id)
+    message = partner_pause(webhook_id=webhook.pk, actor=key_actor(request))
+    return _action_answer(webhook, message, state="paused")
+
+
+@api_view(methods=("POST",))
+def webhook_resume_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    webhook = _own_webhook(request, webhook_id)
+    message = partner_resume(webhook_id=webhook.pk, actor=key_actor(request))
+    return _action_answer(webhook, message, state="healthy" if not webhook.failing_since
+                          else "failing")
+
+
+@api_view(methods=("POST",))
+def webhook_secret_rotate_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    """A new signing secret, in this answer only; the previous one keeps signing for the
+    overlap the contract states."""
+    webhook = _own_webhook(request, webhook_id)
+    rotated = partner_secret_rotate(webhook_id=webhook.pk, actor=key_actor(request))
+    response = _action_answer(
+        webhook, rotated.message,
+        secret=rotated.secret,
+        fingerprint=secret_fingerprint(rotated.secret),
+        previous_secret_expires_at=_time(rotated.webhook.previous_secret_expires_at),
+    )
+    # The one answer that carries a secret: no cache on the way may keep it.
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
+@api_view(methods=("POST",))
+def webhook_url_change_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    """`{"url": "https://…"}`: the new URL gets a signed test event now; only a 2xx answer
+    makes it the webhook's URL."""
+    webhook = _own_webhook(request, webhook_id)
+    try:
+        data = json.loads(request.body or b"null")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        raise bad_request('The body must be JSON with the new URL: {"url": "https://…"}.')
+    try:
+        message = partner_url_change(webhook_id=webhook.pk, url=data["url"],
+                                     actor=key_actor(request))
+    except UrlNotAllowed as error:
+        raise bad_request(f"url: {error}") from None
+    except UrlChangeRefused as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    return _action_answer(webhook, message, url=data["url"].strip())

@@ -388,14 +388,19 @@ class DeliveriesPage:
 
 
 def webhook_deliveries_page(
-    *, webhook_id: int, state: str | None, page: int, page_size: int
+    *, webhook_id: int, state: str | None, page: int, page_size: int,
+    created_from: datetime | None = None, created_before: datetime | None = None,
 ) -> DeliveriesPage:
     """One page of a webhook's deliveries (retained ones), newest first, optionally in one
-    state; without their payloads. Two queries over the (webhook, -created_at) index: the
-    count and the page."""
+    state and made in [created_from, created_before); without their payloads. Two queries
+    over the (webhook, -created_at) index: the count and the page."""
     deliveries = Delivery.objects.filter(webhook_id=webhook_id)
     if state is not None:
         deliveries = deliveries.filter(state=state)
+    if created_from is not None:
+        deliveries = deliveries.filter(created_at__gte=created_from)
+    if created_before is not None:
+        deliveries = deliveries.filter(created_at__lt=created_before)
     count = deliveries.count()
     offset = (page - 1) * page_size
     rows = list(

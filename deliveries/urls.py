@@ -19,4 +19,14 @@ urlpatterns = [
          name="partner-webhook-changes"),
     path("webhooks/<int:webhook_id>/replay", api.webhook_replay_view,
          name="partner-webhook-replay"),
+    # What a partner's people do in the portal, for the partner's code.
+    path("webhooks/<int:webhook_id>/deliveries/<str:message_id>/retry",
+         api.delivery_retry_view, name="partner-delivery-retry"),
+    path("webhooks/<int:webhook_id>/pause", api.webhook_pause_view, name="partner-webhook-pause"),
+    path("webhooks/<int:webhook_id>/resume", api.webhook_resume_view,
+         name="partner-webhook-resume"),
+    path("webhooks/<int:webhook_id>/rotate-secret", api.webhook_secret_rotate_view,
+         name="partner-webhook-rotate-secret"),
+    path("webhooks/<int:webhook_id>/url", api.webhook_url_change_view,
+         name="partner-webhook-url"),
 ]

@@ -2,9 +2,10 @@
 
 Django answers some errors before any view of ours runs, as HTML: a path that matches no
 route (404, the technical page when DEBUG is on), a CSRF failure (403), a server error
-(500), a bad request (400). For every path but the admin's, this turns such an answer
-into the API's JSON error, keeping its status and headers (Allow, Retry-After, ...).
-Answers that are JSON already, and every answer of the admin, pass unchanged.
+(500), a bad request (400). For every path but the admin's and the partner portal's (the
+two sites for people, with their own pages), this turns such an answer into the API's
+JSON error, keeping its status and headers (Allow, Retry-After, ...). Answers that are
+JSON already, and every answer of the admin and the portal, pass unchanged.
 """
 
 from collections.abc import Callable
@@ -21,7 +22,7 @@ _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Location")
 class JsonErrorsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
-        self.admin_prefix: str | None = None
+        self.html_prefixes: tuple[str, ...] | None = None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
@@ -34,9 +35,9 @@ class JsonErrorsMiddleware:
         return response.get("Content-Type", "").startswith("application/json")
 
     def _is_admin(self, request: HttpRequest) -> bool:
-        if self.admin_prefix is None:
-            self.admin_prefix = reverse("admin:index")
-        return request.path_info.startswith(self.admin_prefix)
+        if self.html_prefixes is None:
+            self.html_prefixes = (reverse("admin:index"), reverse("portal:home"))
+        return request.path_info.startswith(self.html_prefixes)
 
     def _as_json(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         status = response.status_code

@@ -115,6 +115,7 @@ def _schemas(base: str) -> dict:
         "TrainingList": _list_page("Training", "trainings"),
         **_partner_schemas(base, timestamp),
         **_mirror_schemas(timestamp),
+        **_partner_action_schemas(timestamp),
         "Error": {
             "type": "object",
             "additionalProperties": False,
@@ -274,10 +275,15 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
         "WebhookList": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["results"],
-            "properties": {"results": {"type": "array", "items": _ref("Webhook"),
-                                       "description": "by name; empty for a key that "
-                                       "belongs to no webhook"}},
+            "required": ["count", "next", "previous", "results"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "next": {"type": ["string", "null"], "format": "uri"},
+                "previous": {"type": ["string", "null"], "format": "uri"},
+                "results": {"type": "array", "items": _ref("Webhook"),
+                            "description": "by name; empty for a key that belongs to no "
+                            "webhook"},
+            },
         },
         "Delivery": {
             "type": "object",
@@ -440,6 +446,7 @@ def _paths() -> dict:
         paths[f"{route}.json"] = item
     paths.update(_partner_paths())
     paths.update(_mirror_paths())
+    paths.update(_partner_action_paths())
     return paths
 
 
@@ -495,9 +502,21 @@ def _partner_paths() -> dict:
             "Your webhooks",
             "The webhooks this key belongs to, with their state and backlog; an empty list "
             "for a key that belongs to none. No signing secret is ever shown.",
-            [],
-            {"description": "The key's webhooks.", **_json(_ref("WebhookList"))},
-            **{"404": None},
+            [
+                {"name": "page", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                {"name": "page_size", "in": "query", "required": False,
+                 "description": f"larger values are capped at {PAGE_SIZE_MAX}",
+                 "schema": {"type": "integer", "minimum": 1, "default": PAGE_SIZE_DEFAULT}},
+            ],
+            {"description": "One page of the key's webhooks.", **_json(_ref("WebhookList"))},
+            **{
+                "400": _error("`page` or `page_size` is not a whole number of 1 or more.",
+                              "bad_request", "page must be a whole number, 1 or more, "
+                              "got 'x'."),
+                "404": _error("A page past the last.", "not_found",
+                              "Page 3 does not exist: there are 1 at page_size 100."),
+            },
         ),
         "/webhooks/{webhook_id}": _get(
             "One of your webhooks", "Its state and backlog." + partner, [webhook_id],
@@ -566,10 +585,11 @@ def _partner_paths() -> dict:
             ("202", {"description": "Queued.", **_json(_ref("TestEventQueued"))}),
             **{
                 "404": not_yours,
-                "409": _error("The webhook is paused, or a batch waits to be accepted (a "
-                              "test event never overtakes it).", "conflict",
-                              "Partner has a batch waiting to be accepted; a test event can "
-                              "go once it was (use retry now)."),
+                "409": _error("The webhook is paused (resume it first), or a batch waits to "
+                              "be accepted (a test event never overtakes it: retry that "
+                              "delivery now).", "conflict",
+                              "Partner has a batch waiting to be accepted (msg_0): resend it "
+                              "now and, once it was accepted, send the test event."),
             },
         ),
     }
@@ -786,6 +806,178 @@ def _mirror_paths() -> dict:
                 "404": not_yours,
                 "429": too_soon,
             },
+        ),
+    }
+
+
+# --- Partner actions: what the portal's acting links do, for a partner's code -------------
+
+
+def _partner_action_schemas(timestamp: dict) -> dict:
+    def done(**properties) -> dict:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", *properties, "message"],
+            "properties": {"webhook": {"type": "integer"}, **properties,
+                           "message": {"type": "string", "description": "what was done"}},
+        }
+
+    return {
+        "RetryQueued": done(message_id={"type": "string"}),
+        "WebhookPaused": done(state={"type": "string", "enum": ["paused"]}),
+        "WebhookResumed": done(state={"type": "string", "enum": ["healthy", "failing"]}),
+        "SecretRotated": done(
+            secret={"type": "string", "pattern": "^whsec_",
+                    "description": "the new signing secret: shown in this answer only"},
+            fingerprint={"type": "string", "pattern": "^sha256:[0-9a-f]{12}$",
+                         "description": "what the portal shows of it from now on"},
+            previous_secret_expires_at={**timestamp, "description": "until when the "
+                                        "previous secret keeps signing too"},
+        ),
+        "UrlChanged": done(url={"type": "string", "format": "uri"}),
+        "UrlChange": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "format": "uri"}},
+        },
+        "PortalLinkCreated": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "can_act", "expires_at", "message"],
+            "properties": {
+                "url": {"type": "string", "format": "uri",
+                        "description": "open it in a browser; it works once"},
+                "can_act": {"type": "boolean"},
+                "expires_at": timestamp,
+                "message": {"type": "string"},
+            },
+        },
+        "ApiKeyRotated": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["key", "prefix", "created_at", "message"],
+            "properties": {
+                "key": {"type": "string", "pattern": "^sk_",
+                        "description": "the new key: shown in this answer only"},
+                "prefix": {"type": "string"},
+                "created_at": timestamp,
+                "message": {"type": "string"},
+            },
+        },
+        "ApiKeyRevoked": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["prefix", "message"],
+            "properties": {"prefix": {"type": "string"}, "message": {"type": "string"}},
+        },
+    }
+
+
+def _partner_action_paths() -> dict:
+    webhook_id = _id_parameter("webhook_id", "webhook")
+    not_yours = _error(
+        "The webhook does not exist, or is not one of this key's webhooks: another "
+        "partner's webhook answers exactly like a missing one.",
+        "not_found", "Webhook 5 does not exist.",
+    )
+    recorded = (" Staff see who did it and when on the webhook's admin page. Needs a key "
+                "that belongs to the webhook.")
+
+    def action(summary: str, description: str, parameters: list[dict],
+               success: tuple[str, dict], **errors) -> dict:
+        operation = _operation("post", summary, description + recorded, parameters, success,
+                               **{"404": not_yours, **errors})
+        return operation
+
+    key_operation = {"404": None}
+    return {
+        "/webhooks/{webhook_id}/deliveries/{message_id}/retry": action(
+            "Retry a failed delivery now",
+            "Its next attempt goes out at the dispatcher's next tick instead of at its "
+            "backoff time, with the same `webhook-id`.",
+            [webhook_id, {"name": "message_id", "in": "path", "required": True,
+                          "schema": {"type": "string"}}],
+            ("202", {"description": "Queued.", **_json(_ref("RetryQueued"))}),
+            **{"404": _error("Not one of this key's webhooks, or no such delivery.",
+                             "not_found", "Webhook 5 has no delivery msg_0."),
+               "409": _error("The delivery was accepted already, is being sent right "
+                             "now, or the webhook is paused (resume it).", "conflict",
+                             "Delivery msg_0 was accepted already: there is nothing to "
+                             "resend.")},
+        ),
+        "/webhooks/{webhook_id}/pause": action(
+            "Pause your webhook",
+            "Nothing is sent while paused; changes keep collecting (coalesced) and go out "
+            "when you resume.",
+            [webhook_id],
+            ("200", {"description": "Paused.", **_json(_ref("WebhookPaused"))}),
+        ),
+        "/webhooks/{webhook_id}/resume": action(
+            "Resume your webhook", "What collected while paused goes out, oldest first.",
+            [webhook_id],
+            ("200", {"description": "Resumed.", **_json(_ref("WebhookResumed"))}),
+        ),
+        "/webhooks/{webhook_id}/rotate-secret": action(
+            "Rotate your signing secret",
+            "A new secret, in this answer only (never shown again: the portal shows its "
+            "fingerprint). The previous secret keeps signing next to it for 24 hours, so "
+            "that your receiver can switch without rejecting a request.",
+            [webhook_id],
+            ("200", {"description": "Rotated.", **_json(_ref("SecretRotated"))}),
+        ),
+        "/webhooks/{webhook_id}/url": {
+            "post": {
+                **action(
+                    "Change your webhook's URL (test first)",
+                    "The new URL receives a signed test event (`{\"changes\": []}`) at "
+                    "once; only a 2xx answer makes it the webhook's URL. Until then "
+                    "everything goes to the old one. The address guard applies.",
+                    [webhook_id],
+                    ("200", {"description": "Changed.", **_json(_ref("UrlChanged"))}),
+                    **{"400": _error("No `url` in a JSON body, or a URL that is malformed "
+                                     "or points into a private network.", "bad_request",
+                                     "url: Webhooks may only point at public addresses."),
+                       "409": _error("The new URL did not accept the test event: nothing "
+                                     "changed.", "conflict", "The new URL did not accept the "
+                                     "test event (HTTP 500), so the URL was not changed: "
+                                     "deliveries still go to the old one.")},
+                )["post"],
+                "requestBody": {"required": True, **_json(_ref("UrlChange"))},
+            }
+        },
+        "/portal-links": _operation(
+            "post", "A sign-in link to the partner portal",
+            "A link for the people of your webhooks' partner: it opens the portal (your "
+            "webhooks, deliveries, attempts and your answers) once, within 30 minutes "
+            "(PORTAL_LINK_LIFETIME). Body (optional): `{\"can_act\": true}` for a link that "
+            "may also resend, pause, resume, rotate the secret and change the URL; "
+            "read-only by default.",
+            [],
+            ("201", {"description": "The link, shown only now.",
+                     **_json(_ref("PortalLinkCreated"))}),
+            **{**key_operation,
+               "400": _error("The body is not a JSON object, or `can_act` is not a boolean.",
+                             "bad_request", "can_act must be true or false, got \"yes\"."),
+               "409": _error("The key belongs to no webhook (its portal would be empty).",
+                             "conflict", "Partner (sk_AbCdE…) belongs to no webhook.")},
+        ),
+        "/api-key/rotate": _operation(
+            "post", "Replace your API key",
+            "A new key with the same webhooks, in this answer only; the key that made the "
+            "request stops working at once." + recorded.replace(" Needs a key that "
+                                                                "belongs to the webhook.", ""),
+            [],
+            ("201", {"description": "The new key.", **_json(_ref("ApiKeyRotated"))}),
+            **key_operation,
+        ),
+        "/api-key/revoke": _operation(
+            "post", "Revoke your API key",
+            "The key that made the request stops working at once (401 from then on)."
+            + recorded.replace(" Needs a key that belongs to the webhook.", ""),
+            [],
+            ("200", {"description": "Revoked.", **_json(_ref("ApiKeyRevoked"))}),
+            **key_operation,
         ),
     }
 

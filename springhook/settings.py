@@ -94,6 +94,12 @@ SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUC
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
 SESSION_COOKIE_SECURE = PRODUCTION
+# Django's defaults, said here because the partner portal relies on them: scripts never read
+# the session cookie, and other sites' pages never send it along with a form they POST.
+# Lax, not Strict: a sign-in link opened from a mail must carry the new session through
+# its redirect.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = PRODUCTION
 # Origins (scheme://host[:port], comma-separated) allowed to POST to the admin besides the
 # site's own, e.g. when the proxy serves it under another name.
@@ -158,6 +164,8 @@ INSTALLED_APPS = [
     "changes",
     "webhooks",
     "deliveries",
+    # The partner portal (/portal/), above the apps whose services it calls.
+    "portal",
     # last: its management commands (demo data, demo admin) wire the apps together
     "springhook",
 ]
@@ -316,3 +324,10 @@ WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)
 # the worst (one record as large as the feed), so the default needs at most ~350 MiB
 # (docs/operations.md, "Imports and memory"). 64 MiB is ~170,000 trainings per institute.
 IMPORT_MAX_FEED_BYTES = env_int("IMPORT_MAX_FEED_BYTES", 64 * 1024 * 1024, minimum=1)
+
+# --- Partner portal ----------------------------------------------------------------------
+# Seconds a portal sign-in link works (once) after it was made.
+PORTAL_LINK_LIFETIME = env_int("PORTAL_LINK_LIFETIME", 1800, minimum=1)
+# Seconds a portal session lasts at most from its sign-in (a working day by default);
+# signing out ends it sooner.
+PORTAL_SESSION_MAX_AGE = env_int("PORTAL_SESSION_MAX_AGE", 8 * 3600, minimum=60)

@@ -1,6 +1,7 @@
 """Imports flow down: an app imports only the apps below it and the shared packages under
 all of them, never the project package `springhook`, which wires the apps together.
 
+    portal      → deliveries, changes, webhooks, apikeys
     catalog     → changes, apikeys
     deliveries  → changes, webhooks, apikeys
     changes     → webhooks
@@ -27,6 +28,8 @@ SHARED = {"core", "adminpolicy"}
 # The project's apps and the apps each may import, besides itself and SHARED. A new app
 # goes here, with the apps below it that it may import.
 APPS = {
+    # The partner portal: pages over the services of the apps below it.
+    "portal": {"deliveries", "changes", "webhooks", "apikeys"},
     "catalog": {"changes", "apikeys"},
     "deliveries": {"changes", "webhooks", "apikeys"},
     "changes": {"webhooks"},

@@ -171,3 +171,11 @@ def test_development_defaults_need_no_environment():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False", "False"]
+
+
+def test_production_session_cookies_are_secure_httponly_and_same_site():
+    # The partner portal's session rides on them (docs/partners.md, "The partner portal").
+    production = production_environment()
+    assert settings_value("SESSION_COOKIE_SECURE", **production) == "True"
+    assert settings_value("SESSION_COOKIE_HTTPONLY", **production) == "True"
+    assert settings_value("SESSION_COOKIE_SAMESITE", **production) == "Lax"

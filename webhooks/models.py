@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 from webhooks.secrets import secret_generate
@@ -43,8 +44,8 @@ class Webhook(models.Model):
     # When staff were told about the current failing run; null while nobody was told.
     failure_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # When the whole catalogue was last queued for this webhook (a resync): a partner may
-    # ask for one at most once per WEBHOOK_RESYNC_INTERVAL.
+    # When the partner last had the whole catalogue queued for this webhook (a resync): it
+    # may ask for one at most once per WEBHOOK_RESYNC_INTERVAL. Staff's resyncs leave it.
     last_resync_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -70,3 +71,40 @@ class Webhook(models.Model):
         if not self.paused_by:
             return self.paused_reason
         return f"{self.paused_reason.removesuffix('.')} ({self.paused_by})."
+
+class WebhookAction(models.Model):
+    """What someone did to a webhook, for staff: who (a staff user or a partner's API key),
+    through what (the admin, the partner portal, the partner API), what, and when.
+
+    The key is kept as its id and its label (name and prefix) at the time, so that the
+    record still says who it was after the key is renamed, revoked or deleted (this app
+    knows no API keys: they live above it).
+    """
+
+    class Channel(models.TextChoices):
+        ADMIN = "admin", "admin"
+        PORTAL = "portal", "partner portal"
+        API = "api", "partner API"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="actions")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    # What was asked for, as a stable code: "retry", "pause", "rotate_secret", "change_url"…
+    action = models.CharField(max_length=32)
+    # What it did, in the words the actor was told.
+    outcome = models.TextField()
+    staff_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    actor = models.CharField(
+        max_length=255, help_text="Who, in words: the staff user or the partner key's label."
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["webhook", "-at"], name="webhook_action_history")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} via {self.channel}: {self.action}"

@@ -1,13 +1,14 @@
 """Writes to webhooks that operators and the dispatcher trigger: pause, resume, rotate."""
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from core.logfmt import logfmt
-from webhooks.models import Webhook
+from webhooks.models import Webhook, WebhookAction
 from webhooks.secrets import secret_generate
 
 logger = logging.getLogger("springhook.webhooks")
@@ -88,3 +89,26 @@ def webhook_secret_rotate(*, webhook_id: int, overlap: timedelta = SECRET_OVERLA
         )
     )
     return webhook
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for an action, as staff will read it: a staff user in the admin, or a
+    partner's API key through the portal or the API."""
+
+    channel: str  # WebhookAction.Channel
+    label: str
+    staff_user_id: int | None = None
+    api_key_id: int | None = None
+
+
+def webhook_action_record(*, webhook_id: int, actor: Actor, action: str,
+                          outcome: str) -> WebhookAction:
+    """Record for staff that `actor` did `action` to the webhook, and what it did (the words
+    the actor was told). Called after the action succeeded, by whatever ran it; the record
+    never holds a secret."""
+    return WebhookAction.objects.create(
+        webhook_id=webhook_id, channel=actor.channel, action=action, outcome=outcome[:2000],
+        actor=actor.label[:255], staff_user_id=actor.staff_user_id,
+        api_key_id=actor.api_key_id,
+    )

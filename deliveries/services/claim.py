@@ -146,7 +146,9 @@ def deliveries_claim(
                 delivery_id=delivery.pk,
                 webhook_id=delivery.webhook_id,
                 number=delivery.attempt_count,
-                started_at=now,
+                # A delivery opened here got its created_at (auto_now_add) a moment after
+                # `now`: its first attempt starts then, never before it existed.
+                started_at=max(now, delivery.created_at),
                 error_kind=ErrorKind.IN_PROGRESS,
             )
             for delivery in claimed

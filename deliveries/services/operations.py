@@ -115,7 +115,8 @@ def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) ->
     and no other webhook receives anything. A paused webhook collects them for later.
     With `min_interval` (a partner's request) a resync within that time of the last one
     is refused with ResyncTooSoon, which says how many seconds to wait; staff are not
-    limited. Returns the number of institutes queued.
+    limited, and their resyncs do not count toward it. Returns the number of institutes
+    queued.
     """
     with transaction.atomic():
         webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
@@ -123,8 +124,11 @@ def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) ->
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()
         _resync_interval_check(webhook, now, min_interval)
-        webhook.last_resync_at = now
-        webhook.save(update_fields=["last_resync_at"])
+        if min_interval is not None:
+            # Only a partner's resyncs start its window: staff's (the onboarding one above
+            # all) never make the partner's first request wait.
+            webhook.last_resync_at = now
+            webhook.save(update_fields=["last_resync_at"])
         count = catalogue_record(webhook_id=webhook.pk)
     logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
     return count

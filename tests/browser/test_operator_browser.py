@@ -7,9 +7,7 @@ otherwise to the test's temporary directory.
 """
 
 import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,11 +16,9 @@ from django.utils import timezone
 from catalog.models import Institute, Training
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import dispatch_tick, webhook_deliver
+from tests.support.browser import CHROMEDRIVER, CHROMIUM, screenshot
 from tests.support.partner import status
 from webhooks.models import Webhook
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,40 +28,6 @@ pytestmark = [
         reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
     ),
 ]
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--disable-dev-shm-usage", "--window-size=1400,1000",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    directory = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def screenshot(driver, path: Path) -> None:
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(height, 600), 2400))
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1400, 1000)
-    assert path.stat().st_size > 10_000
 
 
 def deliver(webhook: Webhook) -> None:

@@ -106,7 +106,7 @@ def test_a_key_without_webhooks_sees_an_empty_list(ours):
     _, raw_key = api_key_create(name="Catalogue reader")
     response = Client(headers={"X-API-Key": raw_key}).get("/webhooks")
     assert response.status_code == 200
-    assert response.json() == {"results": []}
+    assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
     assert Client(headers={"X-API-Key": raw_key}).get(f"/webhooks/{ours[0].pk}").status_code \
         == 404
 

@@ -128,6 +128,14 @@ def test_a_minimum_interval_refuses_a_resync_too_soon_and_says_how_long_to_wait(
     assert webhook_resync(webhook_id=webhooks[0].pk, min_interval=timedelta(minutes=10)) == 3
 
 
+def test_staff_resyncs_do_not_count_toward_the_partners_interval(webhooks, catalogue):
+    # Staff's onboarding resync (Start with the whole catalogue), then the partner's first.
+    webhook_resync(webhook_id=webhooks[0].pk)
+    assert webhook_resync(webhook_id=webhooks[0].pk, min_interval=timedelta(minutes=10)) == 3
+    with pytest.raises(ResyncTooSoon):
+        webhook_resync(webhook_id=webhooks[0].pk, min_interval=timedelta(minutes=10))
+
+
 # --- The command --------------------------------------------------------------------------
 
 

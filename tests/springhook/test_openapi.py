@@ -139,7 +139,7 @@ def test_real_api_answers_match_the_response_schemas(document, api, institute, s
     check(document, response_schema(document, "/trainings/{training_id}", 405), refused.json())
     # The documented routes are the served ones: nothing documented is missing.
     for route, item in document["paths"].items():
-        if route.startswith("/webhooks"):
+        if route.startswith(("/webhooks", "/portal-links", "/api-key/")):
             continue  # served to a partner's key: test_real_partner_answers_match...
         url = route.replace("{training_id}", str(first.pk)).replace(
             "{institute_id}", str(institute.pk)
@@ -197,7 +197,7 @@ def test_real_partner_answers_match_the_response_schemas(
     assert {route for route in document["paths"] if route.startswith("/webhooks")} == {
         "/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries",
         "/webhooks/{webhook_id}/deliveries/{message_id}", "/webhooks/{webhook_id}/resync",
-        "/webhooks/{webhook_id}/test", *MIRROR_ROUTES,
+        "/webhooks/{webhook_id}/test", *MIRROR_ROUTES, *PARTNER_ACTION_ROUTES,
     }
 
 
@@ -257,6 +257,58 @@ def test_real_digest_feed_and_replay_answers_match_the_schemas(
         assert response.status_code == code
         check(document, response_schema(document, "/webhooks/{webhook_id}/replay", code,
                                         "post"), response.json())
+
+
+PARTNER_ACTION_ROUTES = {
+    "/webhooks/{webhook_id}/deliveries/{message_id}/retry", "/webhooks/{webhook_id}/pause",
+    "/webhooks/{webhook_id}/resume", "/webhooks/{webhook_id}/rotate-secret",
+    "/webhooks/{webhook_id}/url",
+}
+
+
+def test_real_partner_action_answers_match_the_response_schemas(
+    document, db, fast_delivery, partner, institute, settings
+):
+    settings.API_BASE_URL = "https://api.example.test"
+    ours = Webhook.objects.create(name="Ours", url=partner.url_for("/ours"))
+    theirs = Webhook.objects.create(name="Theirs", url=partner.url_for("/theirs"))
+    _, key = api_key_create(name="Partner", webhook_ids=[ours.pk])
+    client = Client(headers={"X-API-Key": key})
+    partner.then(answer(500))
+    record("update", "training", 7, institute.pk)
+    deliver(ours)
+    message = Delivery.objects.get(webhook=ours).message_id
+    hook = f"/webhooks/{ours.pk}"
+    retry = "/webhooks/{webhook_id}/deliveries/{message_id}/retry"
+    answers = [
+        (retry, f"{hook}/deliveries/{message}/retry", None, 202),
+        (retry, f"{hook}/deliveries/msg_x/retry", None, 404),
+        ("/webhooks/{webhook_id}/pause", f"{hook}/pause", None, 200),
+        ("/webhooks/{webhook_id}/pause", f"/webhooks/{theirs.pk}/pause", None, 404),
+        ("/webhooks/{webhook_id}/resume", f"{hook}/resume", None, 200),
+        ("/webhooks/{webhook_id}/rotate-secret", f"{hook}/rotate-secret", None, 200),
+        ("/webhooks/{webhook_id}/url", f"{hook}/url", {"url": "x"}, 400),
+        ("/webhooks/{webhook_id}/url", f"{hook}/url", {"url": partner.url_for("/n")}, 409),
+        ("/webhooks/{webhook_id}/url", f"{hook}/url", {"url": partner.url_for("/n")}, 200),
+        ("/portal-links", "/portal-links", {"can_act": True}, 201),
+        ("/portal-links", "/portal-links", {"can_act": 1}, 400),
+    ]
+    partner.then(answer(500))  # for the first URL change; the second is accepted
+    for route, url, body, code in answers:
+        response = client.post(url, body, content_type="application/json")
+        assert response.status_code == code, (url, response.content)
+        check(document, response_schema(document, route, code, "post"), response.json())
+        refused = client.get(url)
+        assert refused.status_code == 405
+        check(document, response_schema(document, route, 405, "post"), refused.json())
+    response = client.post("/api-key/rotate")
+    check(document, response_schema(document, "/api-key/rotate", 201, "post"), response.json())
+    client = Client(headers={"X-API-Key": response.json()["key"]})
+    response = client.post("/api-key/revoke")
+    check(document, response_schema(document, "/api-key/revoke", 200, "post"), response.json())
+    unauthorized = client.post("/api-key/revoke")
+    check(document, response_schema(document, "/api-key/revoke", 401, "post"),
+          unauthorized.json())
 
 
 def test_a_real_delivery_matches_the_webhook_description(
