@@ -426,7 +426,7 @@ def test_staff_actions_are_recorded_beside_the_partners(ours, client):
     action = WebhookAction.objects.get(webhook=ours)
     assert (action.channel, action.action, action.staff_user_id, action.actor) == (
         "admin", "pause", ada.pk, "ada")
-    listing = client.get("/admin/webhooks/webhookaction/?channel=admin").content.decode()
+    listing = client.get("/admin/webhooks/webhookaction/?channel__exact=admin").content.decode()
     assert "Paused: changes keep collecting" in listing
     assert client.get("/admin/webhooks/webhookaction/add/").status_code == 403
 
