@@ -518,14 +518,15 @@ def _partner_paths() -> dict:
             "Queues an `import` of every institute for this webhook alone. They go out "
             "through the same ordered channel, after what already waits and coalesced with "
             "it, so that applying them the usual way rebuilds the mirror. At most once per "
-            f"webhook per WEBHOOK_RESYNC_INTERVAL (here {settings.WEBHOOK_RESYNC_INTERVAL:g} "
-            "s)." + partner,
+            f"webhook and once per API key per WEBHOOK_RESYNC_INTERVAL (here "
+            f"{settings.WEBHOOK_RESYNC_INTERVAL:g} s)." + partner,
             [webhook_id],
             ("202", {"description": "Queued.", **_json(_ref("ResyncQueued"))}),
             **{
                 "404": not_yours,
                 "429": {
-                    **_error("Asked too soon after the last resync of this webhook.",
+                    **_error("Asked too soon after the last resync of this webhook, or the "
+                             "last one this key asked for (whichever webhook).",
                              "too_many_requests", "The whole catalogue was queued for "
                              "Partner at 2026-11-29 19:49:52 UTC; ask again in 412 s."),
                     "headers": {"Retry-After": {"schema": {"type": "string"},
@@ -536,7 +537,10 @@ def _partner_paths() -> dict:
         "/webhooks/{webhook_id}/test": _operation(
             "post", "Send me a test event",
             "Queues a signed `{\"changes\": []}` batch, as an operator's \"send test event\" "
-            "does; it goes out at the dispatcher's next tick." + partner,
+            "does; it goes out at the dispatcher's next tick, to the URL the webhook has now: "
+            "if staff change the URL before it was accepted, it is dropped. At most once per "
+            f"webhook and once per API key per WEBHOOK_TEST_INTERVAL (here "
+            f"{settings.WEBHOOK_TEST_INTERVAL:g} s)." + partner,
             [webhook_id],
             ("202", {"description": "Queued.", **_json(_ref("TestEventQueued"))}),
             **{
@@ -545,6 +549,14 @@ def _partner_paths() -> dict:
                               "test event never overtakes it).", "conflict",
                               "Partner has a batch waiting to be accepted; a test event can "
                               "go once it was (use retry now)."),
+                "429": {
+                    **_error("Asked too soon after the last test event of this webhook, or "
+                             "the last one this key asked for (whichever webhook).",
+                             "too_many_requests", "A test event was queued for Partner at "
+                             "2026-11-29 19:49:52 UTC; ask again in 42 s."),
+                    "headers": {"Retry-After": {"schema": {"type": "string"},
+                                                "description": "seconds to wait"}},
+                },
             },
         ),
     }

@@ -46,6 +46,9 @@ class Webhook(models.Model):
     # When the whole catalogue was last queued for this webhook (a resync): a partner may
     # ask for one at most once per WEBHOOK_RESYNC_INTERVAL.
     last_resync_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the partner last asked for a test event for this webhook: at most one per
+    # WEBHOOK_TEST_INTERVAL. Staff's test events leave it.
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

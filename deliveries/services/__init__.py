@@ -42,7 +42,10 @@ from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_no
 from deliveries.services.operations import (
     DeliveryError,
     ResyncTooSoon,
+    TestTooSoon,
+    TooSoon,
     delivery_test_send,
+    delivery_tests_drop,
     webhook_resync,
     webhook_retry_now,
 )
@@ -64,6 +67,8 @@ __all__ = [
     "Claim",
     "DeliveryError",
     "ResyncTooSoon",
+    "TestTooSoon",
+    "TooSoon",
     "action_merge",
     "batch_take",
     "batches_take",
@@ -77,6 +82,7 @@ __all__ = [
     "delivery_record",
     "delivery_send",
     "delivery_test_send",
+    "delivery_tests_drop",
     "dispatch_collect",
     "dispatch_tick",
     "dispatcher_heartbeat_record",
