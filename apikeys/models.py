@@ -33,6 +33,11 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Updated at most once a minute (see api_key_check), so it is accurate to the minute.
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the key last had the whole catalogue queued, or a test event, for any of its
+    # webhooks: a key asks for one of each per WEBHOOK_RESYNC_INTERVAL and
+    # WEBHOOK_TEST_INTERVAL however many webhooks it has (deliveries.services.operations).
+    last_resync_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "API key"

@@ -31,6 +31,7 @@ from deliveries.selectors import (
 from deliveries.services import (
     DeliveryError,
     delivery_test_send,
+    delivery_tests_drop,
     webhook_resync,
     webhook_retry_now,
 )
@@ -212,6 +213,17 @@ class WebhookOperationsAdmin(WebhookAdmin):
                 f"Queued the whole catalogue for {obj}: {_institutes(count)}.",
                 messages.SUCCESS,
             )
+        if change and "url" in form.changed_data:
+            # A test event asked for the old URL never goes to the new one, nor is an
+            # answer from the new one shown as the old one's.
+            dropped = delivery_tests_drop(webhook_id=obj.pk, reason="the URL changed")
+            if dropped:
+                self.message_user(
+                    request,
+                    f"The test event {', '.join(dropped)} waiting for the old URL was dropped: "
+                    "send a new one to test the new URL.",
+                    messages.WARNING,
+                )
 
     def has_operate_permission(self, request) -> bool:
         return request.user.has_perm("webhooks.operate_webhook")

@@ -42,7 +42,7 @@ from deliveries.selectors import (
 )
 from deliveries.services import (
     DeliveryError,
-    ResyncTooSoon,
+    TooSoon,
     webhook_replay,
 )
 from deliveries.services.partner import (
@@ -251,16 +251,21 @@ def delivery_detail(request: HttpRequest, webhook_id: int, message_id: str) -> J
     )
 
 
+def _too_many_requests(error: TooSoon) -> ApiError:
+    return ApiError(
+        429, "too_many_requests", str(error), headers={"Retry-After": str(error.retry_after)}
+    )
+
+
 @api_view(methods=("POST",))
 def webhook_resync_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
-    """Queue the whole catalogue for the webhook; at most once per WEBHOOK_RESYNC_INTERVAL."""
+    """Queue the whole catalogue for the webhook; at most once per WEBHOOK_RESYNC_INTERVAL
+    per webhook and per key."""
     webhook = _own_webhook(request, webhook_id)
     try:
         count = partner_resync(webhook_id=webhook.pk, actor=key_actor(request))
-    except ResyncTooSoon as error:
-        raise ApiError(
-            429, "too_many_requests", str(error), headers={"Retry-After": str(error.retry_after)}
-        ) from None
+    except TooSoon as error:
+        raise _too_many_requests(error) from None
     except DeliveryError as error:
         raise not_found(f"Webhook {webhook_id} does not exist.") from error
     return JsonResponse(
@@ -276,10 +281,13 @@ def webhook_resync_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
 
 @api_view(methods=("POST",))
 def webhook_test_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
-    """Queue a test event (`{"changes": []}`, signed) for the webhook, as the admin does."""
+    """Queue a test event (`{"changes": []}`, signed) for the webhook, as the admin does; at
+    most once per WEBHOOK_TEST_INTERVAL per webhook and per key."""
     webhook = _own_webhook(request, webhook_id)
     try:
         delivery = partner_test_send(webhook_id=webhook.pk, actor=key_actor(request))
+    except TooSoon as error:
+        raise _too_many_requests(error) from None
     except DeliveryError as error:
         raise ApiError(409, "conflict", f"{error}.") from None
     return JsonResponse(
@@ -428,11 +436,10 @@ def webhook_replay_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
         batches, entries = webhook_replay(
             webhook_id=webhook.pk, since=since,
             min_interval=timedelta(seconds=settings.WEBHOOK_RESYNC_INTERVAL),
+            api_key_id=request.api_key.pk,
         )
-    except ResyncTooSoon as error:
-        raise ApiError(
-            429, "too_many_requests", str(error), headers={"Retry-After": str(error.retry_after)}
-        ) from None
+    except TooSoon as error:
+        raise _too_many_requests(error) from None
     except DeliveryError as error:
         raise not_found(f"Webhook {webhook_id} does not exist.") from error
     return JsonResponse(
@@ -519,4 +526,6 @@ def webhook_url_change_view(request: HttpRequest, webhook_id: int) -> JsonRespon
         raise bad_request(f"url: {error}") from None
     except UrlChangeRefused as error:
         raise ApiError(409, "conflict", str(error)) from None
+    except TooSoon as error:
+        raise _too_many_requests(error) from None
     return _action_answer(webhook, message, url=data["url"].strip())

@@ -40,7 +40,7 @@ from deliveries.selectors import (
     webhook_last_accepted,
     webhooks_health,
 )
-from deliveries.services import DeliveryError, ResyncTooSoon
+from deliveries.services import DeliveryError, TooSoon
 from deliveries.services.partner import (
     partner_delivery_resend,
     partner_pause,
@@ -405,7 +405,7 @@ def act(request: HttpRequest, webhook_id: int, action: str) -> HttpResponse:
             )
         else:
             raise Http404
-    except ResyncTooSoon as error:
+    except TooSoon as error:
         return _done(request, webhook.pk, str(error), ok=False)
     except (DeliveryError, WebhookError) as error:
         text = str(error)

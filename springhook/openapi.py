@@ -562,14 +562,16 @@ def _partner_paths() -> dict:
             "Queues an `import` of every institute for this webhook alone. They go out "
             "through the same ordered channel, after what already waits and coalesced with "
             "it, so that applying them the usual way rebuilds the mirror. At most once per "
-            f"webhook per WEBHOOK_RESYNC_INTERVAL (here {settings.WEBHOOK_RESYNC_INTERVAL:g} "
-            "s)." + partner,
+            f"webhook and once per API key per WEBHOOK_RESYNC_INTERVAL (here "
+            f"{settings.WEBHOOK_RESYNC_INTERVAL:g} s)." + partner,
             [webhook_id],
             ("202", {"description": "Queued.", **_json(_ref("ResyncQueued"))}),
             **{
                 "404": not_yours,
                 "429": {
-                    **_error("Asked too soon after the last resync of this webhook.",
+                    **_error("Asked too soon after the last resync or replay of this "
+                             "webhook, or the last one this key asked for (whichever "
+                             "webhook).",
                              "too_many_requests", "A resync or replay was queued for "
                              "Partner at 2026-11-29 19:49:52 UTC; ask again in 412 s."),
                     "headers": {"Retry-After": {"schema": {"type": "string"},
@@ -580,7 +582,10 @@ def _partner_paths() -> dict:
         "/webhooks/{webhook_id}/test": _operation(
             "post", "Send me a test event",
             "Queues a signed `{\"changes\": []}` batch, as an operator's \"send test event\" "
-            "does; it goes out at the dispatcher's next tick." + partner,
+            "does; it goes out at the dispatcher's next tick, to the URL the webhook has now: "
+            "if staff change the URL before it was accepted, it is dropped. At most once per "
+            f"webhook and once per API key per WEBHOOK_TEST_INTERVAL (here "
+            f"{settings.WEBHOOK_TEST_INTERVAL:g} s)." + partner,
             [webhook_id],
             ("202", {"description": "Queued.", **_json(_ref("TestEventQueued"))}),
             **{
@@ -590,6 +595,14 @@ def _partner_paths() -> dict:
                               "delivery now).", "conflict",
                               "Partner has a batch waiting to be accepted (msg_0): resend it "
                               "now and, once it was accepted, send the test event."),
+                "429": {
+                    **_error("Asked too soon after the last test event of this webhook, or "
+                             "the last one this key asked for (whichever webhook).",
+                             "too_many_requests", "A test event was queued for Partner at "
+                             "2026-11-29 19:49:52 UTC; ask again in 42 s."),
+                    "headers": {"Retry-After": {"schema": {"type": "string"},
+                                                "description": "seconds to wait"}},
+                },
             },
         ),
     }
@@ -941,7 +954,16 @@ def _partner_action_paths() -> dict:
                        "409": _error("The new URL did not accept the test event: nothing "
                                      "changed.", "conflict", "The new URL did not accept the "
                                      "test event (HTTP 500), so the URL was not changed: "
-                                     "deliveries still go to the old one.")},
+                                     "deliveries still go to the old one."),
+                       "429": {
+                           **_error("The new URL's test POST counts as a test event: asked "
+                                    "within WEBHOOK_TEST_INTERVAL of the webhook's or the "
+                                    "key's last one.", "too_many_requests",
+                                    "A test event was queued for Partner at 2026-11-29 "
+                                    "19:49:52 UTC; ask again in 42 s."),
+                           "headers": {"Retry-After": {"schema": {"type": "string"},
+                                                       "description": "seconds to wait"}},
+                       }},
                 )["post"],
                 "requestBody": {"required": True, **_json(_ref("UrlChange"))},
             }

@@ -315,8 +315,12 @@ WEBHOOK_SENDS_IN_FLIGHT = env_int("WEBHOOK_SENDS_IN_FLIGHT", 200, minimum=1)
 # by the embedded dispatcher and by Celery beat alike.
 WEBHOOK_PRUNE_SECONDS = env_float("WEBHOOK_PRUNE_SECONDS", 60, minimum=1)
 # A partner may ask for the whole catalogue (POST /webhooks/<id>/resync) once per this many
-# seconds per webhook; sooner is answered 429 with Retry-After. Staff are not limited.
+# seconds per webhook, and once per this many seconds per API key whichever of its webhooks;
+# sooner is answered 429 with Retry-After. Staff are not limited.
 WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)
+# The same for test events (POST /webhooks/<id>/test): once per this many seconds per
+# webhook and per API key. Each is a delivery kept WEBHOOK_RETENTION_DAYS.
+WEBHOOK_TEST_INTERVAL = env_float("WEBHOOK_TEST_INTERVAL", 60, minimum=0)
 
 # --- Imports -----------------------------------------------------------------------------
 # The largest feed import_trainings accepts (bytes). The import streams the feed: its memory

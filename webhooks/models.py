@@ -47,6 +47,9 @@ class Webhook(models.Model):
     # When the partner last had the whole catalogue queued for this webhook (a resync): it
     # may ask for one at most once per WEBHOOK_RESYNC_INTERVAL. Staff's resyncs leave it.
     last_resync_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the partner last asked for a test event for this webhook: at most one per
+    # WEBHOOK_TEST_INTERVAL. Staff's test events leave it.
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

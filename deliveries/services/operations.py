@@ -1,5 +1,12 @@
 """What operators and partners ask for: retry a webhook now, send a test event, send the
-whole catalogue (a resync), send again what was sent since a time (a replay)."""
+whole catalogue (a resync), send again what was sent since a time (a replay); and what
+happens to a waiting test event when its webhook's URL changes.
+
+A partner's resyncs, replays and test events cost us (the whole catalogue; a delivery kept
+for 30 days), so each is limited: once per interval per webhook, and once per interval per
+API key whichever of its webhooks it names, so that a key with many webhooks gets no more.
+Staff are not limited, and what they ask for starts no partner's interval.
+"""
 
 import logging
 import math
@@ -8,6 +15,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from apikeys.models import ApiKey
 from changes.kinds import OBJECT_KINDS
 from changes.services import ChangeEntry, catalogue_record, changes_record
 from core.logfmt import logfmt
@@ -24,12 +32,49 @@ class DeliveryError(Exception):
     """An operator asked for something the delivery's state does not allow."""
 
 
-class ResyncTooSoon(DeliveryError):
-    """A resync was asked for sooner than the minimum interval after the last one."""
+class TooSoon(DeliveryError):
+    """A partner asked for a resync or a test event sooner than its interval allows;
+    `retry_after` is how many seconds to wait."""
 
     def __init__(self, message: str, *, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ResyncTooSoon(TooSoon):
+    """A resync was asked for sooner than the minimum interval after the last one."""
+
+
+class TestTooSoon(TooSoon):
+    """A test event was asked for sooner than the minimum interval after the last one."""
+
+
+def _partner_limit_take(
+    *, webhook: Webhook, api_key_id: int | None, field: str, min_interval: timedelta,
+    now: datetime, what: str, too_soon: type[TooSoon],
+) -> None:
+    """Refuse with `too_soon` if the webhook, or the API key asking, had `what` within
+    `min_interval`; otherwise note now in `field` (`last_resync_at`, `last_test_at`) on
+    both. Inside the caller's transaction, with the webhook row locked; the key row is
+    locked after it (the order every caller takes)."""
+    holders: list[tuple[Webhook | ApiKey, str]] = [(webhook, str(webhook))]
+    if api_key_id is not None:
+        api_key = ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key_id).first()
+        if api_key is not None:
+            holders.append((api_key, "this API key (for any of its webhooks)"))
+    waits = []
+    for holder, whose in holders:
+        last = getattr(holder, field)
+        if last is not None and last + min_interval > now:
+            wait = max(1, math.ceil((last + min_interval - now).total_seconds()))
+            waits.append((wait, f"{what} was queued for {whose} at {last:%Y-%m-%d %H:%M:%S} UTC"))
+    if waits:
+        wait, reason = max(waits, key=lambda waiting: waiting[0])  # the webhook's on a tie
+        raise too_soon(f"{reason[0].upper()}{reason[1:]}; ask again in {wait} s.",
+                       retry_after=wait)
+    for holder, _ in holders:
+        setattr(holder, field, now)
+        holder.save(update_fields=[field])
 
 
 def webhook_retry_now(*, webhook_id: int) -> bool:
@@ -59,13 +104,19 @@ def webhook_retry_now(*, webhook_id: int) -> bool:
         return True
 
 
-def delivery_test_send(*, webhook_id: int) -> Delivery:
+def delivery_test_send(
+    *, webhook_id: int, min_interval: timedelta | None = None, api_key_id: int | None = None
+) -> Delivery:
     """Queue a test event for the webhook: a signed `{"changes": []}` batch, due now.
 
     It is a Delivery like any other (signed, retried, recorded, `is_test` set), so it
     keeps the order rules: it is refused while the webhook has an open batch (a later batch
     never overtakes an earlier one) or is paused (nothing is sent while paused). The
-    dispatcher sends it at its next tick.
+    dispatcher sends it at its next tick. With `min_interval` (a partner's request) a test
+    within that time of the webhook's last one, or of the last one `api_key_id` asked for,
+    is refused with TestTooSoon; staff are not limited, and their tests do not count. A
+    test event still waiting when the webhook's URL changes is dropped
+    (delivery_tests_drop): it never goes to an address it was not asked for.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -81,6 +132,12 @@ def delivery_test_send(*, webhook_id: int) -> Delivery:
                 f"{webhook} has a batch waiting to be accepted; a test event can go once "
                 "it was (use retry now)"
             )
+        if min_interval is not None:
+            _partner_limit_take(
+                webhook=webhook, api_key_id=api_key_id, field="last_test_at",
+                min_interval=min_interval, now=now, what="a test event",
+                too_soon=TestTooSoon,
+            )
         delivery = Delivery.objects.create(
             webhook=webhook,
             message_id=message_id_generate(),
@@ -93,27 +150,53 @@ def delivery_test_send(*, webhook_id: int) -> Delivery:
     return delivery
 
 
-def _resync_interval_check(webhook: Webhook, now, min_interval: timedelta | None) -> None:
-    """ResyncTooSoon when the webhook's last resync or replay is within `min_interval`."""
-    if min_interval is None or webhook.last_resync_at is None:
-        return
-    allowed_at = webhook.last_resync_at + min_interval
-    if allowed_at > now:
-        wait = max(1, math.ceil((allowed_at - now).total_seconds()))
-        raise ResyncTooSoon(
-            f"A resync or replay was queued for {webhook} at "
-            f"{webhook.last_resync_at:%Y-%m-%d %H:%M:%S} UTC; ask again in {wait} s.",
-            retry_after=wait,
+def test_interval_take(*, webhook_id: int, api_key_id: int | None,
+                       min_interval: timedelta) -> None:
+    """Count a partner's test POST that is not a delivery (the one that proves a new URL
+    before the webhook moves to it) against the test events' limit, per webhook and per
+    key: TestTooSoon within `min_interval` of the last one."""
+    with transaction.atomic():
+        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
+        if webhook is None:
+            raise DeliveryError(f"webhook {webhook_id} does not exist")
+        _partner_limit_take(
+            webhook=webhook, api_key_id=api_key_id, field="last_test_at",
+            min_interval=min_interval, now=timezone.now(), what="a test event",
+            too_soon=TestTooSoon,
         )
 
 
-def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) -> int:
+def delivery_tests_drop(*, webhook_id: int, reason: str) -> list[str]:
+    """Drop the webhook's test events that wait to be accepted (pending or failing, also
+    one in flight, whose answer is then not recorded): called when the webhook's URL
+    changes, so that a test goes to the URL it was asked for or nowhere, and its answer
+    is never one from another address. Logs each with `reason`; returns their message
+    ids."""
+    with transaction.atomic():
+        Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
+        waiting = list(
+            Delivery.objects.open()
+            .filter(webhook_id=webhook_id, is_test=True)
+            .select_for_update(no_key=True)
+            .values_list("pk", "message_id")
+        )
+        Delivery.objects.filter(pk__in=[pk for pk, _ in waiting]).delete()
+    for _, message_id in waiting:
+        logger.info(logfmt("test_event_dropped", webhook=webhook_id, delivery=message_id,
+                           reason=reason))
+    return [message_id for _, message_id in waiting]
+
+
+def webhook_resync(
+    *, webhook_id: int, min_interval: timedelta | None = None, api_key_id: int | None = None
+) -> int:
     """Queue the whole catalogue for this webhook alone: an `import` of every institute.
 
     The entries travel the normal path (changes.services.catalogue_record): they coalesce
     with what already waits for the webhook, go out after what was recorded before them,
     and no other webhook receives anything. A paused webhook collects them for later.
-    With `min_interval` (a partner's request) a resync within that time of the last one
+    With `min_interval` (a partner's request) a resync within that time of the webhook's
+    last resync or replay, or of the last one `api_key_id` asked for (whichever webhook),
     is refused with ResyncTooSoon, which says how many seconds to wait; staff are not
     limited, and their resyncs do not count toward it. Returns the number of institutes
     queued.
@@ -123,19 +206,20 @@ def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) ->
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()
-        _resync_interval_check(webhook, now, min_interval)
         if min_interval is not None:
-            # Only a partner's resyncs start its window: staff's (the onboarding one above
-            # all) never make the partner's first request wait.
-            webhook.last_resync_at = now
-            webhook.save(update_fields=["last_resync_at"])
+            _partner_limit_take(
+                webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
+                min_interval=min_interval, now=now, what="a resync or replay",
+                too_soon=ResyncTooSoon,
+            )
         count = catalogue_record(webhook_id=webhook.pk)
     logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
     return count
 
 
 def webhook_replay(
-    *, webhook_id: int, since: datetime, min_interval: timedelta | None = None
+    *, webhook_id: int, since: datetime, min_interval: timedelta | None = None,
+    api_key_id: int | None = None,
 ) -> tuple[int, int]:
     """Queue again, for this webhook alone, every entry of its batches made since `since`.
 
@@ -143,8 +227,8 @@ def webhook_replay(
     they were sent, so the collector coalesces them with each other and with what waits
     for the webhook, and they go out through its ordered channel after what was recorded
     before. The batches are read from what retention kept. A resync and a replay share
-    one rate limit (`min_interval`, a partner's request; staff are not limited). Returns
-    (batches read, entries queued).
+    one rate limit (`min_interval` and `api_key_id`, a partner's request; staff are not
+    limited). Returns (batches read, entries queued).
     """
     batches = entries_queued = 0
 
@@ -164,9 +248,12 @@ def webhook_replay(
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()
-        _resync_interval_check(webhook, now, min_interval)
-        webhook.last_resync_at = now
-        webhook.save(update_fields=["last_resync_at"])
+        if min_interval is not None:
+            _partner_limit_take(
+                webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
+                min_interval=min_interval, now=now, what="a resync or replay",
+                too_soon=ResyncTooSoon,
+            )
         changes_record(entries=entries(), webhook_id=webhook.pk)
     logger.info(logfmt("webhook_replay_queued", webhook=webhook_id, batches=batches,
                        entries=entries_queued, since=since.isoformat()))

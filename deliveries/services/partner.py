@@ -23,6 +23,8 @@ from deliveries.services.claim import message_id_generate, webhook_signing_secre
 from deliveries.services.operations import (
     DeliveryError,
     delivery_test_send,
+    delivery_tests_drop,
+    test_interval_take,
     webhook_resync,
 )
 from deliveries.services.send import USER_AGENT
@@ -106,7 +108,8 @@ def partner_delivery_resend(*, webhook_id: int, message_id: str, actor: Actor) -
 
 def partner_test_send(*, webhook_id: int, actor: Actor) -> Delivery:
     """Queue a test event (deliveries.services.delivery_test_send), refused in the
-    partner's words while the webhook is paused or has a batch waiting."""
+    partner's words while the webhook is paused or has a batch waiting, and at most once
+    per WEBHOOK_TEST_INTERVAL per webhook and per key (raises TestTooSoon sooner)."""
     webhook = _webhook(webhook_id)
     if not webhook.is_active:
         raise DeliveryError(f"{webhook} is paused: resume it first, then send a test event.")
@@ -116,7 +119,11 @@ def partner_test_send(*, webhook_id: int, actor: Actor) -> Delivery:
             f"{webhook} has a batch waiting to be accepted ({waiting.message_id}): resend "
             "it now and, once it was accepted, send the test event."
         )
-    delivery = delivery_test_send(webhook_id=webhook_id)
+    delivery = delivery_test_send(
+        webhook_id=webhook_id,
+        min_interval=timedelta(seconds=settings.WEBHOOK_TEST_INTERVAL),
+        api_key_id=actor.api_key_id,
+    )
     webhook_action_record(
         webhook_id=webhook_id, actor=actor, action="test",
         outcome=f"Test event {delivery.message_id} queued: it goes out within a few seconds.",
@@ -125,11 +132,12 @@ def partner_test_send(*, webhook_id: int, actor: Actor) -> Delivery:
 
 
 def partner_resync(*, webhook_id: int, actor: Actor) -> int:
-    """Queue the whole catalogue, at most once per WEBHOOK_RESYNC_INTERVAL (raises
-    ResyncTooSoon sooner). Returns the number of institutes queued."""
+    """Queue the whole catalogue, at most once per WEBHOOK_RESYNC_INTERVAL per webhook and
+    per key (raises ResyncTooSoon sooner). Returns the number of institutes queued."""
     count = webhook_resync(
         webhook_id=webhook_id,
         min_interval=timedelta(seconds=settings.WEBHOOK_RESYNC_INTERVAL),
+        api_key_id=actor.api_key_id,
     )
     webhook_action_record(
         webhook_id=webhook_id, actor=actor, action="resync",
@@ -188,6 +196,11 @@ def partner_url_change(*, webhook_id: int, url: str, actor: Actor) -> str:
         raise UrlNotAllowed(" ".join(error.messages)) from None
     if url == webhook.url:
         raise UrlChangeRefused("That is the webhook's URL already.")
+    # The test POST goes to an address the partner names: limited like test events.
+    test_interval_take(
+        webhook_id=webhook_id, api_key_id=actor.api_key_id,
+        min_interval=timedelta(seconds=settings.WEBHOOK_TEST_INTERVAL),
+    )
     message_id = message_id_generate()
     body = payload_render([]).encode("utf-8")
     timestamp = int(time.time())
@@ -220,6 +233,8 @@ def partner_url_change(*, webhook_id: int, url: str, actor: Actor) -> str:
         )
     if not updated:
         raise DeliveryError(f"webhook {webhook_id} does not exist")
+    # A test event asked for the old URL never goes to the new one.
+    delivery_tests_drop(webhook_id=webhook_id, reason="the URL changed")
     message = (
         f"Changed the URL: the new one accepted a test event (HTTP {result.status_code}, "
         f"{round(result.duration * 1000)} ms), and every delivery from now on goes there."

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from apikeys.models import ApiKey
 from apikeys.services import api_key_create
 from catalog.models import Institute
 from changes.models import Change
@@ -279,12 +280,21 @@ def test_a_resync_is_accepted_then_limited_with_retry_after(key_client, ours, se
     assert again.json()["error"] == "too_many_requests"
     assert 595 <= int(again["Retry-After"]) <= 600
     assert not Change.objects.exists()
-    # The limit is per webhook.
-    assert key_client.post(f"/webhooks/{ours[1].pk}/resync").status_code == 202
+    # The limit is per key too: another of its webhooks gets no resync of its own...
+    other = key_client.post(f"/webhooks/{ours[1].pk}/resync")
+    assert other.status_code == 429
+    assert "queued for this API key" in other.json()["message"]
+    # ... while another key of that webhook does.
+    _, second_key = api_key_create(name="Our second key", webhook_ids=[ours[1].pk])
+    second = Client(headers={"X-API-Key": second_key})
+    assert second.post(f"/webhooks/{ours[1].pk}/resync").status_code == 202
+    assert not Change.objects.filter(webhook_id=ours[0].pk).exists()
 
-    Webhook.objects.filter(pk=ours[0].pk).update(
-        last_resync_at=timezone.now() - timedelta(seconds=601)
-    )
+    # Once the interval has passed for the webhook and the key, it is accepted again.
+    past = timezone.now() - timedelta(seconds=601)
+    Webhook.objects.filter(pk=ours[0].pk).update(last_resync_at=past)
+    assert key_client.post(f"/webhooks/{ours[0].pk}/resync").status_code == 429
+    ApiKey.objects.update(last_resync_at=past)
     assert key_client.post(f"/webhooks/{ours[0].pk}/resync").status_code == 202
     assert len(institutes) == 2
 
@@ -332,3 +342,102 @@ def test_a_test_event_waits_for_an_open_batch_409(key_client, ours, partner):
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
     assert "has a batch waiting to be accepted" in response.json()["message"]
+
+
+def test_test_events_are_limited_per_webhook_and_per_key_with_retry_after(
+    key_client, ours, partner, settings
+):
+    settings.WEBHOOK_TEST_INTERVAL = 60
+    assert key_client.post(f"/webhooks/{ours[0].pk}/test").status_code == 202
+    deliver(ours[0])  # accepted: no batch waits any more
+
+    again = key_client.post(f"/webhooks/{ours[0].pk}/test")
+    assert again.status_code == 429
+    assert again.json()["error"] == "too_many_requests"
+    assert again.json()["message"].startswith(f"A test event was queued for {ours[0].name} at")
+    assert 55 <= int(again["Retry-After"]) <= 60
+    # The key's other webhook: limited by the key.
+    other = key_client.post(f"/webhooks/{ours[1].pk}/test")
+    assert other.status_code == 429 and "this API key" in other.json()["message"]
+    # Another key of that webhook is not.
+    _, second_key = api_key_create(name="Our second key", webhook_ids=[ours[1].pk])
+    assert Client(headers={"X-API-Key": second_key}).post(
+        f"/webhooks/{ours[1].pk}/test").status_code == 202
+    assert Delivery.objects.filter(is_test=True).count() == 2
+    # Staff are not limited, and their tests do not count.
+    from deliveries.services import delivery_test_send
+
+    before = Webhook.objects.get(pk=ours[0].pk).last_test_at
+    delivery_test_send(webhook_id=ours[0].pk)
+    assert Webhook.objects.get(pk=ours[0].pk).last_test_at == before
+
+    deliver(ours[0])
+    past = timezone.now() - timedelta(seconds=61)
+    Webhook.objects.update(last_test_at=past)
+    ApiKey.objects.update(last_test_at=past)
+    assert key_client.post(f"/webhooks/{ours[0].pk}/test").status_code == 202
+
+
+def test_a_refused_test_event_does_not_count(key_client, ours, partner, settings):
+    settings.WEBHOOK_TEST_INTERVAL = 60
+    webhook_pause(webhook_id=ours[0].pk)
+    assert key_client.post(f"/webhooks/{ours[0].pk}/test").status_code == 409
+    assert key_client.post(f"/webhooks/{ours[1].pk}/test").status_code == 202
+
+
+def test_the_test_interval_is_a_setting(key_client, ours, partner, settings):
+    settings.WEBHOOK_TEST_INTERVAL = 0
+    for _ in range(2):
+        assert key_client.post(f"/webhooks/{ours[0].pk}/test").status_code == 202
+        deliver(ours[0])
+    assert len(partner.wait_for(2)) == 2
+
+
+def test_a_test_event_waiting_when_staff_change_the_url_is_dropped(
+    key_client, ours, partner, admin_client, caplog, settings
+):
+    settings.WEBHOOK_TEST_INTERVAL = 0
+    webhook = ours[0]
+    partner.then(status(500))  # the old URL fails the test: it waits to be retried
+    message_id = key_client.post(f"/webhooks/{webhook.pk}/test").json()["message_id"]
+    deliver(webhook)
+    assert len(partner.wait_for(1)) == 1
+
+    new_url = partner.url_for("/new")
+    response = admin_client.post(
+        f"/admin/webhooks/webhook/{webhook.pk}/change/",
+        {"name": webhook.name, "url": new_url, "description": "", "is_active": "on",
+         "bundle_delay": ""},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert f"The test event {message_id} waiting for the old URL was dropped" in (
+        response.content.decode()
+    )
+    assert Webhook.objects.get(pk=webhook.pk).url == new_url
+    # Gone for the key that asked: no answer from the new URL is ever shown as the old one's.
+    assert key_client.get(f"/webhooks/{webhook.pk}/deliveries/{message_id}").status_code == 404
+    assert not Delivery.objects.filter(message_id=message_id).exists()
+    assert f"event=test_event_dropped webhook={webhook.pk} delivery={message_id}" in caplog.text
+    make_retry_due(webhook)
+    deliver(webhook)
+    assert [received.path for received in partner.received] == ["/a"]
+    # A new test goes to the new URL.
+    assert key_client.post(f"/webhooks/{webhook.pk}/test").status_code == 202
+    deliver(webhook)
+    assert partner.wait_for(2)[1].path == "/new"
+
+
+def test_a_url_change_leaves_other_batches_alone(ours, partner, admin_client):
+    webhook = ours[0]
+    partner.then(status(500))
+    record("update", "training", 7, 1)
+    deliver(webhook)
+    waiting = Delivery.objects.get(webhook=webhook)
+    admin_client.post(
+        f"/admin/webhooks/webhook/{webhook.pk}/change/",
+        {"name": webhook.name, "url": partner.url_for("/new"), "description": "",
+         "is_active": "on", "bundle_delay": ""},
+    )
+    assert Delivery.objects.get(webhook=webhook).pk == waiting.pk

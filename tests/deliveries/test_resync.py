@@ -268,3 +268,41 @@ def test_resync_all_webhooks_without_webhooks_says_there_is_nothing_to_do(db):
     output = StringIO()
     call_command("resync_all_webhooks", stdout=output)
     assert output.getvalue() == "No webhooks: nothing to resync.\n"
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["resync", "test"])
+def test_one_key_asking_for_two_webhooks_at_once_gets_one(fast_delivery, action):
+    """The key's row lock makes the per-key limit hold between concurrent requests."""
+    import threading
+
+    from django.db import connections
+
+    from apikeys.services import api_key_create
+    from deliveries.services import TooSoon, delivery_test_send
+
+    webhooks = [
+        Webhook.objects.create(name=f"Partner {n}", url=f"https://partner{n}.example/hook")
+        for n in range(2)
+    ]
+    api_key, _ = api_key_create(name="Partner", webhook_ids=[w.pk for w in webhooks])
+    ask = {"resync": webhook_resync, "test": delivery_test_send}[action]
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def asks(webhook: Webhook) -> None:
+        try:
+            start.wait()
+            ask(webhook_id=webhook.pk, min_interval=timedelta(seconds=600),
+                api_key_id=api_key.pk)
+            outcomes.append("accepted")
+        except TooSoon:
+            outcomes.append("too soon")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=asks, args=(webhook,)) for webhook in webhooks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(outcomes) == ["accepted", "too soon"]

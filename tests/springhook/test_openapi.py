@@ -193,6 +193,13 @@ def test_real_partner_answers_match_the_response_schemas(
     assert response.status_code == 202
     check(document, response_schema(document, "/webhooks/{webhook_id}/test", 202, "post"),
           response.json())
+    deliver(ours)
+    too_soon = client.post(f"{hook}/test")
+    assert too_soon.status_code == 429, too_soon.content
+    check(document, response_schema(document, "/webhooks/{webhook_id}/test", 429, "post"),
+          too_soon.json())
+    assert "Retry-After" in too_soon and "Retry-After" in document["paths"][
+        "/webhooks/{webhook_id}/test"]["post"]["responses"]["429"]["headers"]
     # Every documented partner route is served.
     assert {route for route in document["paths"] if route.startswith("/webhooks")} == {
         "/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries",
