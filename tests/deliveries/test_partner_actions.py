@@ -112,6 +112,12 @@ def test_a_url_change_needs_the_new_url_to_accept_a_test(key, ours, partner, set
     assert response.status_code == 409 and "HTTP 503" in response.json()["message"]
     ours.refresh_from_db()
     assert ours.url == old_url
+    # The refused test was a POST to the address the partner named: it counts as a test.
+    response = key.client.post(f"/webhooks/{ours.pk}/url", {"url": partner.url_for("/new")},
+                               content_type="application/json")
+    assert response.status_code == 429 and response.headers["Retry-After"]
+    assert len(partner.received) == 1
+    settings.WEBHOOK_TEST_INTERVAL = 0
     response = key.client.post(f"/webhooks/{ours.pk}/url", "not json",
                                content_type="application/json")
     assert response.status_code == 400 and "url" in response.json()["message"]

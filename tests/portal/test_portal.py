@@ -313,7 +313,7 @@ def test_rotating_the_secret_shows_it_once_and_then_only_its_fingerprint(our_key
 
 
 def test_a_url_change_takes_effect_only_once_the_new_url_accepted_a_test(
-    our_key, ours, partner
+    our_key, ours, partner, settings
 ):
     client = signed_in(our_key, can_act=True)
     page = f"/portal/webhooks/{ours.pk}/"
@@ -326,6 +326,12 @@ def test_a_url_change_takes_effect_only_once_the_new_url_accepted_a_test(
     test = partner.received[-1]
     assert test.path == "/new" and test.json == {"changes": []}
     assert test.headers["webhook-signature"].startswith("v1,")
+
+    # That test POST counts as a test event: asking again at once is refused, unsent.
+    csrf_post(client, page, page + "change-url", url=partner.url_for("/new"))
+    assert "ask again in" in client.get(page).content.decode()
+    assert len(partner.received) == 1
+    settings.WEBHOOK_TEST_INTERVAL = 0
 
     csrf_post(client, page, page + "change-url", url="ftp://example.test/")
     ours.refresh_from_db()

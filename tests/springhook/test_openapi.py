@@ -301,6 +301,7 @@ def test_real_partner_action_answers_match_the_response_schemas(
         ("/portal-links", "/portal-links", {"can_act": 1}, 400),
     ]
     partner.then(answer(500))  # for the first URL change; the second is accepted
+    settings.WEBHOOK_TEST_INTERVAL = 0  # each URL change's test POST counts as a test event
     for route, url, body, code in answers:
         response = client.post(url, body, content_type="application/json")
         assert response.status_code == code, (url, response.content)
@@ -308,6 +309,12 @@ def test_real_partner_action_answers_match_the_response_schemas(
         refused = client.get(url)
         assert refused.status_code == 405
         check(document, response_schema(document, route, 405, "post"), refused.json())
+    settings.WEBHOOK_TEST_INTERVAL = 600
+    response = client.post(f"{hook}/url", {"url": partner.url_for("/m")},
+                           content_type="application/json")
+    assert response.status_code == 429
+    check(document, response_schema(document, "/webhooks/{webhook_id}/url", 429, "post"),
+          response.json())
     response = client.post("/api-key/rotate")
     check(document, response_schema(document, "/api-key/rotate", 201, "post"), response.json())
     client = Client(headers={"X-API-Key": response.json()["key"]})
