@@ -1,14 +1,14 @@
 """Reads of the catalogue: for the Trainings API (each in a fixed number of queries), and
 the whole catalogue as change entries for a resync."""
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import Institute, Training
-from changes.kinds import INSTITUTE
+from changes.kinds import INSTITUTE, TRAINING
 from changes.models import Action
 from changes.services import ChangeEntry
 
@@ -180,17 +180,51 @@ def trainings_page(
 _CATALOGUE_CHUNK = 10_000
 
 
-def catalogue_entries() -> Iterator[ChangeEntry]:
-    """The whole catalogue as change entries: an `import` of every institute, by id.
+def scope_institutes(*, institute_ids: Collection[int] | None) -> QuerySet[Institute]:
+    """The institutes a scope holds: those with these ids, or all of them for None (the
+    whole catalogue). The one home of "what a webhook's scope holds" for the catalogue:
+    the API's filters, the resync and whoever sums up a partner's part read it here."""
+    institutes = Institute.objects.all()
+    if institute_ids is not None:
+        institutes = institutes.filter(pk__in=list(institute_ids))
+    return institutes
+
+
+def scope_trainings(*, institute_ids: Collection[int] | None) -> QuerySet[Training]:
+    """The trainings a scope holds: those of its institutes (see scope_institutes)."""
+    trainings = Training.objects.all()
+    if institute_ids is not None:
+        trainings = trainings.filter(institute_id__in=list(institute_ids))
+    return trainings
+
+
+def scope_contents(
+    *, institute_ids: Collection[int] | None, object_kinds: Collection[str]
+) -> tuple[QuerySet[Institute], QuerySet[Training]]:
+    """What a partner's exact mirror of a scope holds: (its institutes, its trainings), each
+    empty when the scope's object kinds leave it out."""
+    institutes = scope_institutes(institute_ids=institute_ids)
+    trainings = scope_trainings(institute_ids=institute_ids)
+    if INSTITUTE.name not in object_kinds:
+        institutes = institutes.none()
+    if TRAINING.name not in object_kinds:
+        trainings = trainings.none()
+    return institutes, trainings
+
+
+def catalogue_entries(institute_ids: Collection[int] | None = None) -> Iterator[ChangeEntry]:
+    """The whole catalogue, or the part a scope holds (`institute_ids`), as change entries:
+    an `import` of each of its institutes that exists, by id.
 
     What a resync sends (changes.services.catalogue_record; registered in CatalogConfig):
     each `import` makes the partner read the institute and all its trainings. The ids are
     read 10,000 at a time from the primary key, never all at once.
     """
     last_id = 0
+    institutes = scope_institutes(institute_ids=institute_ids)
     while True:
         ids = list(
-            Institute.objects.filter(pk__gt=last_id)
+            institutes.filter(pk__gt=last_id)
             .order_by("id")
             .values_list("id", flat=True)[:_CATALOGUE_CHUNK]
         )

@@ -9,6 +9,7 @@ send        an attempt signed and POSTed (no transaction open)
 record      many outcomes stored together, retries scheduled, the webhooks' health updated
 notify      mail to staff about failing, recovered and gone webhooks
 operations  what operators and partners ask for: retry now, a test event, a resync
+scope       which part of the stream a webhook reads; what a changed scope sends
 retention   old accepted deliveries deleted
 dispatch    the steps put together: the tick and one webhook's deliveries (the engine,
             deliveries.engine, runs claim, send and record for many webhooks at once)
@@ -53,6 +54,16 @@ from deliveries.services.record import (
     retry_delay,
 )
 from deliveries.services.retention import PRUNE_BATCH, deliveries_prune
+from deliveries.services.scope import (
+    ScopeChanged,
+    ScopeError,
+    ScopeTooSoon,
+    StreamFilter,
+    UnknownInstitutes,
+    scoped_cursors_advance,
+    stream_filter,
+    webhook_scope_change,
+)
 from deliveries.services.send import USER_AGENT, delivery_send
 
 __all__ = [
@@ -64,6 +75,11 @@ __all__ = [
     "Claim",
     "DeliveryError",
     "ResyncTooSoon",
+    "ScopeChanged",
+    "ScopeError",
+    "ScopeTooSoon",
+    "StreamFilter",
+    "UnknownInstitutes",
     "action_merge",
     "batch_take",
     "batches_take",
@@ -83,9 +99,12 @@ __all__ = [
     "lease_seconds",
     "message_id_generate",
     "retry_delay",
+    "scoped_cursors_advance",
+    "stream_filter",
     "webhook_deliver",
     "webhook_resync",
     "webhook_retry_now",
+    "webhook_scope_change",
     "webhook_signing_secrets",
     "webhooks_due",
     "webhooks_failure_notify",

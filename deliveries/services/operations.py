@@ -92,7 +92,8 @@ def delivery_test_send(*, webhook_id: int) -> Delivery:
 
 
 def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) -> int:
-    """Queue the whole catalogue for this webhook alone: an `import` of every institute.
+    """Queue the whole catalogue for this webhook alone: an `import` of every institute
+    (of every institute in its scope, for a webhook with one).
 
     The entries travel the normal path (changes.services.catalogue_record): they coalesce
     with what already waits for the webhook, go out after what was recorded before them,
@@ -117,6 +118,6 @@ def webhook_resync(*, webhook_id: int, min_interval: timedelta | None = None) ->
                 )
         webhook.last_resync_at = now
         webhook.save(update_fields=["last_resync_at"])
-        count = catalogue_record(webhook_id=webhook.pk)
+        count = catalogue_record(webhook_id=webhook.pk, institute_ids=webhook.scope_institutes)
     logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
     return count

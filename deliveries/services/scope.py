@@ -1,0 +1,330 @@
+"""Scopes: which part of the change stream a webhook receives, and what a changed scope
+sends so that the partner's mirror of its part stays exact.
+
+Every stream row carries the institute it belongs to (`StreamEntry.institute_id`: an
+institute's own id, a training's institute), and a training that moves is recorded as a
+leave of its old institute (a destroy there) followed by its update in the new one, each
+in its own row. A webhook whose scope holds some institutes reads only the rows of those
+institutes, in SQL; so the leave reaches the webhooks that hold the old institute and
+not the new one (a destroy), the update those that hold the new one, and a webhook that
+holds both merges the two into the update.
+
+Which kinds of object a webhook receives narrows it further: an institute's `update`
+reaches only webhooks that receive institutes, a training's entries only those that
+receive trainings; an institute's `import` and `destroy` reach both, since they also
+stand for the institute's trainings.
+"""
+
+import logging
+import math
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from changes.kinds import INSTITUTE, OBJECT_KINDS
+from changes.models import Action
+from changes.services import ChangeEntry, catalogue_ids, changes_record
+from core.logfmt import logfmt
+from deliveries.models import StreamEntry, StreamHead, WebhookCursor
+from webhooks.models import SCOPE_OBJECT_KINDS, ScopeObjects, Webhook
+
+logger = logging.getLogger("springhook.deliveries")
+
+# Kinds owned by no other kind (institutes): such an object is its own scope key.
+_ROOT_KINDS = tuple(sorted(name for name, kind in OBJECT_KINDS.items() if kind.parent is None))
+
+
+def institute_key(object_kind: str, object_id: int, parent_id: int | None) -> int:
+    """The institute a change belongs to, as the stream stores it (StreamEntry.institute_id):
+    an institute's own id, a training's institute (0 when the change named none)."""
+    if object_kind in _ROOT_KINDS:
+        return object_id
+    return parent_id if parent_id is not None else 0
+
+
+# The same rule in SQL, over a change row's columns; tests/deliveries/test_scope.py holds
+# the two equal.
+INSTITUTE_KEY_SQL = (
+    f"CASE WHEN object_kind IN ({', '.join(repr(kind) for kind in _ROOT_KINDS)}) "
+    f"THEN object_id ELSE COALESCE(parent_id, 0) END"
+)
+
+
+@dataclass(frozen=True)
+class StreamFilter:
+    """The part of the stream one webhook reads: the rows of these institutes (None: of
+    every institute) and of these kinds of object."""
+
+    institute_ids: tuple[int, ...] | None
+    object_kinds: tuple[str, ...]
+
+    def sql(self, column_prefix: str = "") -> tuple[str, list]:
+        """` AND …` conditions on a stream row, and their parameters."""
+        conditions, params = [], []
+        if self.institute_ids is not None:
+            if not self.institute_ids:
+                conditions.append("1 = 0")
+            elif connection.vendor == "postgresql":
+                conditions.append(f"{column_prefix}institute_id = ANY(%s)")
+                params.append(list(self.institute_ids))
+            else:
+                placeholders = ", ".join(["%s"] * len(self.institute_ids))
+                conditions.append(f"{column_prefix}institute_id IN ({placeholders})")
+                params.extend(self.institute_ids)
+        kinds_sql, kinds_params = self._kinds_sql(column_prefix)
+        if kinds_sql:
+            conditions.append(kinds_sql)
+            params.extend(kinds_params)
+        return "".join(f" AND {condition}" for condition in conditions), params
+
+    def _kinds_sql(self, prefix: str) -> tuple[str, list]:
+        if set(self.object_kinds) >= set(OBJECT_KINDS):
+            return "", []
+        if INSTITUTE.name not in self.object_kinds:
+            # An institute's import and destroy stand for its trainings too.
+            return (f"NOT ({prefix}object_kind = %s AND {prefix}action = %s)",
+                    [INSTITUTE.name, Action.UPDATE])
+        return f"{prefix}object_kind IN ({', '.join(['%s'] * len(self.object_kinds))})", list(
+            self.object_kinds
+        )
+
+    def q(self) -> Q:
+        """The same conditions for a StreamEntry queryset."""
+        condition = Q()
+        if self.institute_ids is not None:
+            condition &= Q(institute_id__in=self.institute_ids)
+        if set(self.object_kinds) >= set(OBJECT_KINDS):
+            return condition
+        if INSTITUTE.name not in self.object_kinds:
+            return condition & ~Q(object_kind=INSTITUTE.name, action=Action.UPDATE)
+        return condition & Q(object_kind__in=self.object_kinds)
+
+    def admits(self, object_kind: str, institute_id: int, action: str) -> bool:
+        """The same rule in Python, for one stream row (tests hold the two equal)."""
+        if self.institute_ids is not None and institute_id not in self.institute_ids:
+            return False
+        if object_kind in self.object_kinds:
+            return True
+        return object_kind == INSTITUTE.name and action != Action.UPDATE
+
+
+def stream_filter(webhook: Webhook) -> StreamFilter | None:
+    """What part of the stream `webhook` reads; None when it reads all of it."""
+    if not webhook.is_scoped:
+        return None
+    institutes = webhook.scope_institutes
+    return StreamFilter(
+        institute_ids=None if institutes is None else tuple(sorted(set(institutes))),
+        object_kinds=webhook.scope_object_kinds,
+    )
+
+
+def stream_rows_sql(
+    *, position: int, head: int, stream_filter: StreamFilter, limit: int,
+    columns: str,
+) -> tuple[str, list]:
+    """A query of the first `limit` stream rows in (position, head] that the filter admits,
+    in seq order. On PostgreSQL each institute of the scope is read from the
+    (institute_id, seq) index on its own, so the cost follows the rows admitted, not the
+    length of the stream."""
+    table = StreamEntry._meta.db_table
+    if connection.vendor == "postgresql" and stream_filter.institute_ids:
+        kinds_sql, kinds_params = stream_filter._kinds_sql("row_.")
+        kinds = f" AND {kinds_sql}" if kinds_sql else ""
+        qualified = ", ".join(f"row_.{column.strip()}" for column in columns.split(","))
+        return (
+            f"SELECT {columns} FROM (SELECT {qualified} FROM unnest(%s::bigint[]) AS scope(id) "
+            f"CROSS JOIN LATERAL (SELECT * FROM {table} AS row_ WHERE row_.institute_id = "
+            f"scope.id AND row_.seq > %s AND row_.seq <= %s{kinds} ORDER BY row_.seq "
+            f"LIMIT %s) AS row_) AS admitted ORDER BY seq LIMIT %s",
+            [list(stream_filter.institute_ids), position, head, *kinds_params, limit, limit],
+        )
+    conditions, params = stream_filter.sql()
+    return (
+        f"SELECT {columns} FROM {table} WHERE seq > %s AND seq <= %s{conditions} "
+        f"ORDER BY seq LIMIT %s",
+        [position, head, *params, limit],
+    )
+
+
+def stream_head_read(cursor) -> int:
+    """The last seq stamped and committed: every row at or below it is visible."""
+    cursor.execute(f"SELECT seq FROM {StreamHead._meta.db_table} WHERE id = 1")
+    row = cursor.fetchone()
+    return row[0] if row is not None else 0
+
+
+def scoped_cursors_advance() -> int:
+    """Move the cursor of every scoped webhook past the stream rows it does not read, up to
+    its first row that it does (or the head): so that rows of other institutes neither
+    hold back the pruning of the stream nor get read again at each tick. Each cursor
+    only ever moves forward, in its own short statement. Returns how many moved."""
+    scoped = list(
+        Webhook.objects.exclude(scope_institutes__isnull=True, scope_objects=ScopeObjects.ALL)
+        .filter(stream_cursor__isnull=False)
+        .values_list("id", "scope_institutes", "scope_objects", "stream_cursor__seq")
+    )
+    moved = 0
+    with connection.cursor() as cursor:
+        head = stream_head_read(cursor)
+        for webhook_id, institutes, objects, position in scoped:
+            if position >= head:
+                continue
+            row_filter = StreamFilter(
+                institute_ids=None if institutes is None else tuple(sorted(set(institutes))),
+                object_kinds=SCOPE_OBJECT_KINDS[objects],
+            )
+            sql, params = stream_rows_sql(
+                position=position, head=head, stream_filter=row_filter, limit=1, columns="seq"
+            )
+            cursor.execute(sql, params)
+            first = cursor.fetchone()
+            target = head if first is None else first[0] - 1
+            if target <= position:
+                continue
+            cursor.execute(
+                f"UPDATE {WebhookCursor._meta.db_table} SET seq = %s "
+                f"WHERE webhook_id = %s AND seq < %s",
+                [target, webhook_id, target],
+            )
+            moved += cursor.rowcount
+    return moved
+
+
+# --- Changing a scope -------------------------------------------------------------------------
+
+
+class ScopeError(Exception):
+    """A scope that cannot be set: unknown institutes or object kinds."""
+
+
+class UnknownInstitutes(ScopeError):
+    def __init__(self, institute_ids: list[int]):
+        self.institute_ids = institute_ids
+        super().__init__(
+            "unknown institute" + ("s " if len(institute_ids) > 1 else " ")
+            + ", ".join(str(institute_id) for institute_id in institute_ids)
+        )
+
+
+class ScopeTooSoon(ScopeError):
+    """A widening asked for sooner than the resync interval after the last resync."""
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ScopeChanged:
+    """What a scope change queued for the partner: imports of the institutes that entered
+    (or of the whole new scope when the kinds changed) and destroys of those that left."""
+
+    imported: int
+    destroyed: int
+
+
+def webhook_scope_change(
+    *,
+    webhook_id: int,
+    institute_ids: Collection[int] | None,
+    objects: str,
+    min_interval: timedelta | None = None,
+) -> ScopeChanged:
+    """Set the webhook's scope and queue, for it alone and through the ordered channel of
+    a resync, what keeps the partner's mirror exact: an `import` of each institute that
+    entered the scope and a `destroy` of each one that left. When the kinds of object
+    change, every institute of the new scope is imported instead (the partner re-reads
+    what its scope now holds of it). They coalesce with what already waits.
+
+    `institute_ids` must all exist (UnknownInstitutes names the others) unless they are
+    already in the scope (an institute deleted since stays until it is taken out). With
+    `min_interval` (a partner's request), a change that imports anything is limited as a
+    resync is and raises ScopeTooSoon; staff are not limited.
+    """
+    if objects not in SCOPE_OBJECT_KINDS:
+        raise ScopeError(f"unknown objects {objects!r}; expected one of {ScopeObjects.values}")
+    wanted = None if institute_ids is None else sorted(set(institute_ids))
+    with transaction.atomic():
+        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
+        if webhook is None:
+            raise ScopeError(f"webhook {webhook_id} does not exist")
+        had = None if webhook.scope_institutes is None else set(webhook.scope_institutes)
+        if wanted is not None:
+            new = [institute for institute in wanted if had is None or institute not in had]
+            existing = set(catalogue_ids(institute_ids=new)) if new else set()
+            unknown = [institute for institute in new if institute not in existing]
+            if unknown:
+                raise UnknownInstitutes(unknown)
+        kinds_changed = objects != webhook.scope_objects
+        now = timezone.now()
+        imports = _imports(had, wanted, kinds_changed)
+        if imports is not None and min_interval is not None:
+            _rate_check(webhook, min_interval, now)
+        webhook.scope_institutes = wanted
+        webhook.scope_objects = objects
+        fields = ["scope_institutes", "scope_objects", "updated_at"]
+        if imports is not None:
+            webhook.last_resync_at = now
+            fields.append("last_resync_at")
+        webhook.save(update_fields=fields)
+        destroyed = changes_record(
+            entries=(
+                ChangeEntry(INSTITUTE.name, institute_id, Action.DESTROY)
+                for institute_id in _left(had, wanted)
+            ),
+            webhook_id=webhook.pk,
+        )
+        imported = 0
+        if imports is not None:
+            imported = changes_record(
+                entries=(ChangeEntry(INSTITUTE.name, institute_id, Action.IMPORT)
+                         for institute_id in imports),
+                webhook_id=webhook.pk,
+            )
+    logger.info(logfmt("webhook_scope_changed", webhook=webhook_id, imported=imported,
+                       destroyed=destroyed, objects=objects,
+                       institutes="all" if wanted is None else len(wanted)))
+    return ScopeChanged(imported=imported, destroyed=destroyed)
+
+
+def _imports(
+    had: set[int] | None, wanted: list[int] | None, kinds_changed: bool
+) -> Iterable[int] | None:
+    """The institutes to import (existing ones, streamed), or None when none are."""
+    if kinds_changed:
+        return catalogue_ids(institute_ids=wanted)
+    if wanted is None:
+        if had is None:
+            return None
+        return (institute for institute in catalogue_ids() if institute not in had)
+    entered = [institute for institute in wanted if had is not None and institute not in had]
+    return catalogue_ids(institute_ids=entered) if entered else None
+
+
+def _left(had: set[int] | None, wanted: list[int] | None) -> Iterator[int]:
+    if wanted is None:
+        return iter(())
+    keep = set(wanted)
+    if had is None:
+        return (institute for institute in catalogue_ids() if institute not in keep)
+    return iter(sorted(had - keep))
+
+
+def _rate_check(webhook: Webhook, min_interval: timedelta, now) -> None:
+    if webhook.last_resync_at is None:
+        return
+    allowed_at = webhook.last_resync_at + min_interval
+    if allowed_at > now:
+        wait = max(1, math.ceil((allowed_at - now).total_seconds()))
+        raise ScopeTooSoon(
+            f"Widening the scope of {webhook} sends imports, as a resync does; the last was "
+            f"queued at {webhook.last_resync_at:%Y-%m-%d %H:%M:%S} UTC; ask again in "
+            f"{wait} s.",
+            retry_after=wait,
+        )
+
