@@ -226,7 +226,7 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
             "required": ["id", "name", "url", "state", "failing_since", "paused_reason",
                          "pending_entries", "oldest_pending_at", "oldest_pending_age_seconds",
                          "last_accepted_at", "last_accepted_delivery", "last_resync_at",
-                         "deliveries_url"],
+                         "scope", "deliveries_url"],
             "properties": {
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
@@ -252,7 +252,42 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                     },
                 },
                 "last_resync_at": optional_time,
+                "scope": _ref("Scope"),
                 "deliveries_url": {"type": "string", "format": "uri"},
+            },
+        },
+        "Scope": {
+            "type": "object",
+            "description": "The part of the catalogue the webhook receives, whose mirror "
+            "Springhook keeps exact: the institutes (each with its trainings) and the kinds "
+            "of object. An institute's `import` and `destroy` reach both kinds.",
+            "additionalProperties": False,
+            "required": ["institutes", "objects"],
+            "properties": {
+                "institutes": {
+                    "type": ["array", "null"], "minItems": 1, "maxItems": 10000,
+                    "uniqueItems": True, "items": {"type": "integer", "minimum": 1},
+                    "description": "institute ids; null: the whole catalogue",
+                },
+                "objects": {
+                    "type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "enum": ["institute", "training"]},
+                },
+            },
+        },
+        "ScopeSet": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "scope", "imported", "destroyed", "message"],
+            "properties": {
+                "webhook": {"type": "integer"},
+                "scope": _ref("Scope"),
+                "imported": {"type": "integer", "minimum": 0,
+                             "description": "imports queued: the institutes that entered "
+                             "(all of the scope's when `objects` changed)"},
+                "destroyed": {"type": "integer", "minimum": 0,
+                              "description": "destroys queued: the institutes that left"},
+                "message": {"type": "string"},
             },
         },
         "WebhookList": {
@@ -529,6 +564,7 @@ def _partner_paths() -> dict:
                 },
             },
         ),
+        "/webhooks/{webhook_id}/scope": _scope_operation(webhook_id, not_yours, partner),
         "/webhooks/{webhook_id}/test": _operation(
             "post", "Send me a test event",
             "Queues a signed `{\"changes\": []}` batch, as an operator's \"send test event\" "
@@ -544,6 +580,37 @@ def _partner_paths() -> dict:
             },
         ),
     }
+
+
+def _scope_operation(webhook_id: dict, not_yours: dict, partner: str) -> dict:
+    operation = _operation(
+        "put", "Choose the part of the catalogue you receive",
+        "Replaces the webhook's scope (the same object `scope` shows). Each institute that "
+        "entered is sent as an `import` and each one that left as a `destroy`, for this "
+        "webhook alone, through the same ordered channel as a resync (after what already "
+        "waits, coalesced with it); when `objects` changes, every institute of the new "
+        "scope is imported. A change that imports anything is limited as a resync is "
+        f"(here once per {settings.WEBHOOK_RESYNC_INTERVAL:g} s); a narrowing never is."
+        + partner,
+        [webhook_id],
+        ("200", {"description": "Set; what it sends is queued.", **_json(_ref("ScopeSet"))}),
+        **{
+            "400": _error("The body is not a scope, or names institutes that do not exist "
+                          "(the message names them).", "bad_request",
+                          "Unknown institutes: 9998, 9999."),
+            "404": not_yours,
+            "429": {
+                **_error("A widening asked too soon after the last resync or widening.",
+                         "too_many_requests", "Widening the scope of Partner sends "
+                         "imports, as a resync does; the last was queued at 2026-11-29 "
+                         "19:49:52 UTC; ask again in 412 s."),
+                "headers": {"Retry-After": {"schema": {"type": "string"},
+                                            "description": "seconds to wait"}},
+            },
+        },
+    )
+    operation["put"]["requestBody"] = {"required": True, **_json(_ref("Scope"))}
+    return operation
 
 
 def _webhook(base: str) -> dict:
