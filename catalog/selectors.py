@@ -157,23 +157,25 @@ def _before(queryset: QuerySet, position: Position) -> QuerySet:
 
 def institutes_page(
     *, updated_since: datetime | None, after: Position | None, before: Position | None,
-    page_size: int,
+    page_size: int, institute_ids: Collection[int] | None = None,
 ) -> ListPage:
-    """A page of all institutes in (updated_at, id) order (see _listing)."""
+    """A page of all institutes (or of those with `institute_ids`: a scope's) in
+    (updated_at, id) order (see _listing)."""
     return _listing(
-        Institute.objects.all(), updated_since=updated_since, after=after, before=before,
-        page_size=page_size,
+        scope_institutes(institute_ids=institute_ids), updated_since=updated_since,
+        after=after, before=before, page_size=page_size,
     )
 
 
 def trainings_page(
     *, updated_since: datetime | None, after: Position | None, before: Position | None,
-    page_size: int,
+    page_size: int, institute_ids: Collection[int] | None = None,
 ) -> ListPage:
-    """A page of all trainings in (updated_at, id) order (see _listing)."""
+    """A page of all trainings (or of those of the institutes `institute_ids`: a scope's)
+    in (updated_at, id) order (see _listing)."""
     return _listing(
-        Training.objects.all(), updated_since=updated_since, after=after, before=before,
-        page_size=page_size,
+        scope_trainings(institute_ids=institute_ids), updated_since=updated_since,
+        after=after, before=before, page_size=page_size,
     )
 
 

@@ -11,6 +11,7 @@ from django.conf import settings
 
 import core
 from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from catalog.api import IDS_PARAMETER_MAX
 from changes.kinds import INSTITUTE, OBJECT_KINDS, TRAINING
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import RETRY_AFTER_CAP, USER_AGENT
@@ -438,8 +439,10 @@ def _paths() -> dict:
     )
     paths = {}
     for route, item in (
-        (INSTITUTE.api_path, _list("institutes", "InstituteList")),
-        (TRAINING.api_path, _list("trainings", "TrainingList")),
+        (INSTITUTE.api_path, _list("institutes", "InstituteList", _ids_filter(
+            "id", "only the institutes with these ids"))),
+        (TRAINING.api_path, _list("trainings", "TrainingList", _ids_filter(
+            "institute", "only the trainings of these institutes"))),
         (TRAINING.path("{training_id}"), training),
         (INSTITUTE.path("{institute_id}"), institute),
         (INSTITUTE.path("{institute_id}") + TRAINING.api_path, trainings),
@@ -451,11 +454,22 @@ def _paths() -> dict:
     return paths
 
 
-def _list(what: str, schema: str) -> dict:
+def _ids_filter(name: str, what: str) -> dict:
+    return {
+        "name": name, "in": "query", "required": False, "style": "form", "explode": True,
+        "description": f"{what} (repeatable, at most {IDS_PARAMETER_MAX}: `?{name}=1&{name}=2`); "
+        "a partner with a scope lists its part with its scope's institute ids",
+        "schema": {"type": "array", "maxItems": IDS_PARAMETER_MAX,
+                   "items": {"type": "integer", "minimum": 1}},
+    }
+
+
+def _list(what: str, schema: str, ids_filter: dict) -> dict:
     bad = _error(
         "A parameter is malformed: `updated_since` is not an RFC 3339 time with an offset, "
         "`after`/`before` is not a position from a link (or both are given), `page_size` "
-        "is not a whole number of 1 or more.",
+        f"is not a whole number of 1 or more, `{ids_filter['name']}` is not an id or is "
+        "given too often.",
         "bad_request", "updated_since must be an RFC 3339 date and time with its offset, "
         "like 2026-11-29T19:49:52Z or 2026-11-29T20:49:52+01:00; got 'yesterday'.",
     )
@@ -472,6 +486,7 @@ def _list(what: str, schema: str) -> dict:
              "time (with `Z` or an offset; URL-encode a `+`)",
              "schema": {"type": "string", "format": "date-time"},
              "example": "2026-11-29T19:49:52Z"},
+            ids_filter,
             {"name": "page_size", "in": "query", "required": False,
              "description": f"larger values are capped at {PAGE_SIZE_MAX}",
              "schema": {"type": "integer", "minimum": 1, "default": PAGE_SIZE_DEFAULT}},
