@@ -15,6 +15,7 @@ from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
 from deliveries.services.collect import action_merge, aware_converter
 from deliveries.services.scope import (
     StreamFilter,
+    scoped_backlogs_read,
     stream_filter,
     stream_head_read,
     stream_rows_sql,
@@ -281,9 +282,23 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
     )
     streams: dict[tuple, tuple[datetime | None, bool]] = {}
     due = []
-    head = None
+    webhooks = list(rows.only("id", "bundle_delay", "scope_institutes", "scope_objects"))
     with connection.cursor() as cursor:
-        for webhook in rows.only("id", "bundle_delay", "scope_institutes", "scope_objects"):
+        # The scoped webhooks' backlogs, read together (one statement per set of kinds on
+        # PostgreSQL): a tick does not cost a round trip per scoped webhook.
+        scoped = list(dict.fromkeys(
+            (webhook.cursor, row_filter) for webhook in webhooks
+            if not webhook.open_due and not webhook.has_open and webhook.cursor is not None
+            and (row_filter := stream_filter(webhook)) is not None
+        ))
+        if scoped:
+            head = stream_head_read(cursor)
+            for key, (count, oldest, _) in zip(
+                scoped, scoped_backlogs_read(cursor, scoped, head, limit=batch_size), strict=True
+            ):
+                streams[key] = (_aware(oldest) if oldest is not None else None,
+                                count >= batch_size)
+        for webhook in webhooks:
             if webhook.open_due:
                 due.append(webhook.pk)
                 continue
@@ -294,11 +309,7 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
                 row_filter = stream_filter(webhook)
                 key = (webhook.cursor, row_filter)
                 if key not in streams:
-                    if row_filter is not None and head is None:
-                        head = stream_head_read(cursor)
-                    streams[key] = _stream_backlog(
-                        cursor, webhook.cursor, batch_size, row_filter, head
-                    )
+                    streams[key] = _stream_backlog(cursor, webhook.cursor, batch_size)
                 stream_oldest, stream_full = streams[key]
                 full = full or stream_full
                 if stream_oldest is not None and (oldest is None or stream_oldest < oldest):
@@ -310,26 +321,14 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
     return due
 
 
-def _stream_backlog(
-    cursor, position: int, batch_size: int, row_filter: StreamFilter | None = None,
-    head: int | None = None,
-) -> tuple[datetime | None, bool]:
+def _stream_backlog(cursor, position: int, batch_size: int) -> tuple[datetime | None, bool]:
     """Whether a full batch waits after `position`, and the oldest first change there when
-    not (then at most a batch waits: the minimum reads no more than the batch would). A
-    scoped webhook counts only the rows its scope admits, up to `head`."""
-    if row_filter is None:
-        waiting_sql, params = (
-            f"SELECT first_change_at FROM {StreamEntry._meta.db_table} WHERE seq > %s "
-            f"ORDER BY seq LIMIT %s",
-            [position, batch_size],
-        )
-    else:
-        waiting_sql, params = stream_rows_sql(
-            position=position, head=head, stream_filter=row_filter, limit=batch_size,
-            columns="seq, first_change_at",
-        )
+    not (then at most a batch waits: the minimum reads no more than the batch would).
+    (A scoped webhook's: deliveries.services.scope.scoped_backlogs_read.)"""
     cursor.execute(
-        f"SELECT count(*), min(first_change_at) FROM ({waiting_sql}) AS waiting", params
+        f"SELECT count(*), min(first_change_at) FROM (SELECT first_change_at "
+        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s) AS waiting",
+        [position, batch_size],
     )
     waiting, oldest = cursor.fetchone()
     return (_aware(oldest) if oldest is not None else None), waiting >= batch_size

@@ -158,41 +158,115 @@ def stream_head_read(cursor) -> int:
     return row[0] if row is not None else 0
 
 
+def scoped_backlogs_read(
+    cursor, reads: list[tuple[int, StreamFilter]], head: int, limit: int,
+) -> list[tuple[int, object, int | None]]:
+    """For each (position, filter), what waits in (position, head] that the filter admits,
+    counted up to `limit` rows: (rows, oldest first change, first seq); rows is `limit`
+    or more when a full batch waits (the oldest is then of those read).
+
+    On PostgreSQL the reads of webhooks with some institutes go out as one statement per
+    set of object kinds, each institute read from the (institute_id, seq) index on its
+    own (at most `limit` rows each), so that a tick costs in proportion to what the
+    scoped webhooks receive and not one round trip each; other reads go one by one."""
+    answers: list[tuple[int, object, int | None]] = [(0, None, None)] * len(reads)
+    one_by_one = list(range(len(reads)))
+    if connection.vendor == "postgresql":
+        by_kinds: dict[tuple[str, ...], list[int]] = {}
+        for number, (_, row_filter) in enumerate(reads):
+            if row_filter.institute_ids:
+                by_kinds.setdefault(row_filter.object_kinds, []).append(number)
+        for kinds, numbers in by_kinds.items():
+            kinds_sql, kinds_params = StreamFilter(None, kinds)._kinds_sql("row_.")
+            pairs = [(number, reads[number][0], institute_id) for number in numbers
+                     for institute_id in reads[number][1].institute_ids]
+            cursor.execute(
+                f"SELECT pair.number, count(*), min(row_.first_change_at), min(row_.seq) "
+                f"FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
+                f"AS pair(number, position, institute_id) CROSS JOIN LATERAL (SELECT "
+                f"row_.seq, row_.first_change_at FROM {StreamEntry._meta.db_table} AS row_ "
+                f"WHERE row_.institute_id = pair.institute_id AND row_.seq > pair.position "
+                f"AND row_.seq <= %s{' AND ' + kinds_sql if kinds_sql else ''} "
+                f"ORDER BY row_.seq LIMIT %s) AS row_ GROUP BY pair.number",
+                [[pair[0] for pair in pairs], [pair[1] for pair in pairs],
+                 [pair[2] for pair in pairs], head, *kinds_params, limit],
+            )
+            for number, count, oldest, first in cursor.fetchall():
+                answers[number] = (count, oldest, first)
+        one_by_one = [number for number, (_, row_filter) in enumerate(reads)
+                      if not row_filter.institute_ids]
+    for number in one_by_one:
+        position, row_filter = reads[number]
+        sql, params = stream_rows_sql(position=position, head=head, stream_filter=row_filter,
+                                      limit=limit, columns="seq, first_change_at")
+        cursor.execute(
+            f"SELECT count(*), min(first_change_at), min(seq) FROM ({sql}) AS waiting", params
+        )
+        answers[number] = cursor.fetchone()
+    return answers
+
+
 def scoped_cursors_advance() -> int:
     """Move the cursor of every scoped webhook past the stream rows it does not read, up to
     its first row that it does (or the head): so that rows of other institutes neither
-    hold back the pruning of the stream nor get read again at each tick. Each cursor
-    only ever moves forward, in its own short statement. Returns how many moved."""
+    hold back the pruning of the stream nor get read again at each tick. A cursor only
+    ever moves forward; one that a claim holds is skipped (the claim moves it). Returns
+    how many moved."""
     scoped = list(
         Webhook.objects.exclude(scope_institutes__isnull=True, scope_objects=ScopeObjects.ALL)
         .filter(stream_cursor__isnull=False)
         .values_list("id", "scope_institutes", "scope_objects", "stream_cursor__seq")
     )
-    moved = 0
     with connection.cursor() as cursor:
         head = stream_head_read(cursor)
-        for webhook_id, institutes, objects, position in scoped:
-            if position >= head:
-                continue
-            row_filter = StreamFilter(
+        lagging = [
+            (webhook_id, position, StreamFilter(
                 institute_ids=None if institutes is None else tuple(sorted(set(institutes))),
                 object_kinds=SCOPE_OBJECT_KINDS[objects],
+            ))
+            for webhook_id, institutes, objects, position in scoped
+            if position < head
+        ]
+        firsts = [
+            first for _, _, first in scoped_backlogs_read(
+                cursor, [(position, row_filter) for _, position, row_filter in lagging], head,
+                limit=1,
             )
-            sql, params = stream_rows_sql(
-                position=position, head=head, stream_filter=row_filter, limit=1, columns="seq"
-            )
-            cursor.execute(sql, params)
-            first = cursor.fetchone()
-            target = head if first is None else first[0] - 1
-            if target <= position:
-                continue
+        ]
+        targets = [
+            (webhook_id, head if first is None else first - 1)
+            for (webhook_id, position, _), first in zip(lagging, firsts, strict=True)
+            if (head if first is None else first - 1) > position
+        ]
+        return _cursors_move(cursor, targets)
+
+
+def _cursors_move(cursor, targets: list[tuple[int, int]]) -> int:
+    """Move these cursors forward to their targets (never back)."""
+    if not targets:
+        return 0
+    table = WebhookCursor._meta.db_table
+    if connection.vendor != "postgresql":
+        moved = 0
+        for webhook_id, target in targets:
             cursor.execute(
-                f"UPDATE {WebhookCursor._meta.db_table} SET seq = %s "
-                f"WHERE webhook_id = %s AND seq < %s",
+                f"UPDATE {table} SET seq = %s WHERE webhook_id = %s AND seq < %s",
                 [target, webhook_id, target],
             )
             moved += cursor.rowcount
-    return moved
+        return moved
+    # One statement; SKIP LOCKED: it never waits for (nor deadlocks with) a claim that
+    # holds some of these cursors.
+    cursor.execute(
+        f"UPDATE {table} AS moving SET seq = target.seq "
+        f"FROM unnest(%s::bigint[], %s::bigint[]) AS target(webhook_id, seq) "
+        f"WHERE moving.webhook_id = target.webhook_id AND moving.seq < target.seq "
+        f"AND moving.webhook_id IN (SELECT webhook_id FROM {table} "
+        f"WHERE webhook_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED)",
+        [[webhook_id for webhook_id, _ in targets], [seq for _, seq in targets],
+         [webhook_id for webhook_id, _ in targets]],
+    )
+    return cursor.rowcount
 
 
 # --- Changing a scope -------------------------------------------------------------------------

@@ -325,3 +325,26 @@ def test_the_filter_and_the_institute_key_say_the_same_in_python_and_sql(db):
             in_python = {seq for kind, _, _, action, key, seq in stored
                          if row_filter.admits(kind, key, action)}
             assert in_sql == in_python, (institutes, kinds)
+
+
+def test_a_scoped_webhook_is_due_for_its_own_rows_only(catalogue, settings):
+    from deliveries.services import webhooks_due
+
+    a, b, c, _ = catalogue
+    only_a, only_b = webhook("a", [a]), webhook("b", [b])
+    trainings_only_c = webhook("c", [c], objects=ScopeObjects.TRAININGS)
+    record("update", "training", 500, a.pk)
+    record("update", "institute", c.pk)  # not for a trainings-only webhook
+    collect()
+    due = webhooks_due()
+    assert only_a.pk in due and only_b.pk not in due and trainings_only_c.pk not in due
+    # With a long delay, only a full batch of its own makes a scoped webhook due.
+    assert keys(next_batch(only_a)) == [("update", "training", 500)]
+    settings.WEBHOOK_BUNDLE_DELAY = 1000
+    settings.WEBHOOK_BATCH_SIZE = 2
+    record("update", "training", 501, a.pk)
+    record("update", "training", 502, b.pk)
+    record("update", "training", 503, b.pk)
+    collect()
+    due = webhooks_due()
+    assert only_b.pk in due and only_a.pk not in due
