@@ -348,3 +348,55 @@ def test_a_scoped_webhook_is_due_for_its_own_rows_only(catalogue, settings):
     collect()
     due = webhooks_due()
     assert only_b.pk in due and only_a.pk not in due
+
+
+def test_the_batched_backlog_read_says_what_each_filter_admits(db):
+    from deliveries.services.scope import scoped_backlogs_read
+
+    generator = random.Random(21)
+    start = timezone.now()
+    rows = []
+    table = StreamEntry._meta.db_table
+    with connection.cursor() as cursor:
+        for seq in range(1, 201):
+            kind = generator.choice(["institute", "training"])
+            institute = generator.randint(1, 6)
+            action = generator.choice(["update", "destroy", "import"])
+            at = start - timedelta(seconds=generator.randint(0, 1000))
+            rows.append((seq, kind, institute, action, at))
+            cursor.execute(
+                f"INSERT INTO {table} (object_kind, object_id, parent_id, action, "
+                f"institute_id, first_change_at, last_change_at, seq) "
+                f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [kind, seq, institute if kind == "training" else None, action, institute,
+                 at, at, seq],
+            )
+    reads = [
+        (generator.randint(0, 150), StreamFilter(
+            institute_ids=generator.choice(
+                [None, (), tuple(sorted(generator.sample(range(1, 8), 2)))]),
+            object_kinds=generator.choice(
+                [("institute", "training"), ("institute",), ("training",)]),
+        ))
+        for _ in range(40)
+    ]
+    head, limit = 180, 7
+    with connection.cursor() as cursor:
+        answers = scoped_backlogs_read(cursor, reads, head, limit)
+    for (position, row_filter), (count, oldest, first) in zip(reads, answers, strict=True):
+        admitted = [row for row in rows if position < row[0] <= head
+                    and row_filter.admits(row[1], row[2], row[3])]
+        if not admitted:
+            assert (count, oldest, first) == (0, None, None), (position, row_filter)
+            continue
+        assert first == admitted[0][0], (position, row_filter)
+        assert (count >= limit) == (len(admitted) >= limit), (position, row_filter)
+        if len(admitted) < limit:
+            assert count == len(admitted)
+            assert abs((_aware(oldest) - min(row[4] for row in admitted)).total_seconds()) < 1e-3
+
+
+def _aware(value):
+    from deliveries.services.collect import aware_converter
+
+    return aware_converter()(value)
