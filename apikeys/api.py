@@ -145,7 +145,8 @@ def link(url: str, **query: object) -> str:
     """`url` with the query parameters that are not None. Links the API hands out carry
     no API key (the client adds its own) and no .json suffix."""
     present = {name: value for name, value in query.items() if value is not None}
-    return f"{url}?{urlencode(present)}" if present else url
+    # A list value is a repeated parameter (`institute=1&institute=2`).
+    return f"{url}?{urlencode(present, doseq=True)}" if present else url
 
 
 def page_answer(*, count: int, next_url: str | None, previous_url: str | None,

@@ -32,6 +32,10 @@ GOALS = {
     "delivery_ratio": (">=", 0.5),
     "celery_delivery_ratio": (">=", 0.4),
     "fanout_ratio": (">=", 0.25),
+    "scoped_fanout_ratio": (None, None),
+    # scoped_fanout_ratio ÷ fanout_ratio (both measured in the run): a scoped webhook costs
+    # in proportion to what it receives.
+    "scoped_fanout_vs_fanout": (">=", 0.5),
     "latency_p50": (None, None),
     "latency_p95": (None, None),
     "latency_p99": ("<=", 1.5),
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="run only these: capture import drain delivery latency fanout")
+                        help="run only these: capture import drain delivery latency fanout "
+                        "scoped_fanout")
     args = parser.parse_args(argv)
 
     database_url = bench_database_url()
@@ -110,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
             results.update(MEASURES[name](scale, partner, env))
             print(f"  {name} took {time.perf_counter() - began:.1f}s", file=sys.stderr,
                   flush=True)
+    if results.get("fanout_ratio") and "scoped_fanout_ratio" in results:
+        results["scoped_fanout_vs_fanout"] = (
+            results["scoped_fanout_ratio"] / results["fanout_ratio"]
+        )
     figures = {key: value for key, value in results.items() if not key.startswith("_")}
     details = {key[1:]: value for key, value in results.items() if key.startswith("_")}
     print(table(figures))

@@ -543,3 +543,7 @@ MEASURES = {
 from bench.fanout import measure_fanout  # noqa: E402
 
 MEASURES["fanout"] = measure_fanout
+
+from bench.scoped_fanout import measure_scoped_fanout  # noqa: E402
+
+MEASURES["scoped_fanout"] = measure_scoped_fanout

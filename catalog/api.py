@@ -167,21 +167,46 @@ def updated_since_parameter(request: HttpRequest) -> datetime | None:
     return time_value(raw, "updated_since")
 
 
+# Ids one list request may filter on: a scope's institutes fit in a few requests.
+IDS_PARAMETER_MAX = 500
+
+
+def ids_parameter(request: HttpRequest, name: str) -> list[int] | None:
+    """The repeatable query parameter `name` (`?name=1&name=2`) as institute ids, or None
+    when absent; ApiError 400 for a value that is not a whole number of 1 or more, or for
+    more than IDS_PARAMETER_MAX of them."""
+    raw_values = request.GET.getlist(name)
+    if not raw_values:
+        return None
+    if len(raw_values) > IDS_PARAMETER_MAX:
+        raise bad_request(f"{name} may be given at most {IDS_PARAMETER_MAX} times.")
+    ids = []
+    for raw in raw_values:
+        if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) < 2**63:
+            raise bad_request(f"{name} must be an id, a whole number of 1 or more; got {raw!r}.")
+        ids.append(int(raw))
+    return ids
+
+
 def _list(
     request: HttpRequest,
     select: Callable[..., ListPage],
     represent: Callable[[object], dict],
     path: str,
+    id_filter: str,
 ) -> JsonResponse:
     page_size = page_size_parameter(request)
     updated_since = updated_since_parameter(request)
+    institute_ids = ids_parameter(request, id_filter)
     after = _position_parameter(request, "after")
     before = _position_parameter(request, "before")
     if after is not None and before is not None:
         raise bad_request("Give after or before, not both.")
-    result = select(updated_since=updated_since, after=after, before=before, page_size=page_size)
-    # Links keep the client's filter and size as it sent them.
+    result = select(updated_since=updated_since, after=after, before=before, page_size=page_size,
+                    institute_ids=institute_ids)
+    # Links keep the client's filters and size as it sent them.
     kept = {name: request.GET.get(name) for name in ("updated_since", "page_size")}
+    kept[id_filter] = institute_ids
     url = f"{settings.API_BASE_URL}{path}"
     objects = result.objects
     next_url = previous_url = None
@@ -201,14 +226,16 @@ def _list(
 
 @api_view
 def institute_list(request: HttpRequest) -> JsonResponse:
-    """Every institute, oldest change first (`updated_at`, then id), a page at a time."""
-    return _list(request, institutes_page, institute_data, INSTITUTE.api_path)
+    """Every institute (or those `id` names, repeatable), oldest change first
+    (`updated_at`, then id), a page at a time."""
+    return _list(request, institutes_page, institute_data, INSTITUTE.api_path, "id")
 
 
 @api_view
 def training_list(request: HttpRequest) -> JsonResponse:
-    """Every training, oldest change first (`updated_at`, then id), a page at a time."""
-    return _list(request, trainings_page, training_data, TRAINING.api_path)
+    """Every training (or those of the institutes `institute` names, repeatable), oldest
+    change first (`updated_at`, then id), a page at a time."""
+    return _list(request, trainings_page, training_data, TRAINING.api_path, "institute")
 
 
 

@@ -64,3 +64,11 @@ class Training(AtomicSaveModel):
     def __str__(self) -> str:
         return f"{self.name} ({self.reference})"
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        training = super().from_db(db, field_names, values)
+        # The institute the stored row has: a save that changes it is a move, which the
+        # change capture records as a leave of this institute (catalog.signals).
+        training.stored_institute_id = training.__dict__.get("institute_id")
+        return training
+

@@ -1,7 +1,7 @@
 """Reads of the catalogue: for the Trainings API (each in a fixed number of queries), and
 the whole catalogue as change entries for a resync."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -157,40 +157,76 @@ def _before(queryset: QuerySet, position: Position) -> QuerySet:
 
 def institutes_page(
     *, updated_since: datetime | None, after: Position | None, before: Position | None,
-    page_size: int,
+    page_size: int, institute_ids: Collection[int] | None = None,
 ) -> ListPage:
-    """A page of all institutes in (updated_at, id) order (see _listing)."""
+    """A page of all institutes (or of those with `institute_ids`: a scope's) in
+    (updated_at, id) order (see _listing)."""
     return _listing(
-        Institute.objects.all(), updated_since=updated_since, after=after, before=before,
-        page_size=page_size,
+        scope_institutes(institute_ids=institute_ids), updated_since=updated_since,
+        after=after, before=before, page_size=page_size,
     )
 
 
 def trainings_page(
     *, updated_since: datetime | None, after: Position | None, before: Position | None,
-    page_size: int,
+    page_size: int, institute_ids: Collection[int] | None = None,
 ) -> ListPage:
-    """A page of all trainings in (updated_at, id) order (see _listing)."""
+    """A page of all trainings (or of those of the institutes `institute_ids`: a scope's)
+    in (updated_at, id) order (see _listing)."""
     return _listing(
-        Training.objects.all(), updated_since=updated_since, after=after, before=before,
-        page_size=page_size,
+        scope_trainings(institute_ids=institute_ids), updated_since=updated_since,
+        after=after, before=before, page_size=page_size,
     )
 
 
 _CATALOGUE_CHUNK = 10_000
 
 
-def catalogue_entries() -> Iterator[ChangeEntry]:
-    """The whole catalogue as change entries: an `import` of every institute, by id.
+def scope_institutes(*, institute_ids: Collection[int] | None) -> QuerySet[Institute]:
+    """The institutes a scope holds: those with these ids, or all of them for None (the
+    whole catalogue). The one home of "what a webhook's scope holds" for the catalogue:
+    the API's filters, the resync and whoever sums up a partner's part read it here."""
+    institutes = Institute.objects.all()
+    if institute_ids is not None:
+        institutes = institutes.filter(pk__in=list(institute_ids))
+    return institutes
+
+
+def scope_trainings(*, institute_ids: Collection[int] | None) -> QuerySet[Training]:
+    """The trainings a scope holds: those of its institutes (see scope_institutes)."""
+    trainings = Training.objects.all()
+    if institute_ids is not None:
+        trainings = trainings.filter(institute_id__in=list(institute_ids))
+    return trainings
+
+
+def scope_contents(
+    *, institute_ids: Collection[int] | None, object_kinds: Collection[str]
+) -> tuple[QuerySet[Institute], QuerySet[Training]]:
+    """What a partner's exact mirror of a scope holds: (its institutes, its trainings), each
+    empty when the scope's object kinds leave it out."""
+    institutes = scope_institutes(institute_ids=institute_ids)
+    trainings = scope_trainings(institute_ids=institute_ids)
+    if INSTITUTE.name not in object_kinds:
+        institutes = institutes.none()
+    if TRAINING.name not in object_kinds:
+        trainings = trainings.none()
+    return institutes, trainings
+
+
+def catalogue_entries(institute_ids: Collection[int] | None = None) -> Iterator[ChangeEntry]:
+    """The whole catalogue, or the part a scope holds (`institute_ids`), as change entries:
+    an `import` of each of its institutes that exists, by id.
 
     What a resync sends (changes.services.catalogue_record; registered in CatalogConfig):
     each `import` makes the partner read the institute and all its trainings. The ids are
     read 10,000 at a time from the primary key, never all at once.
     """
     last_id = 0
+    institutes = scope_institutes(institute_ids=institute_ids)
     while True:
         ids = list(
-            Institute.objects.filter(pk__gt=last_id)
+            institutes.filter(pk__gt=last_id)
             .order_by("id")
             .values_list("id", flat=True)[:_CATALOGUE_CHUNK]
         )

@@ -591,13 +591,38 @@ def trainings_bulk_update(*, queryset: QuerySet[Training], **values: object) -> 
             Training.objects.filter(pk__in=ids[start : start + _BULK_BATCH]).update(
                 updated_at=timezone.now(), **values
             )
+        moved_to = _institute_set(values)
         changes_record(
             entries=(
-                ChangeEntry(TRAINING.name, training_id, Action.UPDATE, institute_id)
+                entry
                 for training_id, institute_id in rows
+                for entry in _training_saved_entries(training_id, institute_id, moved_to)
             )
         )
     return len(rows)
+
+
+def _institute_set(values: dict) -> int | None:
+    """The institute an update's values move trainings to, or None when they move none."""
+    if "institute_id" in values:
+        return values["institute_id"]
+    if "institute" in values:
+        institute = values["institute"]
+        return institute if isinstance(institute, int) else institute.pk
+    return None
+
+
+def _training_saved_entries(
+    training_id: int, institute_id: int, moved_to: int | None
+) -> tuple[ChangeEntry, ...]:
+    """The changes of a training saved: its update, preceded by a leave (a destroy in its
+    old institute) when it moved, as catalog.signals records them."""
+    if moved_to is None or moved_to == institute_id:
+        return (ChangeEntry(TRAINING.name, training_id, Action.UPDATE, institute_id),)
+    return (
+        ChangeEntry(TRAINING.name, training_id, Action.DESTROY, institute_id),
+        ChangeEntry(TRAINING.name, training_id, Action.UPDATE, moved_to),
+    )
 
 
 def trainings_bulk_create(*, trainings: Iterable[Training]) -> list[Training]:

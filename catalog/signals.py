@@ -21,7 +21,17 @@ def institute_deleted(sender, instance: Institute, **kwargs) -> None:
     change_record(object_kind=INSTITUTE.name, object_id=instance.pk, action=Action.DESTROY)
 
 
-def training_saved(sender, instance: Training, **kwargs) -> None:
+def training_saved(sender, instance: Training, created: bool = False, **kwargs) -> None:
+    left = getattr(instance, "stored_institute_id", None)
+    if not created and left is not None and left != instance.institute_id:
+        # A move: the training leaves its old institute (a destroy there, for webhooks
+        # whose scope holds that institute and not the new one) before its update in the
+        # new one. A webhook that receives both merges them into the update.
+        change_record(
+            object_kind=TRAINING.name, object_id=instance.pk, action=Action.DESTROY,
+            parent_id=left,
+        )
+    instance.stored_institute_id = instance.institute_id
     change_record(
         object_kind=TRAINING.name,
         object_id=instance.pk,

@@ -5,7 +5,7 @@ change (no ORM object, no broker, no per-webhook fan-out), so that capturing cos
 little and does not grow with the number of webhooks.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import NamedTuple
 
 from django.db import connections, router, transaction
@@ -145,7 +145,8 @@ def _check_action(action: str) -> None:
 # whole catalogue" is, as a function that yields its entries (an `import` per institute),
 # streamed rather than loaded at once.
 
-CatalogueSource = Callable[[], Iterable[ChangeEntry]]
+# The source is called with the ids of the institutes wanted, or None for all of them.
+CatalogueSource = Callable[[Collection[int] | None], Iterable[ChangeEntry]]
 _catalogue_source: CatalogueSource | None = None
 
 
@@ -155,8 +156,9 @@ def catalogue_source_register(source: CatalogueSource) -> None:
     _catalogue_source = source
 
 
-def catalogue_record(*, webhook_id: int) -> int:
-    """Record the whole catalogue for one webhook alone, in one transaction.
+def catalogue_record(*, webhook_id: int, institute_ids: Collection[int] | None = None) -> int:
+    """Record the whole catalogue, or the institutes `institute_ids` of it (a webhook's
+    scope), for one webhook alone, in one transaction.
 
     Each entry the registered source yields becomes a change for `webhook_id` only; the
     collector folds them with everyone's changes in order, so they coalesce with what
@@ -167,4 +169,13 @@ def catalogue_record(*, webhook_id: int) -> int:
     if _catalogue_source is None:
         raise RuntimeError("no catalogue source registered (the catalog app does it)")
     with transaction.atomic(using=router.db_for_write(Change)):
-        return changes_record(entries=_catalogue_source(), webhook_id=webhook_id)
+        return changes_record(entries=_catalogue_source(institute_ids), webhook_id=webhook_id)
+
+
+def catalogue_ids(*, institute_ids: Collection[int] | None = None) -> Iterator[int]:
+    """The ids of the catalogue's institutes (of `institute_ids`, those that exist), in id
+    order, read from the registered source."""
+    if _catalogue_source is None:
+        raise RuntimeError("no catalogue source registered (the catalog app does it)")
+    for entry in _catalogue_source(institute_ids):
+        yield entry.object_id

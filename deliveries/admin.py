@@ -6,7 +6,9 @@ secret."""
 import json
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -26,6 +28,7 @@ from deliveries.selectors import (
     dispatcher_last_tick,
     object_query_parse,
     pending_count_annotation,
+    webhooks_backlog,
     webhooks_health,
 )
 from deliveries.services import (
@@ -34,10 +37,11 @@ from deliveries.services import (
     delivery_tests_drop,
     webhook_resync,
     webhook_retry_now,
+    webhook_scope_change,
 )
 from deliveries.templatetags.delivery_format import duration
 from webhooks.admin import WebhookAdmin
-from webhooks.models import Webhook, WebhookAction
+from webhooks.models import ScopeObjects, Webhook, WebhookAction
 from webhooks.services import (
     Actor,
     WebhookError,
@@ -158,7 +162,48 @@ def _institutes(count: int) -> str:
     return ngettext("%(count)d institute", "%(count)d institutes", count) % {"count": count}
 
 
-class WebhookAddForm(forms.ModelForm):
+def _institute_model():
+    # Looked up by name, not imported: the catalogue lies above this app. The institutes'
+    # admin serves the autocomplete (by name or id), through the training's institute
+    # field, a relation to them that the admin's autocomplete view accepts.
+    return apps.get_model("catalog", "Institute")
+
+
+class WebhookScopeForm(forms.ModelForm):
+    """The webhook form with its scope. The scope is not written by the form: a change
+    goes through webhook_scope_change, which sends the partner what entered and left."""
+
+    scope_institute_choice = forms.ModelMultipleChoiceField(
+        label="Institutes",
+        queryset=_institute_model().objects.all(),
+        required=False,
+        help_text="The institutes whose changes this webhook receives, each with its "
+        "trainings. Empty: the whole catalogue.",
+        widget=AutocompleteSelectMultiple(
+            apps.get_model("catalog", "Training")._meta.get_field("institute"), admin.site
+        ),
+    )
+    scope_objects_choice = forms.ChoiceField(
+        label="Objects", choices=ScopeObjects.choices, initial=ScopeObjects.ALL,
+        required=False,
+        help_text="Which kinds of object it receives (an institute's import and destroy "
+        "go to both, as they stand for its trainings too).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["scope_institute_choice"].initial = self.instance.scope_institutes or []
+            self.fields["scope_objects_choice"].initial = self.instance.scope_objects
+
+    def scope(self) -> tuple[list[int] | None, str]:
+        """The scope the form asks for: (institute ids or None, objects)."""
+        chosen = self.cleaned_data.get("scope_institute_choice")
+        institutes = sorted(institute.pk for institute in chosen) if chosen else None
+        return institutes, self.cleaned_data.get("scope_objects_choice") or ScopeObjects.ALL
+
+
+class WebhookAddForm(WebhookScopeForm):
     """The add form: a new webhook receives only changes made after it was created,
     unless it starts with the whole catalogue (what a new partner's mirror needs)."""
 
@@ -174,15 +219,17 @@ class WebhookAddForm(forms.ModelForm):
 
 class WebhookOperationsAdmin(WebhookAdmin):
     change_form_template = "admin/webhooks/webhook/change_form.html"
+    form = WebhookScopeForm
     actions = [
         "retry_now", "send_test_event", "send_whole_catalogue", "pause", "resume",
         "rotate_secret",
     ]
     # The pending count is this app's data: webhooks' own admin knows nothing of it.
     list_display = [
-        "name", "url", "is_active", "health", "pending_changes", "last_success_at",
+        "name", "url", "is_active", "health", "scope", "pending_changes", "last_success_at",
         "created_at",
     ]
+    list_filter = [*WebhookAdmin.list_filter, "scope_objects"]
 
     def get_queryset(self, request):
         # Counted by the database in the list's one query: no query per row.
@@ -190,6 +237,11 @@ class WebhookOperationsAdmin(WebhookAdmin):
 
     @admin.display(description="pending", ordering="pending_count")
     def pending_changes(self, webhook: Webhook) -> int:
+        if webhook.is_scoped:
+            # The list's count takes every stream row after the cursor; a scoped webhook's
+            # own count reads just its scope's (one query for such a row).
+            backlog = webhooks_backlog(webhook_id=webhook.pk).get(webhook.pk)
+            return backlog.count if backlog else 0
         return webhook.pending_count
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -198,13 +250,33 @@ class WebhookOperationsAdmin(WebhookAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = super().get_fieldsets(request, obj)
+        fieldsets = [
+            *super().get_fieldsets(request, obj),
+            ("Scope", {"fields": ["scope_institute_choice", "scope_objects_choice"]}),
+        ]
         if obj is None:
             return [*fieldsets, ("Start", {"fields": ["send_catalogue"]})]
         return fieldsets
 
     def save_model(self, request, obj: Webhook, form, change: bool) -> None:
+        institutes, objects = form.scope()
+        if not change:
+            # A new webhook has nothing to correct: its scope is simply set.
+            obj.scope_institutes, obj.scope_objects = institutes, objects
         super().save_model(request, obj, form, change)
+        if change and (institutes, objects) != (obj.scope_institutes, obj.scope_objects):
+            # In the change view's transaction: the scope and what it sends commit together.
+            changed = webhook_scope_change(
+                webhook_id=obj.pk, institute_ids=institutes, objects=objects
+            )
+            obj.refresh_from_db()
+            self.message_user(
+                request,
+                f"Changed the scope of {obj}: queued an import of "
+                f"{_institutes(changed.imported)} and a destroy of "
+                f"{_institutes(changed.destroyed)}.",
+                messages.SUCCESS,
+            )
         if not change and form.cleaned_data.get("send_catalogue"):
             # In the add view's transaction: the webhook and its catalogue commit together.
             count = webhook_resync(webhook_id=obj.pk)
@@ -444,6 +516,7 @@ class WebhookOperationsAdmin(WebhookAdmin):
                 "now": now,
                 "row": row,
                 "oldest_pending_age": row.oldest_pending_age(now),
+                "scope": self.scope(row.webhook),
                 "chart": hourly_chart_svg(
                     attempts_per_hour(now=now, hours=48, webhook_id=object_id)
                 ),

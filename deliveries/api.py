@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
@@ -42,7 +43,10 @@ from deliveries.selectors import (
 )
 from deliveries.services import (
     DeliveryError,
+    ScopeError,
+    ScopeTooSoon,
     TooSoon,
+    UnknownInstitutes,
     webhook_replay,
 )
 from deliveries.services.partner import (
@@ -53,11 +57,12 @@ from deliveries.services.partner import (
     partner_pause,
     partner_resume,
     partner_resync,
+    partner_scope_change,
     partner_secret_rotate,
     partner_test_send,
     partner_url_change,
 )
-from webhooks.models import Webhook, WebhookAction
+from webhooks.models import SCOPE_OBJECT_KINDS, Webhook, WebhookAction
 from webhooks.secrets import secret_fingerprint
 from webhooks.services import Actor
 
@@ -107,9 +112,20 @@ def webhook_data(health: WebhookHealth, now: datetime) -> dict:
             "url": delivery_url(last),
         },
         "last_resync_at": _time(webhook.last_resync_at),
+        "scope": scope_data(webhook),
         "deliveries_url": deliveries_url(webhook.pk),
         **lag_data(health, now),
         "changes_url": changes_url(webhook.pk),
+    }
+
+
+def scope_data(webhook: Webhook) -> dict:
+    """The part of the catalogue the webhook receives: its institutes (null: the whole
+    catalogue) and the kinds of object."""
+    institutes = webhook.scope_institutes
+    return {
+        "institutes": None if institutes is None else sorted(institutes),
+        "objects": list(webhook.scope_object_kinds),
     }
 
 
@@ -453,6 +469,8 @@ def webhook_replay_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
         },
         status=202,
     )
+
+
 # --- Partner actions: what the portal's acting links do, for the partner's code ----------
 # Each goes through deliveries.services.partner, which records it for staff.
 
@@ -529,3 +547,82 @@ def webhook_url_change_view(request: HttpRequest, webhook_id: int) -> JsonRespon
     except TooSoon as error:
         raise _too_many_requests(error) from None
     return _action_answer(webhook, message, url=data["url"].strip())
+
+
+# The objects a partner may ask for, and the scope each set of them is.
+_OBJECTS_SCOPE = {
+    frozenset(kinds): objects for objects, kinds in SCOPE_OBJECT_KINDS.items()
+}
+_SCOPE_INSTITUTES_MAX = 10_000
+_ID_MAX = 2**63 - 1
+
+
+def _scope_parse(request: HttpRequest) -> tuple[list[int] | None, str]:
+    """The scope a PUT asks for, or ApiError 400 saying what is wrong with the body."""
+    try:
+        body = json.loads(request.body or b"null")
+    except (RequestDataTooBig, ValueError):
+        raise bad_request(
+            'The body must be a JSON object such as {"institutes": [1, 2], '
+            '"objects": ["institute", "training"]}.'
+        ) from None
+    if not isinstance(body, dict) or set(body) != {"institutes", "objects"}:
+        raise bad_request(
+            'The body must be a JSON object with exactly the members "institutes" (a list '
+            'of institute ids, or null for the whole catalogue) and "objects".'
+        )
+    institutes = body["institutes"]
+    if institutes is not None:
+        if (
+            not isinstance(institutes, list)
+            or not institutes
+            or len(institutes) > _SCOPE_INSTITUTES_MAX
+            or not all(type(value) is int and 0 < value <= _ID_MAX for value in institutes)
+        ):
+            raise bad_request(
+                f"institutes must be null (the whole catalogue) or a list of 1 to "
+                f"{_SCOPE_INSTITUTES_MAX} institute ids (whole numbers, 1 or more)."
+            )
+        institutes = sorted(set(institutes))
+    objects = body["objects"]
+    kinds = frozenset(objects) if isinstance(objects, list) and all(
+        isinstance(kind, str) for kind in objects
+    ) else None
+    if kinds is None or len(kinds) != len(objects) or kinds not in _OBJECTS_SCOPE:
+        raise bad_request(
+            'objects must be a list of "institute", "training" or both, each once.'
+        )
+    return institutes, _OBJECTS_SCOPE[kinds]
+
+
+@api_view(methods=("PUT",))
+def webhook_scope_view(request: HttpRequest, webhook_id: int) -> JsonResponse:
+    """Replace the webhook's scope. What entered is imported and what left destroyed,
+    through the webhook's own ordered channel; a change that imports is limited as a
+    resync is (WEBHOOK_RESYNC_INTERVAL)."""
+    webhook = _own_webhook(request, webhook_id)
+    institutes, objects = _scope_parse(request)
+    try:
+        changed, message = partner_scope_change(
+            webhook_id=webhook.pk, institute_ids=institutes, objects=objects,
+            actor=key_actor(request),
+        )
+    except UnknownInstitutes as error:
+        raise bad_request(
+            "Unknown institute" + ("s: " if len(error.institute_ids) > 1 else ": ")
+            + ", ".join(map(str, error.institute_ids)) + "."
+        ) from None
+    except ScopeTooSoon as error:
+        raise _too_many_requests(error) from None
+    except ScopeError as error:
+        raise not_found(f"Webhook {webhook_id} does not exist.") from error
+    webhook.refresh_from_db()
+    return JsonResponse(
+        {
+            "webhook": webhook.pk,
+            "scope": scope_data(webhook),
+            "imported": changed.imported,
+            "destroyed": changed.destroyed,
+            "message": message,
+        }
+    )

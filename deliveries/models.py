@@ -10,7 +10,8 @@ OPEN_DELIVERY = ~Q(state="delivered")
 
 
 class StreamEntry(models.Model):
-    """One object's latest changes, coalesced, shared by every webhook: the change stream.
+    """One object's latest changes (in one institute), coalesced, shared by every webhook:
+    the change stream.
 
     The collector (deliveries.services.collect) writes one row per object and stamps it
     with `seq`, the next number of the stream, in its own transaction: only one collector
@@ -24,6 +25,11 @@ class StreamEntry(models.Model):
     object_kind = models.CharField(max_length=32)
     object_id = models.BigIntegerField()
     parent_id = models.BigIntegerField(null=True, blank=True)
+    # The institute the row belongs to: an institute's own id, a training's institute (0
+    # when unknown). A training that moved has a row in each institute it was in (a
+    # destroy in those it left), so that a webhook whose scope holds some institutes
+    # reads just their rows (deliveries.services.scope).
+    institute_id = models.BigIntegerField(default=0)
     action = models.CharField(max_length=16)
     # Kept when the row is stamped anew: the bundle delay counts from here, so an object
     # edited without pause still goes out (no starvation).
@@ -35,8 +41,13 @@ class StreamEntry(models.Model):
         verbose_name_plural = "stream entries"
         constraints = [
             models.UniqueConstraint(
-                fields=["object_kind", "object_id"], name="stream_entry_one_per_object"
+                fields=["object_kind", "object_id", "institute_id"],
+                name="stream_entry_one_per_object_institute",
             ),
+        ]
+        indexes = [
+            # A scoped webhook reads its institutes' rows after its cursor, in seq order.
+            models.Index(fields=["institute_id", "seq"], name="stream_entry_institute_seq"),
         ]
 
     def __str__(self) -> str:

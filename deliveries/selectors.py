@@ -45,6 +45,7 @@ from deliveries.models import (
     StreamEntry,
     WebhookCursor,
 )
+from deliveries.scoping import stream_filter
 from webhooks.models import Webhook
 
 ErrorKind = DeliveryAttempt.ErrorKind
@@ -228,13 +229,17 @@ def webhooks_backlog(*, webhook_id: int | None = None) -> dict[int, Backlog]:
         row["webhook_id"]: Backlog(row["count"], row["oldest"])
         for row in pending.annotate(count=Count("id"), oldest=Min("first_change_at"))
     }
-    streams: dict[int, dict] = {}
-    for cursor in cursors:
-        if cursor.seq not in streams:
-            streams[cursor.seq] = StreamEntry.objects.filter(seq__gt=cursor.seq).aggregate(
-                count=Count("id"), oldest=Min("first_change_at")
-            )
-        stream = streams[cursor.seq]
+    streams: dict[tuple, dict] = {}
+    for cursor in cursors.select_related("webhook"):
+        # A scoped webhook counts only the rows its scope admits.
+        row_filter = stream_filter(cursor.webhook)
+        key = (cursor.seq, row_filter)
+        if key not in streams:
+            rows = StreamEntry.objects.filter(seq__gt=cursor.seq)
+            if row_filter is not None:
+                rows = rows.filter(row_filter.q())
+            streams[key] = rows.aggregate(count=Count("id"), oldest=Min("first_change_at"))
+        stream = streams[key]
         if not stream["count"]:
             continue
         waiting = backlog.setdefault(cursor.webhook_id, Backlog())
@@ -246,7 +251,9 @@ def webhooks_backlog(*, webhook_id: int | None = None) -> dict[int, Backlog]:
 
 def pending_count_annotation() -> Expression:
     """An expression for a Webhook queryset: the number of entries waiting for each
-    webhook (as Backlog.count), computed by the database in the list's one query."""
+    webhook (as Backlog.count), computed by the database in the list's one query. For a
+    webhook with a scope it counts every stream row after its cursor, its scope's or not:
+    use webhooks_backlog for those."""
 
     def counted(queryset: QuerySet) -> Expression:
         # COUNT as a plain function, not an aggregate: no GROUP BY in the subquery.

@@ -13,6 +13,8 @@ urlpatterns = [
          name="partner-delivery-detail"),
     path("webhooks/<int:webhook_id>/resync", api.webhook_resync_view,
          name="partner-webhook-resync"),
+    path("webhooks/<int:webhook_id>/scope", api.webhook_scope_view,
+         name="partner-webhook-scope"),
     path("webhooks/<int:webhook_id>/test", api.webhook_test_view, name="partner-webhook-test"),
     # What was sent, in order, and a replay of it (the digest is catalog.urls).
     path("webhooks/<int:webhook_id>/changes", api.webhook_changes,

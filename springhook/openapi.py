@@ -11,6 +11,7 @@ from django.conf import settings
 
 import core
 from apikeys.api import API_KEY_HEADER, API_KEY_PARAMETER, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from catalog.api import IDS_PARAMETER_MAX
 from catalog.digest import RANGE_OBJECTS_MAX, RANGE_PARTS
 from changes.kinds import INSTITUTE, OBJECT_KINDS, TRAINING
 from deliveries.models import Delivery, DeliveryAttempt
@@ -229,8 +230,8 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
             "required": ["id", "name", "url", "state", "failing_since", "paused_reason",
                          "pending_entries", "oldest_pending_at", "oldest_pending_age_seconds",
                          "last_accepted_at", "last_accepted_delivery", "last_resync_at",
-                         "deliveries_url", "unaccepted_entries", "oldest_unaccepted_at",
-                         "lag_seconds", "changes_url"],
+                         "scope", "deliveries_url", "unaccepted_entries",
+                         "oldest_unaccepted_at", "lag_seconds", "changes_url"],
             "properties": {
                 "id": {"type": "integer"},
                 "name": {"type": "string"},
@@ -258,6 +259,7 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                     },
                 },
                 "last_resync_at": optional_time,
+                "scope": _ref("Scope"),
                 "deliveries_url": {"type": "string", "format": "uri"},
                 "unaccepted_entries": {"type": "integer", "minimum": 0,
                                        "description": "entries not accepted yet: the waiting "
@@ -270,6 +272,40 @@ def _partner_schemas(base: str, timestamp: dict) -> dict:
                                 "everything was accepted"},
                 "changes_url": {"type": "string", "format": "uri",
                                 "description": "what was sent to you, in order"},
+            },
+        },
+        "Scope": {
+            "type": "object",
+            "description": "The part of the catalogue the webhook receives, whose mirror "
+            "Springhook keeps exact: the institutes (each with its trainings) and the kinds "
+            "of object. An institute's `import` and `destroy` reach both kinds.",
+            "additionalProperties": False,
+            "required": ["institutes", "objects"],
+            "properties": {
+                "institutes": {
+                    "type": ["array", "null"], "minItems": 1, "maxItems": 10000,
+                    "uniqueItems": True, "items": {"type": "integer", "minimum": 1},
+                    "description": "institute ids; null: the whole catalogue",
+                },
+                "objects": {
+                    "type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "enum": ["institute", "training"]},
+                },
+            },
+        },
+        "ScopeSet": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["webhook", "scope", "imported", "destroyed", "message"],
+            "properties": {
+                "webhook": {"type": "integer"},
+                "scope": _ref("Scope"),
+                "imported": {"type": "integer", "minimum": 0,
+                             "description": "imports queued: the institutes that entered "
+                             "(all of the scope's when `objects` changed)"},
+                "destroyed": {"type": "integer", "minimum": 0,
+                              "description": "destroys queued: the institutes that left"},
+                "message": {"type": "string"},
             },
         },
         "WebhookList": {
@@ -435,8 +471,10 @@ def _paths() -> dict:
     )
     paths = {}
     for route, item in (
-        (INSTITUTE.api_path, _list("institutes", "InstituteList")),
-        (TRAINING.api_path, _list("trainings", "TrainingList")),
+        (INSTITUTE.api_path, _list("institutes", "InstituteList", _ids_filter(
+            "id", "only the institutes with these ids"))),
+        (TRAINING.api_path, _list("trainings", "TrainingList", _ids_filter(
+            "institute", "only the trainings of these institutes"))),
         (TRAINING.path("{training_id}"), training),
         (INSTITUTE.path("{institute_id}"), institute),
         (INSTITUTE.path("{institute_id}") + TRAINING.api_path, trainings),
@@ -450,12 +488,23 @@ def _paths() -> dict:
     return paths
 
 
-def _list(what: str, schema: str) -> dict:
+def _ids_filter(name: str, what: str) -> dict:
+    return {
+        "name": name, "in": "query", "required": False, "style": "form", "explode": True,
+        "description": f"{what} (repeatable, at most {IDS_PARAMETER_MAX}: `?{name}=1&{name}=2`); "
+        "a partner with a scope lists its part with its scope's institute ids",
+        "schema": {"type": "array", "maxItems": IDS_PARAMETER_MAX,
+                   "items": {"type": "integer", "minimum": 1}},
+    }
+
+
+def _list(what: str, schema: str, ids_filter: dict) -> dict:
     bad = _error(
         "A parameter is malformed: `updated_since` is not an RFC 3339 time with an offset "
         "(of at most ±14:00, in the years 1 to 9999 in UTC), `after`/`before` is not a "
         "position from a link (or both are given), `page_size` "
-        "is not a whole number of 1 or more.",
+        f"is not a whole number of 1 or more, `{ids_filter['name']}` is not an id or is "
+        "given too often.",
         "bad_request", "updated_since must be an RFC 3339 date and time with its offset (at "
         "most ±14:00, in the years 1 to 9999), like 2026-11-29T19:49:52Z or "
         "2026-11-29T20:49:52+01:00; got 'yesterday' (not a date and time).",
@@ -473,6 +522,7 @@ def _list(what: str, schema: str) -> dict:
              "time (with `Z` or an offset of at most ±14:00; URL-encode a `+`)",
              "schema": {"type": "string", "format": "date-time"},
              "example": "2026-11-29T19:49:52Z"},
+            ids_filter,
             {"name": "page_size", "in": "query", "required": False,
              "description": f"larger values are capped at {PAGE_SIZE_MAX}",
              "schema": {"type": "integer", "minimum": 1, "default": PAGE_SIZE_DEFAULT}},
@@ -579,6 +629,7 @@ def _partner_paths() -> dict:
                 },
             },
         ),
+        "/webhooks/{webhook_id}/scope": _scope_operation(webhook_id, not_yours, partner),
         "/webhooks/{webhook_id}/test": _operation(
             "post", "Send me a test event",
             "Queues a signed `{\"changes\": []}` batch, as an operator's \"send test event\" "
@@ -1002,6 +1053,38 @@ def _partner_action_paths() -> dict:
             **key_operation,
         ),
     }
+
+
+def _scope_operation(webhook_id: dict, not_yours: dict, partner: str) -> dict:
+    operation = _operation(
+        "put", "Choose the part of the catalogue you receive",
+        "Replaces the webhook's scope (the same object `scope` shows). Each institute that "
+        "entered is sent as an `import` and each one that left as a `destroy`, for this "
+        "webhook alone, through the same ordered channel as a resync (after what already "
+        "waits, coalesced with it); when `objects` changes, every institute of the new "
+        "scope is imported. A change that imports anything is limited as a resync is "
+        f"(here once per {settings.WEBHOOK_RESYNC_INTERVAL:g} s); a narrowing never is."
+        + partner,
+        [webhook_id],
+        ("200", {"description": "Set; what it sends is queued.", **_json(_ref("ScopeSet"))}),
+        **{
+            "400": _error("The body is not a scope, or names institutes that do not exist "
+                          "(the message names them).", "bad_request",
+                          "Unknown institutes: 9998, 9999."),
+            "404": not_yours,
+            "429": {
+                **_error("A widening asked too soon after the last resync, replay or "
+                         "widening of this webhook, or the last one this key asked for.",
+                         "too_many_requests", "A resync, replay or widened scope was "
+                         "queued for Partner at 2026-11-29 19:49:52 UTC; ask again in "
+                         "412 s."),
+                "headers": {"Retry-After": {"schema": {"type": "string"},
+                                            "description": "seconds to wait"}},
+            },
+        },
+    )
+    operation["put"]["requestBody"] = {"required": True, **_json(_ref("Scope"))}
+    return operation
 
 
 def _webhook(base: str) -> dict:

@@ -21,6 +21,13 @@ the partner accepted for it. The second looks at the wire: the reference receive
 deletes what the API answers 404 for, so it would converge even if a destroy had been
 turned into an update; a partner that trusts the actions would not.
 
+Partners with a scope run beside them, each with its own receiver keeping a scoped
+mirror (`--scoped`): one with a few institutes, one with institutes only, one with the
+trainings of a few institutes. Along the random history their scopes change, by staff
+(the service the admin calls) and by the partner (`PUT /webhooks/<id>/scope`), and they
+are paused, resumed and resynced; at the end each mirror equals the catalogue restricted
+to its scope (catalog.selectors.scope_contents).
+
 A run prints its seed when it fails; `CONVERGENCE_SEED=<seed>` repeats its operations
 (the timing of processes and faults is not repeatable).
 """
@@ -31,13 +38,14 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import requests
 
 from apikeys.services import api_key_create
 from catalog.models import Institute, Training
+from catalog.selectors import scope_contents
 from catalog.services import (
     FeedRecord,
     import_run,
@@ -46,14 +54,18 @@ from catalog.services import (
 )
 from changes.models import Change
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.services import webhook_resync, webhook_scope_change
 from tests.deliveries.helpers import nothing_waits
 from tests.support import processes
 from tests.support.fault_proxy import FaultProxy
-from webhooks.models import Webhook
+from webhooks.models import ScopeObjects, Webhook
+from webhooks.services import webhook_pause, webhook_resume
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 OPERATIONS = 600
+# Operations after the final imports, none an import (see the test).
+TAIL_OPERATIONS = 80
 # Seconds the sender waits for an answer; the proxy's hangs last longer than that.
 SEND_TIMEOUT = 2
 # The partner's faults (see tests/support/fault_proxy.py).
@@ -69,6 +81,12 @@ class Loop:
     api_url: str
     log_dir: object
     late_receiver_url: str = ""
+    scoped: list["ScopedPartner"] = field(default_factory=list)
+
+    def receiver_urls(self) -> list[str]:
+        return [url for url in (self.receiver_url, self.late_receiver_url) if url] + [
+            partner.receiver_url for partner in self.scoped
+        ]
 
     def logs(self) -> str:
         return "\n".join(
@@ -106,6 +124,8 @@ def loop(transactional_db, tmp_path):
             "WEBHOOK_CONNECT_TIMEOUT": "1",
             "WEBHOOK_RETRY_SCHEDULE": "0.3,0.6,1.2",
             "WEBHOOK_TICK_SECONDS": "0.2",
+            # Scoped partners change their scopes often: no wait between widenings.
+            "WEBHOOK_RESYNC_INTERVAL": "0",
         }
         server = processes.server(port=port, env=env, log_dir=tmp_path)
         services.append(server.start())
@@ -140,8 +160,12 @@ class CatalogueChanges:
             self.import_then_edit: 4, self.bulk_update: 5, self.bulk_create: 4,
         }
 
-    def step(self) -> None:
-        operation = self.rng.choices(list(self.operations), list(self.operations.values()))[0]
+    def step(self, *, imports: bool = True) -> None:
+        operations = {
+            operation: weight for operation, weight in self.operations.items()
+            if imports or operation not in (self.import_feed, self.import_then_edit)
+        }
+        operation = self.rng.choices(list(operations), list(operations.values()))[0]
         if not self._institute_ids():
             operation = self.create_institute
         operation()
@@ -259,6 +283,105 @@ class CatalogueChanges:
         )
 
 
+@dataclass
+class ScopedPartner:
+    webhook_id: int
+    api_key: str
+    receiver_url: str
+
+
+def scoped_partners_join(loop: Loop, rng: random.Random) -> None:
+    """Three partners with a scope, each with its own receiver that keeps it and asks for
+    a resync of it at start: a few institutes; institutes only; trainings of a few."""
+    ids = list(Institute.objects.order_by("id").values_list("id", flat=True))
+    for name, institutes, objects in (
+        ("Few institutes", rng.sample(ids, 2), ScopeObjects.ALL),
+        ("Institutes only", None, ScopeObjects.INSTITUTES),
+        ("Trainings of a few", rng.sample(ids, 2), ScopeObjects.TRAININGS),
+    ):
+        webhook = Webhook.objects.create(
+            name=name, url="http://127.0.0.1:9/", scope_institutes=institutes,
+            scope_objects=objects,
+        )
+        _, api_key = api_key_create(name=name, webhook_ids=[webhook.pk])
+        receiver = processes.receiver(
+            secret=webhook.secret, api_key=api_key,
+            db_path=loop.log_dir / f"scoped-{webhook.pk}.sqlite3", log_dir=loop.log_dir,
+            name=f"scoped-receiver-{webhook.pk}",
+            options=("--scoped", "--resync", "--api-url", loop.api_url),
+        )
+        loop.services.append(receiver.start())
+        url = receiver.wait_for_log(r"listening on (http://\S+)").group(1)
+        webhook.url = url
+        webhook.save()
+        receiver.wait_for_log(r"resync of webhook \d+ queued")
+        loop.scoped.append(ScopedPartner(webhook.pk, api_key, url))
+
+
+class ScopeChanges:
+    """Random changes of the scoped partners' scopes, by staff and by the partner, and
+    pauses, resumes and resyncs."""
+
+    def __init__(self, loop: Loop, rng: random.Random) -> None:
+        self.loop = loop
+        self.rng = rng
+        self.done: Counter[str] = Counter()
+
+    def _scope(self) -> tuple[list[int] | None, str]:
+        ids = list(Institute.objects.values_list("id", flat=True))
+        institutes = None if self.rng.random() < 0.25 else self.rng.sample(
+            ids, k=min(len(ids), self.rng.randint(1, 4))
+        )
+        return institutes, self.rng.choice(ScopeObjects.values)
+
+    def step(self) -> None:
+        partner = self.rng.choice(self.loop.scoped)
+        action = self.rng.choice(["staff", "partner", "pause", "resync"])
+        if action == "staff":
+            institutes, objects = self._scope()
+            webhook_scope_change(webhook_id=partner.webhook_id, institute_ids=institutes,
+                                 objects=objects)
+        elif action == "partner":
+            institutes, objects = self._scope()
+            kinds = {"all": ["institute", "training"]}.get(objects, [objects])
+            response = requests.put(
+                f"{self.loop.api_url}/webhooks/{partner.webhook_id}/scope",
+                json={"institutes": institutes, "objects": kinds},
+                headers={"X-API-Key": partner.api_key}, timeout=10,
+            )
+            assert response.status_code == 200, response.text
+        elif action == "pause":
+            webhook = Webhook.objects.get(pk=partner.webhook_id)
+            if webhook.is_active:
+                webhook_pause(webhook_id=webhook.pk)
+            else:
+                webhook_resume(webhook_id=webhook.pk)
+        else:
+            webhook_resync(webhook_id=partner.webhook_id)
+        self.done[action] += 1
+
+    def resume_all(self) -> None:
+        for partner in self.loop.scoped:
+            if not Webhook.objects.get(pk=partner.webhook_id).is_active:
+                webhook_resume(webhook_id=partner.webhook_id)
+
+
+def scoped_expected(webhook: Webhook) -> dict[str, dict[str, object]]:
+    """The catalogue restricted to the webhook's scope, in the shape of GET /mirror."""
+    institutes, trainings = scope_contents(
+        institute_ids=webhook.scope_institutes, object_kinds=webhook.scope_object_kinds
+    )
+    return {
+        "institutes": {str(i): name for i, name in institutes.values_list("id", "name")},
+        "trainings": {
+            str(t): [institute_id, reference, name]
+            for t, institute_id, reference, name in trainings.values_list(
+                "id", "institute_id", "reference", "name"
+            )
+        },
+    }
+
+
 def outages(proxy: FaultProxy, rng: random.Random, until: threading.Event) -> None:
     """Alternate healthy stretches with stretches of one fault; every fault gets turns."""
     faults: list[str] = []
@@ -333,7 +456,7 @@ def settled(loop: Loop) -> bool:
         return False
     return all(
         requests.get(f"{url}/healthz", timeout=5).json()["inbox"] == 0
-        for url in (loop.receiver_url, loop.late_receiver_url) if url
+        for url in loop.receiver_urls()
     )
 
 
@@ -364,6 +487,10 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
     seed = int(os.environ.get("CONVERGENCE_SEED") or random.SystemRandom().randrange(10**9))
     rng = random.Random(seed)
     changes = CatalogueChanges(rng)
+    for _ in range(5):
+        changes.create_institute()
+    scoped_partners_join(loop, rng)
+    scopes = ScopeChanges(loop, random.Random(seed + 2))
     outage_over = threading.Event()
     faults = threading.Thread(
         target=outages, args=(loop.proxy, random.Random(seed + 1), outage_over), daemon=True
@@ -374,6 +501,8 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
             if number == OPERATIONS // 2:
                 witness = late_partner_joins(loop, changes)
             changes.step()
+            if number % 15 == 14:
+                scopes.step()
             # Spread the changes over the outages in bursts and pauses, so that batches
             # form and fail all along and the partner has applied a state that later
             # changes again (a lost destroy then leaves an object behind).
@@ -388,9 +517,19 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
         # the end state is always a real catalogue to compare.
         while Training.objects.count() < 12:
             changes.create_training()
+        # Then more moves, edits and deletes, and scope changes, with no import after
+        # them: a move a scoped partner missed would now stay in its mirror.
+        for number in range(TAIL_OPERATIONS):
+            changes.step(imports=False)
+            if number % 2:
+                changes.move_training()
+            if number % 10 == 9:
+                scopes.step()
+            time.sleep(rng.uniform(0, 0.02))
     finally:
         outage_over.set()
         faults.join()
+        scopes.resume_all()
 
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while not settled(loop) and time.monotonic() < deadline:
@@ -399,7 +538,8 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
     mirror = requests.get(f"{loop.receiver_url}/mirror", timeout=5).json()
     late_mirror = requests.get(f"{loop.late_receiver_url}/mirror", timeout=5).json()
     story = (
-        f"seed {seed}; operations {dict(changes.done)}; proxy faults {dict(loop.proxy.handled)}"
+        f"seed {seed}; operations {dict(changes.done)}; scope changes {dict(scopes.done)}; "
+        f"proxy faults {dict(loop.proxy.handled)}"
         f"; receiver answers {dict(loop.proxy.partner_statuses)}"
     )
     story += (f"; catalogue {len(expected['institutes'])} institutes, "
@@ -421,6 +561,20 @@ def test_the_partner_mirror_equals_the_catalogue_after_changes_and_outages(loop)
         f"the late partner's mirror differs from the catalogue in {len(late_diff)} objects; "
         f"{story}\n" + "\n".join(late_diff[:40]) + "\n" + loop.logs()
     )
+    scoped_sizes = []
+    for partner in loop.scoped:
+        webhook = Webhook.objects.get(pk=partner.webhook_id)
+        scoped_mirror = requests.get(f"{partner.receiver_url}/mirror", timeout=5).json()
+        wanted = scoped_expected(webhook)
+        scoped_sizes.append(len(wanted["institutes"]) + len(wanted["trainings"]))
+        scoped_diff = differences(wanted, scoped_mirror)
+        assert not scoped_diff, (
+            f"{webhook} (scope {webhook.scope_institutes}, {webhook.scope_objects}) differs "
+            f"from its part of the catalogue in {len(scoped_diff)} objects; {story}\n"
+            + "\n".join(scoped_diff[:40]) + "\n" + loop.logs()
+        )
+    # The scoped partners really held parts of the catalogue, and their scopes changed.
+    assert sum(scoped_sizes) > 0 and sum(scopes.done.values()) >= 10, (scoped_sizes, story)
     missing = destroys_missing(expected, loop.proxy.accepted)
     assert not missing, (
         f"{len(missing)} deleted objects got no final destroy; {story}\n" + "\n".join(missing[:40])

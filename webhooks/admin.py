@@ -50,6 +50,14 @@ class WebhookAdmin(LookupPolicyAdmin):
             return f"failing since {webhook.failing_since:%Y-%m-%d %H:%M} UTC"
         return "healthy"
 
+    @admin.display(description="scope")
+    def scope(self, webhook: Webhook) -> str:
+        institutes = webhook.scope_institutes
+        where = "whole catalogue" if institutes is None else (
+            f"{len(institutes)} institute{'' if len(institutes) == 1 else 's'}"
+        )
+        return f"{where}, {webhook.get_scope_objects_display()}"
+
     @admin.display(description="signing secret")
     def signing_secret(self, webhook: Webhook) -> str:
         return webhook.secret

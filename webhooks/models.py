@@ -5,6 +5,22 @@ from webhooks.secrets import secret_generate
 from webhooks.validators import URL_MAX_LENGTH, webhook_url_validator
 
 
+class ScopeObjects(models.TextChoices):
+    """Which kinds of object a webhook receives (the names are changes.kinds' kind names)."""
+
+    ALL = "all", "institutes and trainings"
+    INSTITUTES = "institute", "institutes only"
+    TRAININGS = "training", "trainings only"
+
+
+# The kinds each choice receives, as the partner API names them.
+SCOPE_OBJECT_KINDS: dict[str, tuple[str, ...]] = {
+    ScopeObjects.ALL: ("institute", "training"),
+    ScopeObjects.INSTITUTES: ("institute",),
+    ScopeObjects.TRAININGS: ("training",),
+}
+
+
 class Webhook(models.Model):
     """A partner's endpoint: where Springhook POSTs batches of changes, and how."""
 
@@ -50,6 +66,22 @@ class Webhook(models.Model):
     # When the partner last asked for a test event for this webhook: at most one per
     # WEBHOOK_TEST_INTERVAL. Staff's test events leave it.
     last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The part of the catalogue the webhook receives: the institutes (each with its
+    # trainings) by id, or null for the whole catalogue; and which kinds of object. Plain
+    # ids, not a relation: this app knows no catalogue model, and an institute deleted
+    # stays in the scope until the scope is changed, so that its destroy still reaches
+    # the webhook. Changed with deliveries.services.webhook_scope_change, which sends the
+    # partner what entered and what left.
+    scope_institutes = models.JSONField(
+        "institutes", null=True, blank=True, default=None,
+        help_text="Ids of the institutes sent; empty sends the whole catalogue.",
+    )
+    scope_objects = models.CharField(
+        "objects", max_length=16, choices=ScopeObjects.choices, default=ScopeObjects.ALL,
+        # Also the database's default: rows written without the field (raw SQL, an older
+        # schema's code during an upgrade) receive everything, as before scopes.
+        db_default=ScopeObjects.ALL,
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -64,6 +96,10 @@ class Webhook(models.Model):
                 condition=models.Q(bundle_delay__isnull=True) | models.Q(bundle_delay__gte=0),
                 name="webhook_bundle_delay_not_negative",
             ),
+            models.CheckConstraint(
+                condition=models.Q(scope_objects__in=ScopeObjects.values),
+                name="webhook_scope_objects_known",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -74,6 +110,17 @@ class Webhook(models.Model):
         if not self.paused_by:
             return self.paused_reason
         return f"{self.paused_reason.removesuffix('.')} ({self.paused_by})."
+
+    @property
+    def scope_object_kinds(self) -> tuple[str, ...]:
+        """The kinds of object this webhook receives ("institute", "training")."""
+        return SCOPE_OBJECT_KINDS[self.scope_objects]
+
+    @property
+    def is_scoped(self) -> bool:
+        """Whether the webhook receives less than every change of the whole catalogue."""
+        return self.scope_institutes is not None or self.scope_objects != ScopeObjects.ALL
+
 
 class WebhookAction(models.Model):
     """What someone did to a webhook, for staff: who (a staff user or a partner's API key),

@@ -10,6 +10,7 @@ record      many outcomes stored together, retries scheduled, the webhooks' heal
 notify      mail to staff about failing, recovered and gone webhooks
 operations  what operators and partners ask for: retry now, a test event, a resync,
             a replay
+scope       which part of the stream a webhook reads; what a changed scope sends
 retention   old accepted deliveries deleted
 dispatch    the steps put together: the tick and one webhook's deliveries (the engine,
             deliveries.engine, runs claim, send and record for many webhooks at once)
@@ -17,6 +18,7 @@ dispatch    the steps put together: the tick and one webhook's deliveries (the e
 Callers import from here (`from deliveries.services import dispatch_tick`).
 """
 
+from deliveries.scoping import StreamFilter, stream_filter
 from deliveries.services.batch import (
     BatchEntry,
     batch_take,
@@ -39,12 +41,9 @@ from deliveries.services.dispatch import (
     dispatcher_heartbeat_record,
     webhook_deliver,
 )
+from deliveries.services.errors import DeliveryError, ResyncTooSoon, TestTooSoon, TooSoon
 from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify
 from deliveries.services.operations import (
-    DeliveryError,
-    ResyncTooSoon,
-    TestTooSoon,
-    TooSoon,
     delivery_test_send,
     delivery_tests_drop,
     test_interval_take,
@@ -59,6 +58,14 @@ from deliveries.services.record import (
     retry_delay,
 )
 from deliveries.services.retention import PRUNE_BATCH, deliveries_prune
+from deliveries.services.scope import (
+    ScopeChanged,
+    ScopeError,
+    ScopeTooSoon,
+    UnknownInstitutes,
+    scoped_cursors_advance,
+    webhook_scope_change,
+)
 from deliveries.services.send import USER_AGENT, delivery_send
 
 __all__ = [
@@ -72,6 +79,11 @@ __all__ = [
     "ResyncTooSoon",
     "TestTooSoon",
     "TooSoon",
+    "ScopeChanged",
+    "ScopeError",
+    "ScopeTooSoon",
+    "StreamFilter",
+    "UnknownInstitutes",
     "action_merge",
     "batch_take",
     "batches_take",
@@ -93,10 +105,13 @@ __all__ = [
     "lease_seconds",
     "message_id_generate",
     "retry_delay",
+    "scoped_cursors_advance",
+    "stream_filter",
     "webhook_deliver",
     "webhook_replay",
     "webhook_resync",
     "webhook_retry_now",
+    "webhook_scope_change",
     "webhook_signing_secrets",
     "webhooks_due",
     "webhooks_failure_notify",

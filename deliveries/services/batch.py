@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from changes.models import Action
 from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
+from deliveries.scoping import StreamFilter, stream_filter
 from deliveries.services.collect import action_merge, aware_converter
+from deliveries.services.scope import (
+    scoped_backlogs_read,
+    stream_head_read,
+    stream_rows_sql,
+)
 from webhooks.models import Webhook
 
 
@@ -68,8 +74,8 @@ def batches_take(
     ids = [webhook.pk for webhook in webhooks]
     if not ids:
         return {}
-    streams: dict[int, tuple[list[_Waiting], datetime | None]] = {}
-    shared: dict[int, tuple[list[BatchEntry], int]] = {}
+    streams: dict[tuple, tuple[list[_Waiting], datetime | None]] = {}
+    shared: dict[tuple, tuple[list[BatchEntry], int]] = {}
     taken: dict[int, list[BatchEntry]] = {}
     advances: dict[int, list[int]] = {}
     pending_taken: list[int] = []
@@ -89,14 +95,20 @@ def batches_take(
             cursors[webhook_id] = position
             if has_pending:
                 with_pending.add(webhook_id)
+        head = None
         for webhook in webhooks:
             position = cursors.get(webhook.pk)
+            row_filter = stream_filter(webhook)
+            # Webhooks at one cursor that read the same part of the stream share its read.
+            key = (position, row_filter)
             if position is None:
                 stream, stream_oldest = [], None
             else:
-                if position not in streams:
-                    streams[position] = _stream_read(cursor, position, batch_size)
-                stream, stream_oldest = streams[position]
+                if key not in streams:
+                    if row_filter is not None and head is None:
+                        head = stream_head_read(cursor)
+                    streams[key] = _stream_read(cursor, position, batch_size, row_filter, head)
+                stream, stream_oldest = streams[key]
             pending, pending_oldest = (
                 _pending_read(cursor, webhook.pk, batch_size)
                 if webhook.pk in with_pending else ([], None)
@@ -112,8 +124,14 @@ def batches_take(
             if not waited and len(rows) < batch_size:
                 continue
             stream_end = max((row.seq for row in rows if row.pending_id is None), default=None)
-            if not pending and position in shared:
-                entries, stream_end = shared[position]
+            if row_filter is not None and len(stream) < batch_size and (
+                sum(1 for row in rows if row.pending_id is None) == len(stream)
+            ):
+                # Every row it reads up to the head is in the batch: the cursor passes the
+                # rows of other institutes there too.
+                stream_end = head
+            if not pending and key in shared:
+                entries, stream_end = shared[key]
             else:
                 entries, imported = _entries_build(rows)
                 if pending:
@@ -121,7 +139,7 @@ def batches_take(
                     if imported:
                         pending_folds.append((webhook.pk, imported))
                 else:
-                    shared[position] = (entries, stream_end)
+                    shared[key] = (entries, stream_end)
             if stream_end is not None:
                 advances.setdefault(stream_end, []).append(webhook.pk)
             if entries:
@@ -149,15 +167,28 @@ def batches_take(
     return taken
 
 
-def _stream_read(cursor, position: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
-    """The first `limit` stream rows after `position`, and the oldest first change among
-    them: all that waits when fewer came, and a full batch (due anyway) otherwise. A row
-    stamped anew keeps its first change, so it is due however often it changes."""
-    cursor.execute(
-        f"SELECT object_kind, object_id, parent_id, action, seq, first_change_at "
-        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s",
-        [position, limit],
-    )
+_STREAM_COLUMNS = "object_kind, object_id, parent_id, action, seq, first_change_at"
+
+
+def _stream_read(
+    cursor, position: int, limit: int, row_filter: StreamFilter | None = None,
+    head: int | None = None,
+) -> tuple[list[_Waiting], datetime | None]:
+    """The first `limit` stream rows after `position` (those the webhook's scope admits, up
+    to `head`), and the oldest first change among them: all that waits when fewer came,
+    and a full batch (due anyway) otherwise. A row stamped anew keeps its first change,
+    so it is due however often it changes."""
+    if row_filter is None:
+        cursor.execute(
+            f"SELECT {_STREAM_COLUMNS} "
+            f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s",
+            [position, limit],
+        )
+    else:
+        cursor.execute(*stream_rows_sql(
+            position=position, head=head, stream_filter=row_filter, limit=limit,
+            columns=_STREAM_COLUMNS,
+        ))
     fetched = cursor.fetchall()
     if not fetched:
         return [], None
@@ -248,10 +279,25 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
             ]
         ),
     )
-    streams: dict[int, tuple[datetime | None, bool]] = {}
+    streams: dict[tuple, tuple[datetime | None, bool]] = {}
     due = []
+    webhooks = list(rows.only("id", "bundle_delay", "scope_institutes", "scope_objects"))
     with connection.cursor() as cursor:
-        for webhook in rows.only("id", "bundle_delay"):
+        # The scoped webhooks' backlogs, read together (one statement per set of kinds on
+        # PostgreSQL): a tick does not cost a round trip per scoped webhook.
+        scoped = list(dict.fromkeys(
+            (webhook.cursor, row_filter) for webhook in webhooks
+            if not webhook.open_due and not webhook.has_open and webhook.cursor is not None
+            and (row_filter := stream_filter(webhook)) is not None
+        ))
+        if scoped:
+            head = stream_head_read(cursor)
+            for key, (count, oldest, _) in zip(
+                scoped, scoped_backlogs_read(cursor, scoped, head, limit=batch_size), strict=True
+            ):
+                streams[key] = (_aware(oldest) if oldest is not None else None,
+                                count >= batch_size)
+        for webhook in webhooks:
             if webhook.open_due:
                 due.append(webhook.pk)
                 continue
@@ -259,9 +305,11 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
                 continue
             oldest, full = webhook.oldest_pending, webhook.full_batch
             if webhook.cursor is not None:
-                if webhook.cursor not in streams:
-                    streams[webhook.cursor] = _stream_backlog(cursor, webhook.cursor, batch_size)
-                stream_oldest, stream_full = streams[webhook.cursor]
+                row_filter = stream_filter(webhook)
+                key = (webhook.cursor, row_filter)
+                if key not in streams:
+                    streams[key] = _stream_backlog(cursor, webhook.cursor, batch_size)
+                stream_oldest, stream_full = streams[key]
                 full = full or stream_full
                 if stream_oldest is not None and (oldest is None or stream_oldest < oldest):
                     oldest = stream_oldest
@@ -274,7 +322,8 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
 
 def _stream_backlog(cursor, position: int, batch_size: int) -> tuple[datetime | None, bool]:
     """Whether a full batch waits after `position`, and the oldest first change there when
-    not (then at most a batch waits: the minimum reads no more than the batch would)."""
+    not (then at most a batch waits: the minimum reads no more than the batch would).
+    (A scoped webhook's: deliveries.services.scope.scoped_backlogs_read.)"""
     cursor.execute(
         f"SELECT count(*), min(first_change_at) FROM (SELECT first_change_at "
         f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s) AS waiting",

@@ -5,6 +5,10 @@ change; each webhook reads the stream through its cursor (WebhookCursor). Change
 for one webhook alone become that webhook's pending entries (PendingEntry), folded the
 same way and stamped from the same numbering.
 
+The stream keeps one row per object and institute (a training that moved has a row in
+its old institute, a destroy there, besides the one in its new institute: see
+deliveries.services.scope); a webhook's batch merges one object's rows in seq order.
+
 The coalescing rules, per (object kind, id), over changes not yet delivered:
 - the latest of `update` and `destroy` wins;
 - for an institute, `import` absorbs `update`, several imports are one, and a `destroy`
@@ -21,6 +25,7 @@ from django.db import OperationalError, connection, transaction
 
 from changes.models import Action, Change
 from deliveries.models import PendingEntry, StreamEntry, StreamHead, WebhookCursor
+from deliveries.services.scope import INSTITUTE_KEY_SQL, institute_key, scoped_cursors_advance
 from webhooks.models import Webhook
 
 COLLECT_CHUNK = 10_000
@@ -47,16 +52,24 @@ class FoldedChange:
     # True when the changes contained a destroy followed by others: the entry already
     # waiting for the object must be reset by that destroy before this action applies.
     resets: bool = False
+    # The institute of the stream row (deliveries.services.scope.institute_key).
+    institute_id: int = 0
 
 
-def changes_fold(rows: Iterable[Sequence]) -> list[FoldedChange]:
-    """Coalesce change rows (id, kind, object_id, parent_id, action, created_at), in id order."""
-    folded: dict[tuple[str, int], FoldedChange] = {}
+def changes_fold(rows: Iterable[Sequence], *, by_institute: bool = True) -> list[FoldedChange]:
+    """Coalesce change rows (id, kind, object_id, parent_id, action, created_at), in id order:
+    one entry per object and institute (a moved training's leave and update stay apart,
+    as the stream keeps them), or per object alone without `by_institute` (one webhook's
+    own entries)."""
+    folded: dict[tuple[str, int, int], FoldedChange] = {}
     for change_id, kind, object_id, parent_id, action, created_at in rows:
-        entry = folded.get((kind, object_id))
+        institute_id = institute_key(kind, object_id, parent_id)
+        key = (kind, object_id, institute_id if by_institute else 0)
+        entry = folded.get(key)
         if entry is None:
-            folded[(kind, object_id)] = FoldedChange(
-                kind, object_id, parent_id, action, created_at, created_at, change_id
+            folded[key] = FoldedChange(
+                kind, object_id, parent_id, action, created_at, created_at, change_id,
+                institute_id=institute_id,
             )
             continue
         if entry.action == Action.DESTROY and action != Action.DESTROY:
@@ -94,8 +107,10 @@ def _values_upsert(cursor, entries: list[FoldedChange], seqs: dict[int, int],
     """Upsert folded changes into the stream (webhook_id None) or one webhook's pending
     entries, each stamped with the seq of its latest change (portable SQL: SQLite)."""
     if webhook_id is None:
-        columns = "object_kind, object_id, parent_id, action, first_change_at, last_change_at, seq"
-        head, conflict, merge = "", "object_kind, object_id", _merge_set(_STREAM, "seq")
+        columns = ("institute_id, object_kind, object_id, parent_id, action, first_change_at, "
+                   "last_change_at, seq")
+        head = "%s, "
+        conflict, merge = "object_kind, object_id, institute_id", _merge_set(_STREAM, "seq")
         table = _STREAM
     else:
         columns = ("webhook_id, object_kind, object_id, parent_id, action, first_change_at, "
@@ -107,8 +122,7 @@ def _values_upsert(cursor, entries: list[FoldedChange], seqs: dict[int, int],
         chunk = entries[start : start + per_statement]
         params: list[object] = []
         for entry in chunk:
-            if webhook_id is not None:
-                params.append(webhook_id)
+            params.append(webhook_id if webhook_id is not None else entry.institute_id)
             params.extend((entry.object_kind, entry.object_id, entry.parent_id, entry.action,
                            entry.first_change_at, entry.last_change_at,
                            seqs[entry.last_change_id]))
@@ -175,7 +189,7 @@ def changes_collect(*, limit: int | None = None) -> int:
     the range it claimed while it ran.
     """
     try:
-        return _collect(limit)
+        collected = _collect(limit)
     except _SnapshotMoved:
         return 0
     except OperationalError as error:
@@ -184,6 +198,11 @@ def changes_collect(*, limit: int | None = None) -> int:
         if getattr(error.__cause__, "pgcode", None) == _SERIALIZATION_FAILURE:
             return 0
         raise
+    if collected:
+        # In statements of their own, after the collector's commit: a cursor moved here
+        # never makes the collector's snapshot fail.
+        scoped_cursors_advance()
+    return collected
 
 
 _SERIALIZATION_FAILURE = "40001"
@@ -303,15 +322,20 @@ def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) ->
 # change wins, except that updates after an import (with no destroy between) leave it an
 # import.
 def _folded(targeted: bool) -> str:
+    # The stream keeps one row per object and institute; one webhook's own entries one
+    # per object.
+    institute = "0" if targeted else INSTITUTE_KEY_SQL
     return f"""
-    SELECT {"webhook_id, " if targeted else ""}object_kind, object_id, max(id) AS last_id,
+    SELECT {"webhook_id, " if targeted else ""}object_kind, object_id,
+           {institute} AS institute_id, max(id) AS last_id,
            min(created_at) AS first_change_at, max(created_at) AS last_change_at,
            (max(ARRAY[id, parent_id]) FILTER (WHERE parent_id IS NOT NULL))[2] AS parent_id,
            max(id) FILTER (WHERE action = 'destroy') AS last_destroy_id,
            max(id) FILTER (WHERE action = 'import') AS last_import_id
     FROM {Change._meta.db_table}
     WHERE id BETWEEN %(low)s AND %(high)s AND webhook_id IS {"NOT " if targeted else ""}NULL
-    GROUP BY {"webhook_id, " if targeted else ""}object_kind, object_id
+    GROUP BY {"webhook_id, " if targeted else ""}object_kind, object_id{
+        "" if targeted else ", " + institute}
 """
 
 
@@ -328,15 +352,17 @@ _STREAM_RESET_SQL = f"""
     FROM ({_folded(False)}) AS folded
     WHERE folded.last_destroy_id < folded.last_id
       AND waiting.object_kind = folded.object_kind AND waiting.object_id = folded.object_id
-      AND waiting.action = 'import'
+      AND waiting.institute_id = folded.institute_id AND waiting.action = 'import'
 """
 _STREAM_UPSERT_SQL = f"""
-    INSERT INTO {_STREAM} (object_kind, object_id, parent_id, action, first_change_at,
-                           last_change_at, seq)
-    SELECT folded.object_kind, folded.object_id, folded.parent_id, {_FOLDED_ACTION},
-           folded.first_change_at, folded.last_change_at, %(base)s + folded.last_id
+    INSERT INTO {_STREAM} (institute_id, object_kind, object_id, parent_id, action,
+                           first_change_at, last_change_at, seq)
+    SELECT folded.institute_id, folded.object_kind, folded.object_id, folded.parent_id,
+           {_FOLDED_ACTION}, folded.first_change_at, folded.last_change_at,
+           %(base)s + folded.last_id
     FROM ({_folded(False)}) AS folded
-    ON CONFLICT (object_kind, object_id) DO UPDATE SET {_merge_set(_STREAM, "seq")}
+    ON CONFLICT (object_kind, object_id, institute_id) DO UPDATE SET
+        {_merge_set(_STREAM, "seq")}
 """
 _PENDING_RESET_SQL = f"""
     UPDATE {_PENDING} AS pending SET action = 'destroy'
@@ -387,11 +413,12 @@ def _fan_out(
         if row[6] is None or row[6] in existing:
             groups.setdefault(row[6], []).append(row[:5] + (to_aware(row[5]),))
     for webhook_id, selected in groups.items():
-        folded = changes_fold(selected)
+        folded = changes_fold(selected, by_institute=webhook_id is None)
         resets = [
             FoldedChange(
                 entry.object_kind, entry.object_id, entry.parent_id, Action.DESTROY,
                 entry.first_change_at, entry.last_change_at, entry.last_change_id,
+                institute_id=entry.institute_id,
             )
             for entry in folded
             if entry.resets

@@ -9,13 +9,11 @@ Staff are not limited, and what they ask for starts no partner's interval.
 """
 
 import logging
-import math
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys.models import ApiKey
 from changes.kinds import OBJECT_KINDS
 from changes.services import ChangeEntry, catalogue_record, changes_record
 from core.logfmt import logfmt
@@ -23,58 +21,11 @@ from deliveries.models import Delivery
 from deliveries.payload import payload_render
 from deliveries.selectors import delivery_changes, webhook_batches_since
 from deliveries.services.claim import delivery_open, message_id_generate
+from deliveries.services.errors import DeliveryError, ResyncTooSoon, TestTooSoon
+from deliveries.services.limits import partner_limit_take
 from webhooks.models import Webhook
 
 logger = logging.getLogger("springhook.deliveries")
-
-
-class DeliveryError(Exception):
-    """An operator asked for something the delivery's state does not allow."""
-
-
-class TooSoon(DeliveryError):
-    """A partner asked for a resync or a test event sooner than its interval allows;
-    `retry_after` is how many seconds to wait."""
-
-    def __init__(self, message: str, *, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ResyncTooSoon(TooSoon):
-    """A resync was asked for sooner than the minimum interval after the last one."""
-
-
-class TestTooSoon(TooSoon):
-    """A test event was asked for sooner than the minimum interval after the last one."""
-
-
-def _partner_limit_take(
-    *, webhook: Webhook, api_key_id: int | None, field: str, min_interval: timedelta,
-    now: datetime, what: str, too_soon: type[TooSoon],
-) -> None:
-    """Refuse with `too_soon` if the webhook, or the API key asking, had `what` within
-    `min_interval`; otherwise note now in `field` (`last_resync_at`, `last_test_at`) on
-    both. Inside the caller's transaction, with the webhook row locked; the key row is
-    locked after it (the order every caller takes)."""
-    holders: list[tuple[Webhook | ApiKey, str]] = [(webhook, str(webhook))]
-    if api_key_id is not None:
-        api_key = ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key_id).first()
-        if api_key is not None:
-            holders.append((api_key, "this API key (for any of its webhooks)"))
-    waits = []
-    for holder, whose in holders:
-        last = getattr(holder, field)
-        if last is not None and last + min_interval > now:
-            wait = max(1, math.ceil((last + min_interval - now).total_seconds()))
-            waits.append((wait, f"{what} was queued for {whose} at {last:%Y-%m-%d %H:%M:%S} UTC"))
-    if waits:
-        wait, reason = max(waits, key=lambda waiting: waiting[0])  # the webhook's on a tie
-        raise too_soon(f"{reason[0].upper()}{reason[1:]}; ask again in {wait} s.",
-                       retry_after=wait)
-    for holder, _ in holders:
-        setattr(holder, field, now)
-        holder.save(update_fields=[field])
 
 
 def webhook_retry_now(*, webhook_id: int) -> bool:
@@ -133,7 +84,7 @@ def delivery_test_send(
                 "it was (use retry now)"
             )
         if min_interval is not None:
-            _partner_limit_take(
+            partner_limit_take(
                 webhook=webhook, api_key_id=api_key_id, field="last_test_at",
                 min_interval=min_interval, now=now, what="a test event",
                 too_soon=TestTooSoon,
@@ -159,7 +110,7 @@ def test_interval_take(*, webhook_id: int, api_key_id: int | None,
         webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
-        _partner_limit_take(
+        partner_limit_take(
             webhook=webhook, api_key_id=api_key_id, field="last_test_at",
             min_interval=min_interval, now=timezone.now(), what="a test event",
             too_soon=TestTooSoon,
@@ -190,7 +141,8 @@ def delivery_tests_drop(*, webhook_id: int, reason: str) -> list[str]:
 def webhook_resync(
     *, webhook_id: int, min_interval: timedelta | None = None, api_key_id: int | None = None
 ) -> int:
-    """Queue the whole catalogue for this webhook alone: an `import` of every institute.
+    """Queue the whole catalogue for this webhook alone: an `import` of every institute
+    (of every institute in its scope, for a webhook with one).
 
     The entries travel the normal path (changes.services.catalogue_record): they coalesce
     with what already waits for the webhook, go out after what was recorded before them,
@@ -207,12 +159,12 @@ def webhook_resync(
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()
         if min_interval is not None:
-            _partner_limit_take(
+            partner_limit_take(
                 webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
                 min_interval=min_interval, now=now, what="a resync or replay",
                 too_soon=ResyncTooSoon,
             )
-        count = catalogue_record(webhook_id=webhook.pk)
+        count = catalogue_record(webhook_id=webhook.pk, institute_ids=webhook.scope_institutes)
     logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
     return count
 
@@ -249,7 +201,7 @@ def webhook_replay(
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         now = timezone.now()
         if min_interval is not None:
-            _partner_limit_take(
+            partner_limit_take(
                 webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
                 min_interval=min_interval, now=now, what="a resync or replay",
                 too_soon=ResyncTooSoon,

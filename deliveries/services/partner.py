@@ -27,6 +27,7 @@ from deliveries.services.operations import (
     test_interval_take,
     webhook_resync,
 )
+from deliveries.services.scope import ScopeChanged, webhook_scope_change
 from deliveries.services.send import USER_AGENT
 from deliveries.signing import signature_header
 from webhooks.models import Webhook
@@ -129,6 +130,30 @@ def partner_test_send(*, webhook_id: int, actor: Actor) -> Delivery:
         outcome=f"Test event {delivery.message_id} queued: it goes out within a few seconds.",
     )
     return delivery
+
+
+def partner_scope_change(
+    *, webhook_id: int, institute_ids: list[int] | None, objects: str, actor: Actor
+) -> tuple[ScopeChanged, str]:
+    """Replace the webhook's scope (deliveries.services.webhook_scope_change): what entered
+    is imported and what left destroyed; a change that imports is limited as a resync is,
+    per webhook and per key (ScopeTooSoon). Returns what was queued, and it in words."""
+    changed = webhook_scope_change(
+        webhook_id=webhook_id, institute_ids=institute_ids, objects=objects,
+        min_interval=timedelta(seconds=settings.WEBHOOK_RESYNC_INTERVAL),
+        api_key_id=actor.api_key_id,
+    )
+    scope = "the whole catalogue" if institute_ids is None else (
+        f"{len(institute_ids)} institute{'s' if len(institute_ids) != 1 else ''}"
+    )
+    message = (
+        f"Scope set to {scope} ({objects}): queued an import of {changed.imported} and a "
+        f"destroy of {changed.destroyed} institutes, after what already waits, coalesced "
+        "with it."
+    )
+    webhook_action_record(webhook_id=webhook_id, actor=actor, action="change_scope",
+                          outcome=message)
+    return changed, message
 
 
 def partner_resync(*, webhook_id: int, actor: Actor) -> int:

@@ -26,6 +26,13 @@ Two ways to start from a mirror that is empty, stale or lost:
   already waits, in order, and is applied like any batch. Needs a key that belongs to
   the webhook; ``--webhook-id`` names it (default: the key's only webhook).
 
+A webhook with a scope (some institutes, or only institutes, or only trainings) sends
+just that part; ``--scoped`` keeps the mirror exactly that part: before each batch the
+receiver reads its webhook's scope (``GET /webhooks/<id>``), stores only what the scope
+holds, drops what an entry shows has left it (a training whose institute is outside),
+applies an ``import`` as "replace what my scope holds of this institute", and
+``--reconcile`` walks only the scope (``GET /institutes?id=…``, ``GET /trainings?institute=…``).
+
 Run::
 
     python examples/partner/receiver.py --port 9000 --secret whsec_... \\
@@ -40,7 +47,8 @@ there; run it while the receiver is stopped, or between batches)::
 
 Each option can also come from the environment: PARTNER_HOST, PARTNER_PORT,
 PARTNER_SECRET, PARTNER_API_KEY, PARTNER_DB, PARTNER_API_URL, PARTNER_WEBHOOK_ID,
-PARTNER_RECONCILE=1, PARTNER_RESYNC=1. Needs ``requests`` and ``standardwebhooks``.
+PARTNER_RECONCILE=1, PARTNER_RESYNC=1, PARTNER_SCOPED=1. Needs ``requests`` and
+``standardwebhooks``.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from standardwebhooks import Webhook
@@ -93,6 +101,30 @@ CREATE TABLE IF NOT EXISTS trainings (
 CREATE INDEX IF NOT EXISTS trainings_by_institute ON trainings (institute_id);
 """
 LIST_PAGE_SIZE = 1000  # the most the lists serve per page
+LIST_IDS_PER_REQUEST = 500  # the most ids one list request may filter on
+
+
+class Scope(NamedTuple):
+    """The part of the catalogue the webhook sends, as ``GET /webhooks/<id>`` shows it:
+    its institutes (None: all of them) and the kinds of object."""
+
+    institutes: frozenset[int] | None
+    objects: frozenset[str]
+
+    @classmethod
+    def from_api(cls, document: dict[str, Any]) -> Scope:
+        institutes = document.get("institutes")
+        return cls(None if institutes is None else frozenset(institutes),
+                   frozenset(document.get("objects") or ("institute", "training")))
+
+    def holds_institute_id(self, institute_id: int) -> bool:
+        return self.institutes is None or institute_id in self.institutes
+
+    def keeps(self, kind: str) -> bool:
+        return kind in self.objects
+
+
+EVERYTHING = Scope(None, frozenset(("institute", "training")))
 
 
 # --- Database ----------------------------------------------------------------------------
@@ -281,8 +313,12 @@ class TrainingsApi:
 # --- Applying changes --------------------------------------------------------------------
 
 
-def apply_change(conn: sqlite3.Connection, api: TrainingsApi, change: dict[str, Any]) -> None:
-    """Make the local mirror match the API's current state of the changed object.
+def apply_change(
+    conn: sqlite3.Connection, api: TrainingsApi, change: dict[str, Any],
+    scope: Scope = EVERYTHING,
+) -> None:
+    """Make the local mirror match the API's current state of the changed object, as far
+    as ``scope`` holds it.
 
     Safe to call again with the same change. Raises FetchError if the API cannot be read;
     nothing of this change is written then. A change this receiver does not know is
@@ -301,28 +337,42 @@ def apply_change(conn: sqlite3.Connection, api: TrainingsApi, change: dict[str, 
 
     elif action == "update" and isinstance(url, str):
         data = api.get(url)  # outside any transaction: never hold the database across HTTP
+        institute_id = None if data is None else (
+            data["id"] if kind == "institute" else data["institute"]
+        )
+        outside = data is not None and not scope.holds_institute_id(institute_id)
         with write_transaction(conn):
-            if data is None:
-                # Deleted after the change was recorded; its destroy is on its way too.
+            if data is None or outside:
+                # Deleted after the change was recorded (its destroy is on its way too),
+                # or now in an institute outside the scope (moved, or the scope narrowed).
                 delete_object(conn, kind, object_id)
+            elif not scope.keeps(kind):
+                pass
             elif kind == "institute":
                 store_institute(conn, data)
             else:
                 store_training(conn, data)
-        detail = "gone, deleted locally" if data is None else f"name={data['name']!r}"
+        detail = ("gone, deleted locally" if data is None
+                  else "outside the scope, deleted locally" if outside
+                  else f"name={data['name']!r}")
         log.info("applied update %s %d (%s)", kind, object_id, detail)
 
     elif action == "import" and kind == "institute" and isinstance(url, str):
         # An import replaced all trainings of the institute; the sender does not list
-        # them, so read the institute and its whole training list.
-        institute = api.get(url)
+        # them, so read the institute and its whole training list: what the scope holds
+        # of it (an institute outside the scope is only dropped).
+        institute = api.get(url) if scope.holds_institute_id(object_id) else None
         trainings = None
         if institute is not None:
-            trainings = api.get_list(institute.get("trainings_url") or f"{url}/trainings")
+            trainings = (
+                api.get_list(institute.get("trainings_url") or f"{url}/trainings")
+                if scope.keeps("training") else []
+            )
         with write_transaction(conn):
             delete_object(conn, "institute", object_id)  # drops trainings no longer listed
             if institute is not None and trainings is not None:
-                store_institute(conn, institute)
+                if scope.keeps("institute"):
+                    store_institute(conn, institute)
                 for training in trainings:
                     store_training(conn, training)
         if institute is None or trainings is None:
@@ -339,22 +389,43 @@ def apply_change(conn: sqlite3.Connection, api: TrainingsApi, change: dict[str, 
         log.warning("skipped unknown change %r", change)
 
 
-def reconcile(conn: sqlite3.Connection, api: TrainingsApi, api_url: str) -> tuple[int, int]:
-    """Make the mirror exactly what ``GET /institutes`` and ``GET /trainings`` list.
+def _list_urls(api_url: str, kind: str, scope: Scope) -> list[str]:
+    """The list requests that walk what ``scope`` holds of ``kind``."""
+    path, name = ("institutes", "id") if kind == "institute" else ("trainings", "institute")
+    base = f"{api_url}/{path}?page_size={LIST_PAGE_SIZE}"
+    if not scope.keeps(kind):
+        return []
+    if scope.institutes is None:
+        return [base]
+    ids = sorted(scope.institutes)
+    return [
+        base + "".join(f"&{name}={institute_id}" for institute_id in
+                       ids[start : start + LIST_IDS_PER_REQUEST])
+        for start in range(0, len(ids), LIST_IDS_PER_REQUEST)
+    ]
+
+
+def reconcile(
+    conn: sqlite3.Connection, api: TrainingsApi, api_url: str, scope: Scope = EVERYTHING
+) -> tuple[int, int]:
+    """Make the mirror exactly what ``GET /institutes`` and ``GET /trainings`` list (for a
+    scope, what they list of its institutes, of the kinds it holds).
 
     Each page is stored as it arrives; what the walk did not list is deleted at the end
-    (it was removed from the catalogue). Run it where batches are applied, before them,
-    so that no batch is applied in the middle of it: a change made during the walk
-    arrives by webhook and is applied after. Returns (institutes, trainings) listed.
+    (it was removed from the catalogue, or is outside the scope). Run it where batches
+    are applied, before them, so that no batch is applied in the middle of it: a change
+    made during the walk arrives by webhook and is applied after. Returns (institutes,
+    trainings) listed.
     """
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed (kind TEXT, id INTEGER, "
                  "PRIMARY KEY (kind, id))")
     conn.execute("DELETE FROM listed")
     counts = {}
-    for kind, path, store in (("institute", "institutes", store_institute),
-                              ("training", "trainings", store_training)):
+    for kind, store in (("institute", store_institute), ("training", store_training)):
         counts[kind] = 0
-        for results in api.pages(f"{api_url}/{path}?page_size={LIST_PAGE_SIZE}"):
+        for results in (
+            page for list_url in _list_urls(api_url, kind, scope) for page in api.pages(list_url)
+        ):
             with write_transaction(conn):
                 for item in results:
                     store(conn, item)
@@ -371,8 +442,10 @@ def reconcile(conn: sqlite3.Connection, api: TrainingsApi, api_url: str) -> tupl
     return counts["institute"], counts["training"]
 
 
-def only_webhook(api: TrainingsApi, api_url: str) -> int:
-    """The id of the API key's only webhook; FetchError when it has none or several."""
+def own_webhook_id(api: TrainingsApi, api_url: str, webhook_id: int | None) -> int:
+    """``webhook_id``, or the API key's only webhook. Raises FetchError otherwise."""
+    if webhook_id is not None:
+        return webhook_id
     listing = api.get(f"{api_url}/webhooks") or {"results": []}
     webhooks = listing["results"]
     if len(webhooks) != 1:
@@ -382,14 +455,23 @@ def only_webhook(api: TrainingsApi, api_url: str) -> int:
     return webhooks[0]["id"]
 
 
+def scope_read(api: TrainingsApi, api_url: str, webhook_id: int | None) -> Scope:
+    """The webhook's scope as Springhook has it now. Raises FetchError when it cannot be
+    read (the batch waits: applied with a wrong scope it could keep what left)."""
+    webhook_id = own_webhook_id(api, api_url, webhook_id)
+    document = api.get(f"{api_url}/webhooks/{webhook_id}")
+    if document is None or "scope" not in document:
+        raise FetchError(f"GET /webhooks/{webhook_id}: no scope (not this key's webhook?)")
+    return Scope.from_api(document["scope"])
+
+
 def resync(api: TrainingsApi, api_url: str, webhook_id: int | None) -> None:
-    """Ask Springhook to send the whole catalogue through the webhook.
+    """Ask Springhook to send the whole catalogue (the webhook's scope) through the webhook.
 
     A 429 means a resync of this webhook was queued a short while ago: it is on its way,
     so there is nothing to do. Raises FetchError when the API cannot be reached.
     """
-    if webhook_id is None:
-        webhook_id = only_webhook(api, api_url)
+    webhook_id = own_webhook_id(api, api_url, webhook_id)
     response = api.post(f"{api_url}/webhooks/{webhook_id}/resync")
     if response.status_code == 202:
         log.info("resync of webhook %d queued: %d institutes will arrive as imports",
@@ -514,14 +596,24 @@ class InboxWorker(threading.Thread):
     That is harmless, because every change re-reads the current state from the API.
     """
 
-    def __init__(self, db_path: str, api: TrainingsApi, reconcile_from: str | None = None) -> None:
+    def __init__(
+        self, db_path: str, api: TrainingsApi, reconcile_from: str | None = None,
+        scope_from: tuple[str, int | None] | None = None,
+    ) -> None:
         super().__init__(name="inbox-worker", daemon=True)
         self.db_path = db_path
         self.api = api
         # The API's base URL when the mirror is to be reconciled before the first batch.
         self.reconcile_from = reconcile_from
+        # (API base URL, webhook id) when the mirror keeps the webhook's scope.
+        self.scope_from = scope_from
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
+
+    def scope(self) -> Scope:
+        if self.scope_from is None:
+            return EVERYTHING
+        return scope_read(self.api, *self.scope_from)
 
     def run(self) -> None:
         conn = connect(self.db_path)
@@ -531,7 +623,7 @@ class InboxWorker(threading.Thread):
             self.wakeup.clear()
             try:
                 if self.reconcile_from:
-                    reconcile(conn, self.api, self.reconcile_from)
+                    reconcile(conn, self.api, self.reconcile_from, self.scope())
                     self.reconcile_from = None
                     continue
                 applied = self.apply_oldest(conn)
@@ -559,8 +651,11 @@ class InboxWorker(threading.Thread):
         seq, webhook_id, body = row
         changes = json.loads(body)["changes"]
         log.info("applying batch %s (%d changes)", webhook_id, len(changes))
+        # Read for each batch: the scope may have changed since the last one (what left
+        # is then dropped as entries show it, and its destroy follows).
+        scope = self.scope() if changes else EVERYTHING
         for change in changes:
-            apply_change(conn, self.api, change)
+            apply_change(conn, self.api, change, scope)
         now = time.time()
         with write_transaction(conn):
             conn.execute(
@@ -707,6 +802,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=int(env["PARTNER_WEBHOOK_ID"]) if env.get("PARTNER_WEBHOOK_ID") else None,
         help="the webhook to resync or verify (default: the API key's only webhook)",
     )
+    parser.add_argument(
+        "--scoped",
+        action="store_true",
+        default=env.get("PARTNER_SCOPED") == "1",
+        help="keep exactly the webhook's scope (read before each batch; needs a key that "
+        "belongs to the webhook)",
+    )
     parser.add_argument("--verbose", action="store_true", help="also log every request")
     args = parser.parse_args(argv)
     if not args.api_key or (args.command == "serve" and not args.secret):
@@ -740,7 +842,7 @@ def main(argv: list[str] | None = None) -> None:
         api = TrainingsApi(args.api_key)
         conn = connect(args.db)
         try:
-            webhook_id = args.webhook_id or only_webhook(api, api_url)
+            webhook_id = own_webhook_id(api, api_url, args.webhook_id)
             verify(conn, api, api_url, webhook_id)
         except FetchError as exc:
             sys.exit(f"verify failed: {exc}")
@@ -755,7 +857,10 @@ def main(argv: list[str] | None = None) -> None:
     create_schema(args.db)
     api_url = args.api_url.rstrip("/")
     api = TrainingsApi(args.api_key)
-    worker = InboxWorker(args.db, api, reconcile_from=api_url if args.reconcile else None)
+    worker = InboxWorker(
+        args.db, api, reconcile_from=api_url if args.reconcile else None,
+        scope_from=(api_url, args.webhook_id) if args.scoped else None,
+    )
     server = ReceiverServer((args.host, args.port), webhook, args.db, worker)
     # Started before serving: rows left in the inbox by the last run come first (after
     # the reconciliation, when asked for).

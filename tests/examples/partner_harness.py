@@ -68,6 +68,8 @@ class FakeTrainingsApi:
         self.trainings: dict[int, dict[str, Any]] = {}
         self.gets: Counter[str] = Counter()
         self.fail_status: int | None = None
+        # What GET /webhooks/<id> shows as the webhook's scope (webhook 1).
+        self.scope: dict[str, Any] = {"institutes": None, "objects": ["institute", "training"]}
         self.delay = 0.0
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -116,6 +118,10 @@ class FakeTrainingsApi:
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         """Return (status, document) for a GET, as the real API would."""
         parts = path.strip("/").split("/")
+        if parts == ["webhooks", "1"]:
+            return 200, {"id": 1, "scope": self.scope}
+        if parts in (["institutes"], ["trainings"]):
+            return 200, self._list(parts[0], query)
         if len(parts) == 2 and parts[0] == "trainings" and parts[1].isdigit():
             if int(parts[1]) in self.trainings:
                 return 200, self._training_document(int(parts[1]))
@@ -131,6 +137,22 @@ class FakeTrainingsApi:
             if institute_id in self.institutes and parts[2:] == ["trainings"]:
                 return 200, self._trainings_page(institute_id, int(query.get("page", ["1"])[0]))
         return 404, {"error": "not_found", "message": f"{path} does not exist"}
+
+    def _list(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """GET /institutes (?id=…) or /trainings (?institute=…), all on one page."""
+        if path == "institutes":
+            wanted = {int(value) for value in query.get("id", [])}
+            results = [
+                {"id": i, "name": name, "url": self.institute_url(i)}
+                for i, name in sorted(self.institutes.items()) if not wanted or i in wanted
+            ]
+        else:
+            wanted = {int(value) for value in query.get("institute", [])}
+            results = [
+                self._training_document(t) for t, data in sorted(self.trainings.items())
+                if not wanted or data["institute"] in wanted
+            ]
+        return {"count": len(results), "next": None, "previous": None, "results": results}
 
     def _trainings_page(self, institute_id: int, page: int) -> dict[str, Any]:
         ids = sorted(t for t, data in self.trainings.items() if data["institute"] == institute_id)
@@ -193,10 +215,14 @@ def signed_headers(
 class ReceiverProcess:
     """``examples/partner/receiver.py`` running in a subprocess on a free port."""
 
-    def __init__(self, db_path: Path, log_path: Path, api: FakeTrainingsApi) -> None:
+    def __init__(
+        self, db_path: Path, log_path: Path, api: FakeTrainingsApi,
+        options: tuple[str, ...] = (),
+    ) -> None:
         self.db_path = db_path
         self.log_path = log_path
         self.api = api
+        self.options = options
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -205,7 +231,8 @@ class ReceiverProcess:
         # The log goes to a file: a pipe nobody reads would fill up and block the receiver.
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, str(RECEIVER), "--port", "0", "--db", str(self.db_path)],
+                [sys.executable, str(RECEIVER), "--port", "0", "--db", str(self.db_path),
+                 *self.options],
                 env={**os.environ, "PARTNER_SECRET": SECRET, "PARTNER_API_KEY": API_KEY},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

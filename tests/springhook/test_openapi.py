@@ -204,7 +204,8 @@ def test_real_partner_answers_match_the_response_schemas(
     assert {route for route in document["paths"] if route.startswith("/webhooks")} == {
         "/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries",
         "/webhooks/{webhook_id}/deliveries/{message_id}", "/webhooks/{webhook_id}/resync",
-        "/webhooks/{webhook_id}/test", *MIRROR_ROUTES, *PARTNER_ACTION_ROUTES,
+        "/webhooks/{webhook_id}/test", "/webhooks/{webhook_id}/scope", *MIRROR_ROUTES,
+        *PARTNER_ACTION_ROUTES,
     }
 
 
@@ -323,6 +324,30 @@ def test_real_partner_action_answers_match_the_response_schemas(
     unauthorized = client.post("/api-key/revoke")
     check(document, response_schema(document, "/api-key/revoke", 401, "post"),
           unauthorized.json())
+
+
+def test_real_scope_answers_match_the_documented_ones(document, db, fast_delivery, institute):
+    ours = Webhook.objects.create(name="Ours", url="https://ours.example/hook")
+    theirs = Webhook.objects.create(name="Theirs", url="https://theirs.example/hook")
+    _, key = api_key_create(name="Partner", webhook_ids=[ours.pk])
+    client = Client(headers={"X-API-Key": key})
+    route = "/webhooks/{webhook_id}/scope"
+    body = {"institutes": [institute.pk], "objects": ["training"]}
+    check(document, document["paths"][route]["put"]["requestBody"]["content"][
+        "application/json"]["schema"], body)
+    answers = [
+        (f"/webhooks/{ours.pk}/scope", body, 200),
+        (f"/webhooks/{ours.pk}/scope", {"institutes": [99999], "objects": ["training"]}, 400),
+        (f"/webhooks/{ours.pk}/scope", {"institutes": None, "objects": ["training"]}, 429),
+        (f"/webhooks/{theirs.pk}/scope", body, 404),
+    ]
+    for url, sent, code in answers:
+        response = client.put(url, json.dumps(sent), content_type="application/json")
+        assert response.status_code == code, (url, response.content)
+        check(document, response_schema(document, route, code, "put"), response.json())
+    assert client.get(f"/webhooks/{ours.pk}/scope").status_code == 405
+    check(document, response_schema(document, route, 405, "put"),
+          client.get(f"/webhooks/{ours.pk}/scope").json())
 
 
 def test_a_real_delivery_matches_the_webhook_description(
