@@ -32,7 +32,6 @@ from apikeys.selectors import api_key_webhooks
 from catalog import digest
 from catalog.models import Institute, Training
 from catalog.selectors import (
-    WEBHOOK_OBJECTS,
     ListPage,
     PageOutOfRange,
     Position,
@@ -41,6 +40,7 @@ from catalog.selectors import (
     institutes_page,
     training_get,
     trainings_page,
+    webhook_objects,
 )
 from changes.kinds import INSTITUTE, TRAINING
 from core.timestamps import timestamp_parse
@@ -267,17 +267,19 @@ def _digest_link(webhook_id: int, kind: str, from_id: int, to_id: int) -> str:
 def webhook_digest(request: HttpRequest, webhook_id: int) -> JsonResponse:
     """Count and digest of each kind the webhook sends; with `kind`, `from_id` and `to_id`,
     of that id range with its sub-ranges (or, for a small range, its objects)."""
-    if not api_key_webhooks(api_key=request.api_key).filter(pk=webhook_id).exists():
+    webhook = api_key_webhooks(api_key=request.api_key).filter(pk=webhook_id).first()
+    if webhook is None:
         raise not_found(f"Webhook {webhook_id} does not exist.")
-    kind = choice_parameter(request, "kind", tuple(WEBHOOK_OBJECTS))
+    sets = webhook_objects(webhook)
+    kind = choice_parameter(request, "kind", tuple(sets))
     from_id, to_id = (_id_parameter(request, name) for name in _ID_PARAMETERS)
     if kind is None:
         given = [name for name in _ID_PARAMETERS if request.GET.get(name) is not None]
         if given:
             raise bad_request(f"kind is required with {' and '.join(given)}.")
         kinds = {}
-        for name, objects in WEBHOOK_OBJECTS.items():
-            whole = digest.kind_digest(queryset=objects(webhook_id=webhook_id))
+        for name, objects in sets.items():
+            whole = digest.kind_digest(queryset=objects)
             kinds[name] = {
                 "count": whole.count,
                 "digest": whole.digest,
@@ -293,7 +295,7 @@ def webhook_digest(request: HttpRequest, webhook_id: int) -> JsonResponse:
             raise bad_request(f"{name} is required with kind.")
     if from_id > to_id:
         raise bad_request(f"from_id must be at most to_id, got from_id={from_id} to_id={to_id}.")
-    objects = WEBHOOK_OBJECTS[kind](webhook_id=webhook_id)
+    objects = sets[kind]
     parts = digest.range_parts(queryset=objects, from_id=from_id, to_id=to_id)
     total = digest.combine(parts)
     answer = {

@@ -1,7 +1,7 @@
 """Reads of the catalogue: for the Trainings API (each in a fixed number of queries), and
 the whole catalogue as change entries for a resync."""
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -243,17 +243,12 @@ def catalogue_entries(institute_ids: Collection[int] | None = None) -> Iterator[
 # is done here, once per kind, and the digest follows.
 
 
-def webhook_institutes(*, webhook_id: int) -> QuerySet[Institute]:
-    """The institutes webhook `webhook_id` sends: the whole catalogue's."""
-    return Institute.objects.all()
-
-
-def webhook_trainings(*, webhook_id: int) -> QuerySet[Training]:
-    """The trainings webhook `webhook_id` sends: the whole catalogue's."""
-    return Training.objects.all()
-
-
-WEBHOOK_OBJECTS: dict[str, Callable[..., QuerySet]] = {
-    INSTITUTE.name: webhook_institutes,
-    TRAINING.name: webhook_trainings,
-}
+def webhook_objects(webhook) -> dict[str, QuerySet]:
+    """Per kind of object webhook `webhook` sends, what an exact mirror of its scope holds
+    (the digest's sets). `webhook` is read for its scope only (`scope_institutes`,
+    `scope_object_kinds`), so that this app needs no webhook model."""
+    institutes, trainings = scope_contents(
+        institute_ids=webhook.scope_institutes, object_kinds=webhook.scope_object_kinds
+    )
+    sets = {INSTITUTE.name: institutes, TRAINING.name: trainings}
+    return {kind: sets[kind] for kind in sets if kind in webhook.scope_object_kinds}

@@ -13,7 +13,7 @@ from apikeys.api import timestamp
 from apikeys.services import api_key_create
 from catalog import digest
 from catalog.models import Institute, Training
-from webhooks.models import Webhook
+from webhooks.models import ScopeObjects, Webhook
 
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,3 +236,21 @@ def test_the_widest_range_splits_without_overflow(client, webhooks, catalogue):
     assert len(answer["ranges"]) == digest.RANGE_PARTS
     assert answer["ranges"][-1]["to_id"] == digest.ID_MAX
     assert answer["ranges"][0]["count"] == CATALOGUE  # small ids all fall in the first
+
+
+def test_a_scoped_webhooks_digest_covers_its_scope_only(client, webhooks, catalogue):
+    """A partner with a scope checks its copy of its part: the digest counts and hashes
+    only the scope's objects, and only the kinds it receives."""
+    rule = documented_rule()
+    first = catalogue[0].institute
+    Webhook.objects.filter(pk=webhooks[0].pk).update(
+        scope_institutes=[first.pk], scope_objects=ScopeObjects.TRAININGS
+    )
+    answer = client.get(f"/webhooks/{webhooks[0].pk}/digest").json()
+    assert set(answer["kinds"]) == {"training"}
+    ours = [(pk, timestamp(at)) for pk, at in
+            Training.objects.filter(institute=first).values_list("id", "updated_at")]
+    assert answer["kinds"]["training"]["count"] == len(ours) < len(catalogue)
+    assert answer["kinds"]["training"]["digest"] == rule["digest"](ours)
+    refused = client.get(f"/webhooks/{webhooks[0].pk}/digest?kind=institute&from_id=1&to_id=9")
+    assert refused.status_code == 400 and "kind" in refused.json()["message"]

@@ -13,6 +13,7 @@ from catalog.models import Institute, Training
 from catalog.services import trainings_bulk_update
 from changes.models import Change
 from deliveries.models import StreamEntry, WebhookCursor
+from deliveries.scoping import INSTITUTE_KEY_SQL, institute_key
 from deliveries.services import (
     ResyncTooSoon,
     ScopeTooSoon,
@@ -21,7 +22,6 @@ from deliveries.services import (
     webhook_resync,
     webhook_scope_change,
 )
-from deliveries.scoping import INSTITUTE_KEY_SQL, institute_key
 from tests.deliveries.helpers import collect, keys, next_batch, pass_everything, record
 from webhooks.models import ScopeObjects, Webhook
 

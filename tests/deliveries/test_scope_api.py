@@ -7,6 +7,7 @@ import json
 import pytest
 from django.test import Client
 
+from apikeys.models import ApiKey
 from apikeys.services import api_key_create
 from catalog.models import Institute
 from tests.deliveries.helpers import collect, keys, next_batch, pass_everything
@@ -64,8 +65,10 @@ def test_a_put_replaces_the_scope_and_sends_what_entered_and_left(client, ours, 
     assert keys(next_batch(ours)) == [
         ("destroy", "institute", first.pk), ("import", "institute", second.pk)
     ]
-    # Back to the whole catalogue.
+    # Back to the whole catalogue (a widening: the resync limit, per webhook and per key).
+    assert put(client, ours, {"institutes": None, "objects": ["institute"]}).status_code == 429
     Webhook.objects.filter(pk=ours.pk).update(last_resync_at=None)
+    ApiKey.objects.update(last_resync_at=None)
     response = put(client, ours, {"institutes": None, "objects": ["training", "institute"]})
     assert response.json()["scope"] == {"institutes": None,
                                         "objects": ["institute", "training"]}
