@@ -92,7 +92,6 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
             for delivery in Delivery.objects.filter(
                 pk__in=sorted({claim.delivery_id for claim, _ in results})
             )
-            .defer("payload")
             .order_by("pk")
             .select_for_update(no_key=True)
         }
