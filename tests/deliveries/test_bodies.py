@@ -4,10 +4,12 @@ delivery references; migration 0006 moves the payloads stored before it."""
 
 import hashlib
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -132,3 +134,43 @@ def test_the_migration_moves_each_stored_payload_into_one_body_and_back(fast_del
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_retention_skips_a_body_a_claim_is_storing_again_and_never_waits_for_it(hooks):
+    from deliveries.services.retention import bodies_prune
+
+    payload = '{"changes":["again"]}'
+    digest = DeliveryBody.objects.store([payload])[payload].digest  # stored, referenced by none
+    storing, done = threading.Event(), threading.Event()
+
+    def claim_storing_it_again() -> None:
+        try:
+            with transaction.atomic():
+                DeliveryBody.objects.store([payload])
+                storing.set()
+                done.wait(10)
+                Delivery.objects.create(webhook=hooks[0], message_id="again", payload=payload,
+                                        entry_count=0)
+        finally:
+            connection.close()
+
+    claimer = threading.Thread(target=claim_storing_it_again)
+    claimer.start()
+    try:
+        assert storing.wait(10)
+        started = time.monotonic()
+        with transaction.atomic():
+            assert bodies_prune(digests={digest}) == 0
+        assert time.monotonic() - started < 1
+    finally:
+        done.set()
+        claimer.join(10)
+    assert Delivery.objects.get(message_id="again").body_id == digest
+    with transaction.atomic():
+        assert bodies_prune(digests={digest}) == 0  # referenced now
+    Delivery.objects.filter(message_id="again").delete()
+    with transaction.atomic():
+        assert bodies_prune(digests={digest}) == 1
+    assert not DeliveryBody.objects.exists()
