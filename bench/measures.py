@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -95,6 +96,17 @@ def spread(values: list[float]) -> float:
         return 0.0
     quartiles = statistics.quantiles(values, n=4, method="inclusive")
     return quartiles[2] - quartiles[0]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and by its PostgreSQL backend (read from
+    /proc: the bench runs beside its database server)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+    backend_seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return time.process_time() + backend_seconds
 
 
 def capture_off() -> None:
@@ -332,6 +344,7 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
         for n, record in enumerate(feed) if n % step != step - 1
     ]
     counted: list[int] = []
+    cpu: dict[bool, list[float]] = {True: [], False: []}
 
     def reimport(*, capture: bool) -> float:
         institute = Institute.objects.create(name="bench import")
@@ -342,9 +355,11 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
             catalog_services.change_record = lambda **kwargs: None
             catalog_services.changes_record = lambda **kwargs: 0
         try:
+            cpu_started = cpu_seconds()
             started = time.perf_counter()
             import_run(institute_id=institute.pk, records=kept)
             elapsed = time.perf_counter() - started
+            cpu[capture].append(cpu_seconds() - cpu_started)
         finally:
             catalog_services.change_record, catalog_services.changes_record = originals
         if capture:
@@ -361,6 +376,7 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
         lambda: reimport(capture=False),
     )
     ratios = [a / b for a, b in zip(with_capture, without, strict=True)]
+    cpu_ratios = [a / b for a, b in zip(cpu[True], cpu[False], strict=True)]
     return {
         "import_changes": counted[0] if len(set(counted)) == 1 else counted,
         "import_ratio": ratio,
@@ -368,6 +384,10 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
         "_import_seconds": statistics.median(with_capture),
         "_import_ratio_min": min(ratios),
         "_import_ratio_max": max(ratios),
+        # The same rounds in CPU seconds (this process and its PostgreSQL backend): what
+        # the import costs without the time other work on the machine took from it.
+        "_import_cpu_ratio": statistics.median(cpu_ratios),
+        "_import_cpu_ratio_spread": spread(cpu_ratios),
     }
 
 
