@@ -175,6 +175,18 @@ class DeliveryQuerySet(models.QuerySet):
         """Deliveries not accepted yet (at most one per webhook): pending or failing."""
         return self.filter(OPEN_DELIVERY)
 
+    def bulk_create(self, objs, *args, **kwargs) -> list["Delivery"]:
+        # Deliveries made with `payload=` store their bodies first, each distinct one once
+        # (see Delivery.save).
+        objs = list(objs)
+        unsaved = [delivery for delivery in objs if getattr(delivery, "_body_unsaved", False)]
+        if unsaved:
+            stored = DeliveryBody.objects.store(delivery.body.payload for delivery in unsaved)
+            for delivery in unsaved:
+                delivery.body = stored[delivery.body.payload]
+                delivery._body_unsaved = False
+        return super().bulk_create(objs, *args, **kwargs)
+
 
 class Delivery(models.Model):
     """One batch for one webhook: the exact body, sent (and re-sent) until accepted."""

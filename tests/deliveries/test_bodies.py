@@ -53,6 +53,13 @@ def test_a_body_stored_earlier_is_referenced_again_not_copied(hooks):
     assert first.body_id == second.body_id and DeliveryBody.objects.count() == 1
     stored = DeliveryBody.objects.store(['{"changes":[]}', '{"changes":[1]}'])
     assert DeliveryBody.objects.count() == 2 and stored['{"changes":[]}'].digest == first.body_id
+    made = Delivery.objects.bulk_create(
+        Delivery(webhook=hooks[2 + n], message_id=f"bulk_{n}", payload='{"changes":[2]}',
+                 entry_count=0)
+        for n in range(3)
+    )
+    assert DeliveryBody.objects.count() == 3 and len({delivery.body_id for delivery in made}) == 1
+    assert Delivery.objects.get(message_id="bulk_2").payload == '{"changes":[2]}'
 
 
 def test_retention_deletes_the_bodies_no_delivery_references(hooks, settings):
