@@ -72,16 +72,27 @@ def payloads_from_bodies(apps, schema_editor):
         )
 
 
-def index_bodies(apps, schema_editor):
+# The payloads' index goes before the rows are updated and comes back after they are
+# filled again: updating a million rows under a GIN index would insert every row's keys
+# anew, where building the index once afterwards is one sort.
+def payload_index_drop(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP INDEX IF EXISTS delivery_payload_changes")
+
+
+def payload_index_create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(PAYLOAD_INDEX_DELIVERED)
+
+
+def body_index_create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(BODY_INDEX)
 
 
-def index_payloads(apps, schema_editor):
+def body_index_drop(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP INDEX IF EXISTS delivery_body_changes")
-        schema_editor.execute(PAYLOAD_INDEX_DELIVERED)
 
 
 class Migration(migrations.Migration):
@@ -126,8 +137,9 @@ class Migration(migrations.Migration):
                 null=True, help_text="The exact JSON body sent (compact UTF-8)."
             ),
         ),
+        migrations.RunPython(payload_index_drop, payload_index_create),
         migrations.RunPython(bodies_from_payloads, payloads_from_bodies),
-        migrations.RunPython(index_bodies, index_payloads),
+        migrations.RunPython(body_index_create, body_index_drop),
         migrations.RemoveField(
             model_name="delivery",
             name="payload",
