@@ -40,6 +40,8 @@ def load(*, webhooks: int, deliveries: int) -> None:
     from django.core.management import call_command
     from django.db import connection
 
+    from deliveries.models import DeliveryBody
+
     call_command("migrate", verbosity=0)
     started = time.monotonic()
     with connection.cursor() as cursor:
@@ -58,17 +60,28 @@ def load(*, webhooks: int, deliveries: int) -> None:
             [webhooks],
         )
         # The GIN index is built once after the load: far quicker than row by row.
-        cursor.execute("DROP INDEX IF EXISTS delivery_payload_changes")
+        cursor.execute("DROP INDEX IF EXISTS delivery_body_changes")
+        payload = (
+            "'{\"changes\":[{\"action\":\"update\",\"object\":\"training\",\"id\":' "
+            "|| (g %% 400000) || ',\"url\":\"https://api.example/trainings/' || (g %% 400000) "
+            "|| '\"},{\"action\":\"update\",\"object\":\"institute\",\"id\":' "
+            "|| (g %% 5000) || ',\"url\":\"https://api.example/institutes/' || (g %% 5000) "
+            "|| '\"}]}'"
+        )
+        digest = f"encode(sha256(convert_to({payload}, 'UTF8')), 'hex')"
         cursor.execute(
-            """
-            INSERT INTO deliveries_delivery (webhook_id, message_id, payload, entry_count,
+            f"INSERT INTO deliveries_deliverybody (digest, payload) "
+            f"SELECT DISTINCT {digest}, {payload} FROM generate_series(1, %s) AS g "
+            f"ON CONFLICT (digest) DO NOTHING",
+            [deliveries],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO deliveries_delivery (webhook_id, message_id, body_id, entry_count,
                 state, attempt_count, lease_token, last_status_code, last_error_kind,
                 created_at, last_attempt_at, delivered_at, is_test)
             SELECT hooks.ids[1 + g %% cardinality(hooks.ids)], 'msg_bench_' || g,
-                '{"changes":[{"action":"update","object":"training","id":' || (g %% 400000)
-                || ',"url":"https://api.example/trainings/' || (g %% 400000)
-                || '"},{"action":"update","object":"institute","id":' || (g %% 5000)
-                || ',"url":"https://api.example/institutes/' || (g %% 5000) || '"}]}',
+                {digest},
                 2, 'delivered', CASE WHEN g %% 10 = 0 THEN 2 ELSE 1 END, '', 200, '',
                 at, at, at + interval '200 milliseconds', false
             FROM generate_series(1, %s) AS g
@@ -95,16 +108,18 @@ def load(*, webhooks: int, deliveries: int) -> None:
             """
         )
         # Failing webhooks have an open batch and a backlog of pending entries.
+        empty = DeliveryBody.objects.store(['{"changes":[]}'])['{"changes":[]}']
         cursor.execute(
             """
-            INSERT INTO deliveries_delivery (webhook_id, message_id, payload, entry_count,
+            INSERT INTO deliveries_delivery (webhook_id, message_id, body_id, entry_count,
                 state, attempt_count, lease_token, last_status_code, last_error_kind,
                 created_at, last_attempt_at, next_attempt_at, is_test)
-            SELECT id, 'msg_open_' || id, '{"changes":[]}', 0, 'failing', 5, '', 503,
+            SELECT id, 'msg_open_' || id, %s, 0, 'failing', 5, '', 503,
                 'http_status', now() - interval '2 hours', now(), now() + interval '5 minutes',
                 false
             FROM webhooks_webhook WHERE failing_since IS NOT NULL
-            """
+            """,
+            [empty.digest],
         )
         cursor.execute(
             """
@@ -116,7 +131,7 @@ def load(*, webhooks: int, deliveries: int) -> None:
             """
         )
         cursor.execute(
-            "CREATE INDEX delivery_payload_changes ON deliveries_delivery "
+            "CREATE INDEX delivery_body_changes ON deliveries_deliverybody "
             "USING gin (((payload::jsonb) -> 'changes') jsonb_path_ops)"
         )
     # Fresh statistics and visibility map, as autovacuum would have them in production.

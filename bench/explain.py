@@ -99,20 +99,22 @@ def main() -> None:
     from bench.workloads import TRAININGS_PER_INSTITUTE, webhooks_create
     from changes.services import ChangeEntry, changes_record
     from deliveries.http import SendResult
+    from deliveries.models import DeliveryBody
     from deliveries.services import changes_collect, delivery_claim, delivery_record, webhooks_due
     from deliveries.services import collect as collect_module
     from webhooks.models import Webhook
 
     webhook_ids = webhooks_create(base_url="http://127.0.0.1:9", count=WEBHOOKS)
+    body = DeliveryBody.objects.store(["{}"])["{}"]
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO deliveries_delivery (webhook_id, message_id, payload, entry_count, "
+            "INSERT INTO deliveries_delivery (webhook_id, message_id, body_id, entry_count, "
             "state, attempt_count, lease_token, last_error_kind, created_at, delivered_at, "
             "is_test) "
-            "SELECT (CAST(%s AS bigint[]))[1 + n %% %s], 'history_' || n, '{}', 1, "
+            "SELECT (CAST(%s AS bigint[]))[1 + n %% %s], 'history_' || n, %s, 1, "
             "'delivered', 1, '', '', "
             "now() - n * interval '1 second', now(), false FROM generate_series(1, %s) AS n",
-            [webhook_ids, len(webhook_ids), HISTORY],
+            [webhook_ids, len(webhook_ids), body.digest, HISTORY],
         )
         cursor.execute(
             "INSERT INTO deliveries_deliveryattempt (delivery_id, number, started_at, "

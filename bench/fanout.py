@@ -3,7 +3,9 @@
 100 webhooks, 100,000 training updates over 10,000 trainings, bundle delay 0: the time
 from the go (the changes committed) until every partner has every training, against a
 bare `requests` loop posting the same number of batches of the same size. The ratio is
-bare time ÷ end-to-end time (1.0: Springhook as fast as the bare loop).
+bare time ÷ end-to-end time (1.0: Springhook as fast as the bare loop). With it,
+`fanout_body_ratio`: the bytes of bodies stored ÷ the bytes of the distinct bodies sent
+(1.0: each body stored once, whatever the number of webhooks).
 
     python -m bench --only fanout
 """
@@ -71,7 +73,26 @@ def _end_to_end(partner: FastPartner, env: dict[str, str], size: dict) -> dict:
         time.sleep(0.05)
     elapsed = max(request.arrived_at for request in partner.requests) - started
     child.stop()
-    return {"seconds": elapsed, "record_seconds": recorded, "batches": partner.request_count}
+    return {"seconds": elapsed, "record_seconds": recorded, "batches": partner.request_count,
+            **_body_bytes(partner)}
+
+
+def _body_bytes(partner: FastPartner) -> dict:
+    """The bytes the bodies of this fan-out take in the database (each DeliveryBody row),
+    the bytes of its distinct bodies (as the partner received them), and the bytes every
+    delivery would hold with a copy of its own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(SUM(octet_length(payload)), 0) FROM deliveries_deliverybody"
+        )
+        stored = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT COALESCE(SUM(octet_length(body.payload)), 0) FROM deliveries_delivery "
+            "JOIN deliveries_deliverybody AS body ON body.digest = deliveries_delivery.body_id"
+        )
+        copies = cursor.fetchone()[0]
+    distinct = sum(len(body) for body in {request.body for request in partner.requests})
+    return {"stored_bytes": stored, "distinct_bytes": distinct, "copies_bytes": copies}
 
 
 def _bare(partner: FastPartner, env: dict[str, str], size: dict) -> float:
@@ -89,7 +110,7 @@ def _bare(partner: FastPartner, env: dict[str, str], size: dict) -> float:
 
 def measure_fanout(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
     size = QUICK_SIZE if scale is QUICK else FULL_SIZE
-    ratios, ends, bares, batches = [], [], [], []
+    ratios, ends, bares, batches, storage = [], [], [], [], []
     for number in range(size["rounds"]):
         if number % 2 == 0:
             end = _end_to_end(partner, env, size)
@@ -101,8 +122,12 @@ def measure_fanout(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
         ends.append(end["seconds"])
         bares.append(bare)
         batches.append(end["batches"])
+        storage.append(end)
     return {
         "fanout_ratio": statistics.median(ratios),
+        "fanout_body_ratio": max(end["stored_bytes"] / end["distinct_bytes"] for end in storage),
+        "_fanout_body_mb": storage[-1]["stored_bytes"] / 1e6,
+        "_fanout_body_copies_mb": storage[-1]["copies_bytes"] / 1e6,
         "_fanout_seconds": statistics.median(ends),
         "_fanout_bare_seconds": statistics.median(bares),
         "_fanout_batches": max(batches),

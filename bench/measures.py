@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -41,6 +42,8 @@ class Scale:
     delivery_webhooks: int
     delivery_batches: int
     delivery_rounds: int
+    catchup_trainings: int
+    catchup_rounds: int
     latency_webhooks: int
     latency_saves: int
     latency_rounds: int
@@ -50,16 +53,18 @@ class Scale:
 # someone else's load then hits both sides, not a whole side.
 FULL = Scale(
     capture_saves=500, capture_rounds=10, webhooks_saves=200,
-    import_feed=10_000, import_drop=500, import_rounds=11,
+    import_feed=20_000, import_drop=500, import_rounds=11,
     drain_changes=1_000_000, drain_trainings=50_000, drain_small_changes=100_000,
     delivery_webhooks=100, delivery_batches=5, delivery_rounds=3,
+    catchup_trainings=100_000, catchup_rounds=3,
     latency_webhooks=10, latency_saves=10, latency_rounds=2,
 )
 QUICK = Scale(
     capture_saves=200, capture_rounds=3, webhooks_saves=200,
-    import_feed=10_000, import_drop=500, import_rounds=1,
+    import_feed=5_000, import_drop=500, import_rounds=3,
     drain_changes=100_000, drain_trainings=5_000, drain_small_changes=10_000,
     delivery_webhooks=100, delivery_batches=2, delivery_rounds=1,
+    catchup_trainings=10_000, catchup_rounds=1,
     latency_webhooks=10, latency_saves=4, latency_rounds=1,
 )
 BATCH_SIZE = 500
@@ -82,6 +87,26 @@ def alternate(rounds: int, side_a: Callable[[], float], side_b: Callable[[], flo
             times_a.append(side_a())
     ratios = [a / b for a, b in zip(times_a, times_b, strict=True)]
     return statistics.median(ratios), times_a, times_b
+
+
+def spread(values: list[float]) -> float:
+    """The interquartile range of `values`: how far the middle half of the rounds lies
+    apart (0 for fewer than two rounds)."""
+    if len(values) < 2:
+        return 0.0
+    quartiles = statistics.quantiles(values, n=4, method="inclusive")
+    return quartiles[2] - quartiles[0]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and by its PostgreSQL backend (read from
+    /proc: the bench runs beside its database server)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+    backend_seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return time.process_time() + backend_seconds
 
 
 def capture_off() -> None:
@@ -166,6 +191,43 @@ def partner_wait(partner: FastPartner, count: int, *, timeout: float) -> None:
                 f"the partner received {partner.request_count} requests, expected {count}"
             )
         time.sleep(0.002)
+
+
+def partner_wait_entries(
+    partner: FastPartner, *, paths: int, per_path: int, batches: int, timeout: float
+) -> float:
+    """Wait until each of `paths` paths received `per_path` distinct trainings; the
+    arrival (time.time) of the last request. At least `batches` requests come first
+    (coalescing may make fewer, fuller batches, never more), so the entries are parsed
+    only at the end, outside the measured time."""
+    partner_wait(partner, batches, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        received: dict[str, set[int]] = {}
+        for _, path, change in entries_of(partner, "/"):
+            received.setdefault(path, set()).add(change["id"])
+        if len(received) == paths and all(len(ids) == per_path for ids in received.values()):
+            return max(request.arrived_at for request in partner.requests)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(received)} paths received, expected {paths}×{per_path}")
+        time.sleep(0.05)
+
+
+def trainings_record(count: int) -> None:
+    """One update for each of trainings 1..count, in one transaction, in id order: the
+    stream carries them as the bare loop's batches (bench.workloads.batch_bodies)."""
+    from bench.workloads import TRAININGS_PER_INSTITUTE
+    from changes.services import ChangeEntry, changes_record
+
+    with transaction.atomic():
+        changes_record(
+            entries=(
+                ChangeEntry("training", n, "update", n // TRAININGS_PER_INSTITUTE)
+                for n in range(1, count + 1)
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE changes_change")
 
 
 def entries_of(partner: FastPartner, prefix: str) -> list[tuple[float, str, dict]]:
@@ -271,10 +333,18 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
                    price=None)
         for n in range(scale.import_feed)
     ]
-    # Drop every 20th record (500 of 10,000), spread through the feed.
+    # The feed again with every training renamed, and 500 records dropped, spread through
+    # it: 500 `destroy` changes and one `import` change; the updates (every training)
+    # make the import last long enough (over a second at full scale) that the ratio is
+    # not noise.
     step = scale.import_feed // scale.import_drop
-    kept = [record for n, record in enumerate(feed) if n % step != step - 1]
+    kept = [
+        FeedRecord(reference=record.reference, name=record.name + " (revised)",
+                   description=record.description, price=record.price)
+        for n, record in enumerate(feed) if n % step != step - 1
+    ]
     counted: list[int] = []
+    cpu: dict[bool, list[float]] = {True: [], False: []}
 
     def reimport(*, capture: bool) -> float:
         institute = Institute.objects.create(name="bench import")
@@ -285,9 +355,11 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
             catalog_services.change_record = lambda **kwargs: None
             catalog_services.changes_record = lambda **kwargs: 0
         try:
+            cpu_started = cpu_seconds()
             started = time.perf_counter()
             import_run(institute_id=institute.pk, records=kept)
             elapsed = time.perf_counter() - started
+            cpu[capture].append(cpu_seconds() - cpu_started)
         finally:
             catalog_services.change_record, catalog_services.changes_record = originals
         if capture:
@@ -303,10 +375,19 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
         lambda: reimport(capture=True),
         lambda: reimport(capture=False),
     )
+    ratios = [a / b for a, b in zip(with_capture, without, strict=True)]
+    cpu_ratios = [a / b for a, b in zip(cpu[True], cpu[False], strict=True)]
     return {
         "import_changes": counted[0] if len(set(counted)) == 1 else counted,
         "import_ratio": ratio,
+        "import_ratio_spread": spread(ratios),
         "_import_seconds": statistics.median(with_capture),
+        "_import_ratio_min": min(ratios),
+        "_import_ratio_max": max(ratios),
+        # The same rounds in CPU seconds (this process and its PostgreSQL backend): what
+        # the import costs without the time other work on the machine took from it.
+        "_import_cpu_ratio": statistics.median(cpu_ratios),
+        "_import_cpu_ratio_spread": spread(cpu_ratios),
     }
 
 
@@ -403,76 +484,145 @@ class CeleryWorker:
 
 
 def measure_delivery(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    """100 webhooks × 5 batches of 500 trainings, against a bare loop posting the same
+    bodies: through the change stream (changes → collector → partner, what every
+    ordinary change takes) by the embedded dispatcher and by Celery, and through the
+    webhooks' own entries (the resync path, bench.workloads.pending_fill). Bundle delay 0:
+    the figures measure the engine, not the wait."""
     from bench.workloads import pending_fill, tables_clear, webhooks_create
 
+    env = {**env, "WEBHOOK_BUNDLE_DELAY": "0"}
     tables_clear()
     webhook_ids = webhooks_create(base_url=partner.url, count=scale.delivery_webhooks)
     total = scale.delivery_webhooks * scale.delivery_batches
     per_webhook = scale.delivery_batches * BATCH_SIZE
     timeout = 600
 
-    def fill() -> None:
+    def fill_stream() -> None:
+        tables_clear(webhooks=False)
+        trainings_record(per_webhook)
+        partner.reset()
+
+    def fill_resync() -> None:
         tables_clear(webhooks=False)
         pending_fill(webhook_ids=webhook_ids, per_webhook=per_webhook)
         partner.reset()
 
-    def embedded() -> float:
+    def delivered_since(started: float) -> float:
+        last = partner_wait_entries(partner, paths=len(webhook_ids), per_path=per_webhook,
+                                    batches=total, timeout=timeout)
+        return total / (last - started)
+
+    def embedded(fill: Callable[[], None]) -> float:
         fill()
         child = Child(["dispatcher"], env)
-        started = time.perf_counter()
+        started = time.time()
         child.go()
-        partner_wait(partner, total, timeout=timeout)
-        elapsed = time.perf_counter() - started
+        rate = delivered_since(started)
         child.stop()
-        return total / elapsed
+        return rate
 
     def bare() -> float:
         partner.reset()
         child = Child(["bare", partner.url, str(scale.delivery_webhooks),
                        str(scale.delivery_batches), str(BATCH_SIZE)], env)
-        started = time.perf_counter()
+        started = time.time()
         child.go()
-        partner_wait(partner, total, timeout=timeout)
-        elapsed = time.perf_counter() - started
+        rate = delivered_since(started)
         child.stop()
-        return total / elapsed
+        return rate
 
     worker = CeleryWorker(env)
 
     def celery() -> float:
-        fill()
+        fill_stream()
         stop = threading.Event()
         ticker = threading.Thread(target=worker.ticking, args=(stop, 1.0))
-        started = time.perf_counter()
+        started = time.time()
         ticker.start()
-        partner_wait(partner, total, timeout=timeout)
-        elapsed = time.perf_counter() - started
+        rate = delivered_since(started)
         stop.set()
         ticker.join()
         time.sleep(1)  # let the worker record its last attempt before the next round
-        return total / elapsed
+        return rate
 
-    rates: dict[str, list[float]] = {"embedded": [], "bare": [], "celery": []}
-    sides = {"embedded": embedded, "bare": bare, "celery": celery}
+    sides = {
+        "stream": lambda: embedded(fill_stream),
+        "bare": bare,
+        "celery": celery,
+        "resync": lambda: embedded(fill_resync),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in sides}
     order = list(sides)
     try:
         for number in range(scale.delivery_rounds):
-            rotated = order[number % 3 :] + order[: number % 3]
-            for name in rotated:
+            shift = number % len(order)
+            for name in order[shift:] + order[:shift]:
                 rates[name].append(sides[name]())
     finally:
         worker.stop()
-    rounds = range(scale.delivery_rounds)
+
+    def ratio(name: str) -> float:
+        return statistics.median(
+            side / bare for side, bare in zip(rates[name], rates["bare"], strict=True)
+        )
+
     return {
-        "delivery_ratio": statistics.median(
-            rates["embedded"][n] / rates["bare"][n] for n in rounds
-        ),
-        "celery_delivery_ratio": statistics.median(
-            rates["celery"][n] / rates["bare"][n] for n in rounds
-        ),
-        "_embedded_batches_per_s": statistics.median(rates["embedded"]),
+        "delivery_ratio": ratio("stream"),
+        "celery_delivery_ratio": ratio("celery"),
+        "resync_delivery_ratio": ratio("resync"),
+        "_embedded_batches_per_s": statistics.median(rates["stream"]),
         "_bare_batches_per_s": statistics.median(rates["bare"]),
         "_celery_batches_per_s": statistics.median(rates["celery"]),
+        "_resync_batches_per_s": statistics.median(rates["resync"]),
+    }
+
+
+# --- One partner catching up -------------------------------------------------------------
+
+
+def measure_catchup(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    """One webhook back from an outage: a backlog of `catchup_trainings` trainings already
+    collected into the stream, sent by the embedded dispatcher, against a bare loop posting
+    the same batches to the same address. Bundle delay 0."""
+    from bench.workloads import tables_clear, webhooks_create
+    from deliveries.services import changes_collect
+
+    env = {**env, "WEBHOOK_BUNDLE_DELAY": "0"}
+    batches = -(-scale.catchup_trainings // BATCH_SIZE)
+    timeout = 600
+
+    def engine() -> float:
+        tables_clear()
+        partner.reset()
+        webhooks_create(base_url=partner.url, count=1)
+        trainings_record(scale.catchup_trainings)
+        while changes_collect():  # the backlog waits in the stream, as after an outage
+            pass
+        child = Child(["dispatcher"], env)
+        started = time.time()
+        child.go()
+        last = partner_wait_entries(partner, paths=1, per_path=scale.catchup_trainings,
+                                    batches=batches, timeout=timeout)
+        child.stop()
+        return last - started
+
+    def bare() -> float:
+        partner.reset()
+        child = Child(["bare", partner.url, "1", str(batches), str(BATCH_SIZE)], env)
+        started = time.time()
+        child.go()
+        last = partner_wait_entries(partner, paths=1, per_path=scale.catchup_trainings,
+                                    batches=batches, timeout=timeout)
+        child.stop()
+        return last - started
+
+    ratio, bares, engines = alternate(scale.catchup_rounds, bare, engine)
+    return {
+        "catchup_ratio": ratio,
+        "_catchup_seconds": statistics.median(engines),
+        "_catchup_bare_seconds": statistics.median(bares),
+        "_catchup_entries_per_s": scale.catchup_trainings / statistics.median(engines),
     }
 
 
@@ -536,6 +686,7 @@ MEASURES = {
     "import": measure_import,
     "drain": measure_drain,
     "delivery": measure_delivery,
+    "catchup": measure_catchup,
     "latency": measure_latency,
 }
 

@@ -269,7 +269,7 @@ def _lags(saves: list[tuple[int, float]], webhook_group: dict[int, str]):
     carried: dict[tuple[int, int], list[tuple[float, float]]] = {}
     for webhook_id, created_at, delivered_at, payload in Delivery.objects.filter(
         state=Delivery.State.DELIVERED, is_test=False
-    ).values_list("webhook_id", "created_at", "delivered_at", "payload").iterator():
+    ).values_list("webhook_id", "created_at", "delivered_at", "body__payload").iterator():
         built, accepted = created_at.timestamp(), delivered_at.timestamp()
         for entry in json.loads(payload)["changes"]:
             if entry["object"] == "training":

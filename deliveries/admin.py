@@ -118,8 +118,8 @@ class DeliveryAdmin(LookupPolicyAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request).select_related("webhook")
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
-            return queryset.defer("payload")  # heavy, and not shown in the list
-        return queryset
+            return queryset  # the body (heavy, and not shown in the list) stays unread
+        return queryset.select_related("body")
 
     def get_search_results(self, request, queryset, search_term):
         wanted = object_query_parse(search_term)
@@ -503,7 +503,6 @@ class WebhookOperationsAdmin(WebhookAdmin):
         row = rows[0]
         recent = list(
             Delivery.objects.filter(webhook_id=object_id)
-            .defer("payload")
             .order_by("-created_at", "-id")[:50]
         )
         return self._page(

@@ -1,4 +1,7 @@
-from django.db import models
+import hashlib
+from collections.abc import Iterable
+
+from django.db import connections, models
 from django.db.models import Q
 
 from webhooks.models import Webhook
@@ -117,10 +120,83 @@ class PendingEntry(models.Model):
         return f"{self.action} {self.object_kind} {self.object_id} for {self.webhook_id}"
 
 
+def payload_digest(payload: str) -> str:
+    """The SHA-256 (hex) of the exact bytes sent: the key of the payload's DeliveryBody."""
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class DeliveryBodyManager(models.Manager):
+    def store(self, payloads: Iterable[str]) -> dict[str, "DeliveryBody"]:
+        """Each distinct payload's body, inserted unless it is stored already: one
+        statement, whatever the number of payloads. Keyed by payload.
+
+        On PostgreSQL the bodies already stored are locked (`ON CONFLICT DO UPDATE ...
+        WHERE false` locks without writing), so retention cannot delete one between this
+        statement and the commit of the deliveries that reference it; locked in digest
+        order, so two claims never wait for each other in a circle.
+        """
+        bodies = {payload: self.model(digest=payload_digest(payload), payload=payload)
+                  for payload in payloads}
+        rows = sorted(bodies.values(), key=lambda body: body.digest)
+        if not rows:
+            return bodies
+        connection = connections[self.db]
+        if connection.vendor != "postgresql":
+            self.bulk_create(rows, ignore_conflicts=True)  # SQLite: one writer at a time
+            return bodies
+        table = self.model._meta.db_table
+        values = ", ".join(["(%s, %s)"] * len(rows))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (digest, payload) VALUES {values} "
+                "ON CONFLICT (digest) DO UPDATE SET digest = EXCLUDED.digest WHERE false",
+                [value for body in rows for value in (body.digest, body.payload)],
+            )
+        return bodies
+
+
+class DeliveryBody(models.Model):
+    """One body as sent, stored once however many deliveries carry it.
+
+    In a fan-out every webhook at the same cursor gets the same batch: its deliveries all
+    reference one row. Rows are only ever inserted (never updated), keyed by the digest of
+    their bytes; retention (deliveries.services.retention) deletes those no delivery
+    references any more.
+    """
+
+    digest = models.CharField(max_length=64, primary_key=True, help_text="SHA-256, hex.")
+    payload = models.TextField(help_text="The exact JSON body sent (compact UTF-8).")
+
+    objects = DeliveryBodyManager()
+
+    class Meta:
+        verbose_name_plural = "delivery bodies"
+        # On PostgreSQL a GIN index on `(payload::jsonb -> 'changes')` serves "which batches
+        # carried training 345345" (deliveries.selectors.deliveries_carrying); it is made by
+        # migration 0006 with raw SQL because SQLite has no such index. Bodies are never
+        # updated, so each body's keys are inserted once, and claims and records (which
+        # update deliveries only) never touch it.
+
+    def __str__(self) -> str:
+        return self.digest[:12]
+
+
 class DeliveryQuerySet(models.QuerySet):
     def open(self) -> "DeliveryQuerySet":
         """Deliveries not accepted yet (at most one per webhook): pending or failing."""
         return self.filter(OPEN_DELIVERY)
+
+    def bulk_create(self, objs, *args, **kwargs) -> list["Delivery"]:
+        # Deliveries made with `payload=` store their bodies first, each distinct one once
+        # (see Delivery.save).
+        objs = list(objs)
+        unsaved = [delivery for delivery in objs if getattr(delivery, "_body_unsaved", False)]
+        if unsaved:
+            stored = DeliveryBody.objects.store(delivery.body.payload for delivery in unsaved)
+            for delivery in unsaved:
+                delivery.body = stored[delivery.body.payload]
+                delivery._body_unsaved = False
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class Delivery(models.Model):
@@ -137,7 +213,9 @@ class Delivery(models.Model):
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
     # Sent as `webhook-id`, the same on every retry: partners de-duplicate on it.
     message_id = models.CharField(max_length=64, unique=True)
-    payload = models.TextField(help_text="The exact JSON body sent (compact UTF-8).")
+    # Shared with every delivery that carries the same bytes (read it with
+    # deliveries.selectors.delivery_payloads, or `delivery.payload` for one).
+    body = models.ForeignKey(DeliveryBody, on_delete=models.PROTECT, related_name="deliveries")
     entry_count = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
@@ -185,13 +263,28 @@ class Delivery(models.Model):
                 name="delivery_delivered_at",
             ),
         ]
-        # On PostgreSQL a GIN index on `(payload::jsonb -> 'changes')` serves "which batches
-        # carried training 345345" (deliveries.selectors.deliveries_carrying); it is made by
-        # migration 0002 with raw SQL because SQLite has no such index; since 0004 it covers
-        # accepted batches only, so that claiming and recording never rewrite its entries.
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.state})"
+
+    def save(self, *args, **kwargs) -> None:
+        if getattr(self, "_body_unsaved", False):
+            self.body = DeliveryBody.objects.store([self.body.payload])[self.body.payload]
+            self._body_unsaved = False
+        super().save(*args, **kwargs)
+
+    @property
+    def payload(self) -> str:
+        """The exact body sent (its DeliveryBody's text)."""
+        return self.body.payload
+
+    @payload.setter
+    def payload(self, payload: str) -> None:
+        # `Delivery(payload=...)`, as a one-off delivery (a test event, "retry now") is
+        # made: save() stores the body (once) before the delivery. Claims store their
+        # bodies in bulk (DeliveryBody.objects.store) and set `body` themselves.
+        self.body = DeliveryBody(digest=payload_digest(payload), payload=payload)
+        self._body_unsaved = True
 
 
 class DeliveryAttempt(models.Model):

@@ -10,7 +10,7 @@ distinct cursor.
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +40,7 @@ from changes.kinds import OBJECT_KINDS
 from deliveries.models import (
     Delivery,
     DeliveryAttempt,
+    DeliveryBody,
     DispatcherHeartbeat,
     PendingEntry,
     StreamEntry,
@@ -272,7 +273,7 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
     fixed number of queries."""
     now = now or timezone.now()
     webhooks = Webhook.objects.order_by("name", "id")
-    open_deliveries = Delivery.objects.open().defer("payload")
+    open_deliveries = Delivery.objects.open()
     if webhook_id is not None:
         webhooks = webhooks.filter(pk=webhook_id)
         open_deliveries = open_deliveries.filter(webhook_id=webhook_id)
@@ -318,33 +319,51 @@ def object_query_parse(text: str) -> tuple[str, int] | None:
 def deliveries_carrying(
     *, object_kind: str, object_id: int, deliveries: QuerySet | None = None
 ) -> QuerySet:
-    """The batches (of `deliveries`, by default all retained) whose payload carried this
+    """The batches (of `deliveries`, by default all retained) whose body carried this
     object.
 
-    PostgreSQL answers with the GIN index on `(payload::jsonb -> 'changes')` (migrations
-    deliveries 0002 and 0004); SQLite matches the compact JSON text, whose key order payload_render
-    fixes (`"object":"training","id":345345` followed by `,` or `}`). Filter the outer
-    query with it, never inside a subquery: the raw condition names the table.
+    The bodies that carried it are found first, then the deliveries that reference them
+    (by the index on `Delivery.body`). PostgreSQL finds the bodies with the GIN index on
+    `(payload::jsonb -> 'changes')` (migration deliveries 0006); SQLite matches the compact
+    JSON text, whose key order payload_render fixes (`"object":"training","id":345345`
+    followed by `,` or `}`).
     """
     if deliveries is None:
         deliveries = Delivery.objects.all()
-    key = f'"object":{json.dumps(object_kind)},"id":{object_id}'
     if connection.vendor == "postgresql":
         probe = json.dumps([{"object": object_kind, "id": object_id}])
-        # The index covers accepted batches (migration deliveries 0004); the open ones (at
-        # most one per webhook, found by their own partial index) are matched as text.
-        return deliveries.filter(
+        bodies = DeliveryBody.objects.filter(
+            # Unqualified: the condition runs inside the deliveries' subquery, where the
+            # body table has an alias; only bodies have a `payload` column.
             RawSQL(
-                "(deliveries_delivery.state = 'delivered' AND "
-                "((deliveries_delivery.payload)::jsonb -> 'changes') @> %s::jsonb) OR "
-                "(deliveries_delivery.state <> 'delivered' AND "
-                "(strpos(deliveries_delivery.payload, %s) > 0 OR "
-                "strpos(deliveries_delivery.payload, %s) > 0))",
-                [probe, key + ",", key + "}"],
+                "((payload)::jsonb -> 'changes') @> %s::jsonb",
+                [probe],
                 output_field=BooleanField(),
             )
         )
-    return deliveries.filter(Q(payload__contains=key + ",") | Q(payload__contains=key + "}"))
+    else:
+        key = f'"object":{json.dumps(object_kind)},"id":{object_id}'
+        bodies = DeliveryBody.objects.filter(
+            Q(payload__contains=key + ",") | Q(payload__contains=key + "}")
+        )
+    return deliveries.filter(body__in=bodies.values("digest"))
+
+
+def delivery_payloads(*, delivery_ids: Iterable[int]) -> dict[int, str]:
+    """The exact bodies sent, by delivery id (one query; each distinct body read once).
+
+    The one way to read many deliveries' bodies; for a single delivery already loaded,
+    `delivery.payload` reads its body.
+    """
+    rows = list(
+        Delivery.objects.filter(pk__in=list(delivery_ids)).values_list("pk", "body_id")
+    )
+    texts = dict(
+        DeliveryBody.objects.filter(digest__in={digest for _, digest in rows}).values_list(
+            "digest", "payload"
+        )
+    )
+    return {delivery_id: texts[digest] for delivery_id, digest in rows}
 
 
 def dispatcher_last_tick() -> datetime | None:
@@ -411,7 +430,7 @@ def webhook_deliveries_page(
     count = deliveries.count()
     offset = (page - 1) * page_size
     rows = list(
-        deliveries.defer("payload").order_by("-created_at", "-id")[offset : offset + page_size]
+        deliveries.order_by("-created_at", "-id")[offset : offset + page_size]
     )
     return DeliveriesPage(count, rows, max(1, -(-count // page_size)))
 
@@ -434,7 +453,6 @@ def webhook_last_accepted(*, webhook_id: int) -> Delivery | None:
     """
     return (
         Delivery.objects.filter(webhook_id=webhook_id, state=Delivery.State.DELIVERED)
-        .defer("payload")
         .order_by("-created_at", "-id")
         .first()
     )
@@ -491,6 +509,7 @@ def webhook_batches_after(*, webhook_id: int, after: int, limit: int) -> list[De
     test events left out (they carry no entry); bodies included."""
     return list(
         Delivery.objects.filter(webhook_id=webhook_id, id__gt=after, is_test=False)
+        .select_related("body")  # each batch's body in the same query (delivery_body)
         .order_by("id")[:limit]
     )
 
@@ -500,6 +519,7 @@ def webhook_batches_since(*, webhook_id: int, since: datetime) -> Iterator[Deliv
     left out; read 100 at a time."""
     return (
         Delivery.objects.filter(webhook_id=webhook_id, created_at__gte=since, is_test=False)
+        .select_related("body")  # each batch's body in the same query (delivery_body)
         .order_by("id")
         .iterator(chunk_size=100)
     )

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.models import Delivery, DeliveryAttempt, DeliveryBody
 from deliveries.payload import payload_render
 from deliveries.services.batch import BatchEntry, batches_take, webhooks_due
 from webhooks.models import Webhook
@@ -109,8 +109,9 @@ def deliveries_claim(
             delivery.webhook_id: delivery
             for delivery in Delivery.objects.open()
             .filter(webhook_id__in=list(by_id))
+            .select_related("body")
             .order_by("pk")
-            .select_for_update(no_key=True)
+            .select_for_update(no_key=True, of=("self",))
         }
         retries = []
         for delivery in open_deliveries.values():
@@ -157,9 +158,9 @@ def deliveries_claim(
     claims = []
     for delivery, attempt in zip(claimed, attempts, strict=True):
         webhook = by_id[delivery.webhook_id]
-        body = bodies.get(id(delivery.payload))
+        body = bodies.get(delivery.body_id)
         if body is None:
-            body = bodies[id(delivery.payload)] = delivery.payload.encode("utf-8")
+            body = bodies[delivery.body_id] = delivery.payload.encode("utf-8")
         claims.append(
             Claim(
                 webhook_id=webhook.pk,
@@ -185,19 +186,21 @@ def _deliveries_open(
     taken = batches_take(webhooks=webhooks, now=now, force_ids=force_ids)
     if not taken:
         return []
-    # Webhooks with the same entries share one list: render each distinct batch once.
+    # Webhooks with the same entries share one list: render each distinct batch once, and
+    # store each distinct body once (one statement), whatever the number of webhooks.
     rendered: dict[int, str] = {}
+    for entries in taken.values():
+        if id(entries) not in rendered:
+            rendered[id(entries)] = payload_render(entries)
+    bodies = DeliveryBody.objects.store(rendered.values())
     lease_expires_at = now + timedelta(seconds=lease_seconds())
     deliveries = []
     for webhook_id, entries in sorted(taken.items()):
-        payload = rendered.get(id(entries))
-        if payload is None:
-            payload = rendered[id(entries)] = payload_render(entries)
         deliveries.append(
             Delivery(
                 webhook_id=webhook_id,
                 message_id=message_id_generate(),
-                payload=payload,
+                body=bodies[rendered[id(entries)]],
                 entry_count=len(entries),
                 next_attempt_at=now,
                 attempt_count=1,

@@ -79,7 +79,6 @@ def partner_delivery_resend(*, webhook_id: int, message_id: str, actor: Actor) -
         delivery = (
             Delivery.objects.select_for_update(no_key=True)
             .filter(webhook_id=webhook_id, message_id=message_id)
-            .defer("payload")
             .first()
         )
         if delivery is None:

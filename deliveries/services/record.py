@@ -179,7 +179,6 @@ def _results_write(results: Sequence[tuple[Claim, SendResult]]) -> list[Written]
             for delivery in Delivery.objects.filter(
                 pk__in=sorted({claim.delivery_id for claim, _ in results})
             )
-            .defer("payload")
             .order_by("pk")
             .select_for_update(no_key=True)
         }

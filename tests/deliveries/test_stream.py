@@ -137,7 +137,6 @@ def test_a_webhooks_own_entries_merge_with_the_stream_in_order(first, second):
 def test_pending_entries_waiting_at_the_upgrade_are_kept(fast_delivery):
     executor = MigrationExecutor(connection)
     before = [("deliveries", "0003_operators_group")]
-    after = [("deliveries", "0004_change_stream")]
     executor.migrate(before)
     try:
         old = executor.loader.project_state(before).apps
@@ -152,10 +151,7 @@ def test_pending_entries_waiting_at_the_upgrade_are_kept(fast_delivery):
     finally:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
-        executor.migrate(after)
-        # And on to the latest schema, which the code below runs on.
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
+        executor.migrate(executor.loader.graph.leaf_nodes())  # 0004_change_stream and on
     webhook = Webhook.objects.get(pk=webhook.pk)
     record("update", "training", 8, 10)  # collected after the upgrade: goes out after
     assert keys(next_batch(webhook)) == [("update", "training", 7), ("update", "training", 8)]
