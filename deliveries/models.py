@@ -326,12 +326,14 @@ class DeliveryAttempt(models.Model):
     # What the excerpt does not show as it came. Every database stores the excerpt, so
     # NUL bytes and invalid UTF-8 are replaced; a compressed body (we ask for none) is not
     # kept at all.
+    # Database defaults too: the previous release, still running during an upgrade, writes
+    # attempts without these columns.
     response_bytes_replaced = models.BooleanField(
-        default=False,
+        default=False, db_default=False,
         help_text="NUL bytes or invalid UTF-8 in the kept answer were replaced with U+FFFD.",
     )
     response_encoding = models.CharField(
-        max_length=32, blank=True, default="",
+        max_length=32, blank=True, default="", db_default="",
         help_text="The answer's Content-Encoding when it came compressed although we asked "
         "for none (its body is not kept).",
     )

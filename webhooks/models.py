@@ -54,7 +54,11 @@ class Webhook(models.Model):
     paused_reason = models.CharField(max_length=255, blank=True, default="", editable=False)
     # The staff member who paused it, for staff only (empty when Springhook or the partner
     # paused it, or it runs).
-    paused_by = models.CharField(max_length=150, blank=True, default="", editable=False)
+    # A database default too, as for every column added since: the previous release, still
+    # running during an upgrade, writes rows without it.
+    paused_by = models.CharField(
+        max_length=150, blank=True, default="", db_default="", editable=False
+    )
     # Start of the current run of failed attempts (cleared by an accepted delivery).
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
     # When staff were told about the current failing run; null while nobody was told.
