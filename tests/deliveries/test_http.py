@@ -253,3 +253,79 @@ def test_a_send_refused_for_a_private_answer_records_no_address(db, fast_deliver
     assert result.error_kind == "refused_address"
     assert f"webhook host {hostname!r} resolves to a private address" in result.error_message
     assert not any(address in result.error_message for address in addresses), addresses
+
+
+@pytest.mark.parametrize("drip", [0.3, 0], ids=["dripped", "silent"])
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(fast_delivery, drip):
+    # The connect timeout is set past the deadline, so that only the one timeout around
+    # the whole attempt (connect, handshake, request, answer) can end it: a byte every
+    # 0.3 s would keep any per-read timeout from ever firing.
+    from tests.support.tls_partner import DrippingTLSPartner
+
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    fast_delivery.WEBHOOK_CONNECT_TIMEOUT = 30
+    partner = DrippingTLSPartner(drip=drip).start()
+    try:
+        started = time.monotonic()
+        result = webhook_post(url=partner.url, body=b"{}", headers={})
+        elapsed = time.monotonic() - started
+    finally:
+        partner.stop()
+    assert TIMEOUT - 0.1 <= elapsed <= TIMEOUT + SLACK, f"{elapsed:.1f} s"
+    assert (result.error_kind, result.accepted) == ("timeout", False)
+    assert "longer than the timeout" in result.error_message
+    assert partner.connections == 1
+
+
+def test_the_tls_server_name_is_the_idna_host_and_the_certificate_is_checked(
+    db, fast_delivery, monkeypatch, tmp_path
+):
+    # The connection goes to the checked address, but TLS asks for the webhook's own name
+    # (IDNA-encoded), and a certificate nobody vouches for is refused.
+    from tests.support.tls_partner import SNIRecordingTLSPartner
+
+    partner = SNIRecordingTLSPartner(tmp_path).start()
+    monkeypatch.setattr(
+        "deliveries.http._resolver",
+        lambda name, port, *args: socket.getaddrinfo("127.0.0.1", port, *args),
+    )
+    try:
+        result = webhook_post(
+            url=f"https://bücher.example:{partner.port}/hook", body=b"{}", headers={}
+        )
+    finally:
+        partner.stop()
+    assert partner.server_names == ["xn--bcher-kva.example"]
+    assert (result.error_kind, result.accepted) == ("tls", False)
+    assert "certificate" in result.error_message.lower()
+
+
+class CountingRawPartner(RawPartner):
+    def __init__(self, answer: RawAnswer) -> None:
+        super().__init__(answer)
+        self.connections = 0
+
+    def _handle(self, client: socket.socket) -> None:
+        self.connections += 1
+        super()._handle(client)
+
+
+def test_attempts_to_one_partner_share_a_kept_alive_connection(fast_delivery):
+    partner = CountingRawPartner(RawAnswer("length-keepalive")).start()
+    try:
+        for path in ("/a", "/b", "/a"):
+            url = partner.url.replace("/hook", path)
+            assert webhook_post(url=url, body=b"{}", headers={}).accepted
+    finally:
+        partner.stop()
+    assert (partner.requests, partner.connections) == (3, 1)
+
+
+def test_no_compression_is_asked_for_and_none_is_undone(fast_delivery, partner):
+    import gzip
+
+    partner.then(Behaviour(headers={"Content-Encoding": "gzip"}, body=gzip.compress(b"ok")))
+    result = webhook_post(url=partner.url, body=b"{}", headers={})
+    (request,) = partner.wait_for(1)
+    assert request.headers["Accept-Encoding"] == "identity"
+    assert result.accepted and result.response_body != "ok", "never inflated"
