@@ -61,10 +61,6 @@ _READ_CHUNK = 8192
 # the C resolver until it gives up by itself: a few threads, so that a dead DNS server
 # costs a bounded number of them (further lookups wait in the queue and time out too).
 _RESOLVER_THREADS = 4
-# Connections kept alive per partner address and in all: a webhook has one attempt in
-# flight at most, so these only matter for many webhooks on one host.
-_CONNECTIONS_PER_HOST = 64
-_CONNECTIONS = 1024
 
 
 def _resolver_pool_new() -> ThreadPoolExecutor:
@@ -131,8 +127,11 @@ class SendLoop:
         """The loop's session; call on the loop."""
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=_CONNECTIONS,
-                limit_per_host=_CONNECTIONS_PER_HOST,
+                # No cap of its own: the engine's send slots (WEBHOOK_SENDS_IN_FLIGHT)
+                # bound the attempts, and a webhook has one in flight at most, so each
+                # partner gets as many connections as it has webhooks sending.
+                limit=0,
+                limit_per_host=0,
                 # The certificate authorities requests used (certifi), not the system's.
                 ssl=ssl.create_default_context(cafile=certifi.where()),
                 # Hosts are always checked addresses: nothing for aiohttp to look up.
