@@ -1,7 +1,7 @@
 """Every attempt ends within WEBHOOK_TIMEOUT, whatever a real partner does on its socket.
 
-requests' read timeout applies per socket read; these partners defeat it (a byte every
-0.3 s never trips a 2 s read timeout), so only the attempt's hard deadline ends them.
+A timeout per socket read would never end these partners (a byte every 0.3 s never trips
+a 2 s read timeout): only the one deadline around the whole attempt does.
 """
 
 import socket
@@ -112,7 +112,7 @@ def test_a_name_lookup_that_never_answers_is_a_dns_error_within_the_connect_time
 
 def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
     # Celery's prefork pool forks workers from a parent that may have sent already: the
-    # child must get its own watchdog and resolver threads, not the parent's dead ones.
+    # child must get its own send loop and resolver threads, not the parent's dead ones.
     import os
     import signal
 
