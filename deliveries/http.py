@@ -324,8 +324,9 @@ async def _attempt(
                 response.close()
     return answer_result(
         status=response.status, headers=response.headers,
-        excerpt=answer_excerpt(kept, cut=cut, content_encoding=response.headers.get(
-            "Content-Encoding")),
+        excerpt=answer_excerpt(
+            kept, cut=cut, content_encoding=_header(response.headers, "Content-Encoding")
+        ),
         duration=time.monotonic() - started,
     )
 
@@ -358,7 +359,7 @@ def answer_result(
     2xx, a redirect never followed, any other status with its Retry-After. The one place
     that reads an answer's head."""
     if 300 <= status < 400:
-        location = headers.get("Location", "")
+        location = _header(headers, "Location") or ""
         return SendResult(
             status, ErrorKind.REDIRECT, f"redirect to {location!r} not followed"[:1000],
             excerpt, duration,
@@ -366,6 +367,16 @@ def answer_result(
     if not 200 <= status < 300:
         return SendResult(
             status, ErrorKind.HTTP_STATUS, f"HTTP {status}", excerpt, duration,
-            retry_after=headers.get("Retry-After"),
+            retry_after=_header(headers, "Retry-After"),
         )
     return SendResult(status, ErrorKind.NONE, "", excerpt, duration)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header of the answer, each byte one character (Latin-1, as HTTP/1.1 defines
+    header text): aiohttp hands bytes that are not UTF-8 over as lone surrogates, which
+    no database stores and no parser expects."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")

@@ -329,3 +329,35 @@ def test_no_compression_is_asked_for_and_none_is_undone(fast_delivery, partner):
     (request,) = partner.wait_for(1)
     assert request.headers["Accept-Encoding"] == "identity"
     assert result.accepted and result.response_body != "ok", "never inflated"
+
+
+@pytest.fixture
+def answers_once():
+    """A bare socket that answers each connection with the next of the given raw answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def start(*answers: bytes) -> str:
+        def serve() -> None:
+            for answer in answers:
+                client, _ = listener.accept()
+                with client:
+                    client.recv(65536)
+                    client.sendall(answer)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+    yield start
+    listener.close()
+
+
+def test_header_bytes_that_are_not_utf8_are_read_as_latin1(fast_delivery, answers_once):
+    # As HTTP/1.1 defines header text, and as http.client read it: never a lone surrogate.
+    url = answers_once(
+        b"HTTP/1.1 503 Busy\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: /\xff\r\nContent-Length: 0\r\n\r\n",
+    )
+    busy = webhook_post(url=url, body=b"{}", headers={})
+    moved = webhook_post(url=url, body=b"{}", headers={})
+    assert (busy.error_kind, busy.retry_after) == ("http_status", "\u00b2")
+    assert (moved.error_kind, moved.error_message) == ("redirect", "redirect to '/ÿ' not followed")
