@@ -226,8 +226,8 @@ async def webhook_post_async(*, url: str, body: bytes, headers: dict[str, str]) 
     """
     started = time.monotonic()
 
-    def failed(kind: str, message: str, status: int | None = None) -> SendResult:
-        return SendResult(status, kind, message[:1000], "", time.monotonic() - started)
+    def failed(kind: str, message: str) -> SendResult:
+        return SendResult(None, kind, message[:1000], "", time.monotonic() - started)
 
     try:
         # The URL was checked when saved, but the database may hold anything (an older
@@ -347,8 +347,9 @@ async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
 
 
 def answer_excerpt(kept: bytes, *, cut: bool, content_encoding: str | None) -> str:
-    """The answer's first bytes (`kept`; `cut`: the answer went on) as the text kept in
-    the attempt's history. The one place that reads an answer's body."""
+    """The answer's first bytes (`kept`; `cut`: the answer went on; `content_encoding`:
+    its Content-Encoding, though identity was asked for) as the text kept in the
+    attempt's history. The one place that reads an answer's body."""
     return kept.decode("utf-8", errors="replace")
 
 
