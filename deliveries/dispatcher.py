@@ -3,8 +3,9 @@
 It runs the delivery engine (deliveries.engine): one database thread that ticks (collects
 changes, writes the heartbeat, tells staff about failing webhooks, prunes old deliveries),
 claims as many due attempts as there are free send slots, and records finished attempts
-together; and up to `sends_in_flight` send threads. A partner hanging to the timeout holds
-its own send and nothing else.
+together; and the process's send loop, one asyncio event loop with up to
+`sends_in_flight` attempts on it. A partner hanging to the timeout holds its own send and
+nothing else.
 """
 
 import logging

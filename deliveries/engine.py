@@ -2,11 +2,12 @@
 
 One database thread does all the bookkeeping: it claims the due attempts of as many
 webhooks as there are free send slots (deliveries_claim, one short transaction), hands
-them to the send threads, and records the finished ones together (deliveries_record, one
-transaction per flush: every few milliseconds, or every FLUSH_RESULTS results). The send
-threads only talk HTTP (deliveries.http, with its address guard, capped reads and hard
-deadline) over their own kept-alive connections; they never touch the database and never
-hold a transaction.
+them to the process's send loop, and records the finished ones together
+(deliveries_record, one transaction per flush: every few milliseconds, or every
+FLUSH_RESULTS results). The send loop (deliveries.http.SendLoop: one asyncio event loop in
+a thread of its own, one coroutine per attempt) only talks HTTP, with the address guard,
+capped reads and the whole-attempt deadline, over kept-alive connections; it never touches
+the database and never holds a transaction.
 
 A webhook has at most one attempt in flight (its lease), so a slow or hanging partner
 holds one send slot and nothing else: claiming for the other webhooks goes on, and with
@@ -27,10 +28,10 @@ from collections.abc import Callable, Collection
 
 from django.db import close_old_connections, connection, reset_queries
 
-from deliveries.http import SendResult
+from deliveries.http import SendLoop, SendResult, send_loop
 from deliveries.services.claim import Claim, deliveries_claim
 from deliveries.services.record import deliveries_record
-from deliveries.services.send import delivery_send
+from deliveries.services.send import delivery_send_async
 
 logger = logging.getLogger("springhook.dispatcher")
 # Finished attempts are recorded together once the first of them has waited this long
@@ -44,51 +45,14 @@ FLUSH_TRIES = 5
 Finished = tuple[Claim, SendResult | None]
 
 
-class SendPool:
-    """Threads that POST claims and put (claim, result) into the queue that came with the
-    claim. Threads start as they are needed and are kept, each with its own connections
-    kept alive (deliveries.http keeps one requests session per thread)."""
-
-    def __init__(self, *, name: str = "send") -> None:
-        self.name = name
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._busy = 0
-
-    def submit(self, claim: Claim, results: queue.SimpleQueue) -> None:
-        with self._lock:
-            self._busy += 1
-            if self._busy > len(self._threads):
-                thread = threading.Thread(
-                    target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-        self._work.put((claim, results))
-
-    def shutdown(self) -> None:
-        """Let every idle thread end (call once nothing is in flight)."""
-        with self._lock:
-            threads, self._threads = self._threads, []
-        for _ in threads:
-            self._work.put(None)
-
-    @property
-    def threads(self) -> int:
-        return len(self._threads)
-
-    def _run(self) -> None:
-        while (item := self._work.get()) is not None:
-            claim, results = item
-            try:
-                result: SendResult | None = delivery_send(claim)
-            except Exception:  # a bug, never the partner: deliveries.http never raises
-                logger.exception("sending to webhook %s failed", claim.webhook_id)
-                result = None  # not recorded: the lease runs out and the batch goes again
-            with self._lock:
-                self._busy -= 1
-            results.put((claim, result))
+async def _send_and_report(claim: Claim, results: queue.SimpleQueue) -> None:
+    """One attempt on the send loop; its (claim, result) goes into the engine's queue."""
+    try:
+        result: SendResult | None = await delivery_send_async(claim)
+    except Exception:  # a bug, never the partner: deliveries.http never raises for it
+        logger.exception("sending to webhook %s failed", claim.webhook_id)
+        result = None  # not recorded: the lease runs out and the batch goes again
+    results.put((claim, result))
 
 
 class Engine:
@@ -107,15 +71,14 @@ class Engine:
         tick_seconds: float = 1.0,
         tick: Callable[[], None] | None = None,
         webhook_ids: Collection[int] | None = None,
-        pool: SendPool | None = None,
+        loop: SendLoop | None = None,
         close_connection: bool = True,
     ) -> None:
         self.sends_in_flight = max(1, sends_in_flight)
         self.tick_seconds = tick_seconds
         self.tick = tick
         self.webhook_ids = list(webhook_ids) if webhook_ids is not None else None
-        self.pool = pool or SendPool()
-        self.owns_pool = pool is None
+        self.loop = loop or send_loop()
         self.close_connection = close_connection
         self.stopping = threading.Event()
         self.results: queue.SimpleQueue[Finished] = queue.SimpleQueue()
@@ -159,8 +122,6 @@ class Engine:
                 reset_queries()
         finally:
             self._flush(wait=0)
-            if self.owns_pool:
-                self.pool.shutdown()
             if self.close_connection:
                 connection.close()
         return self.attempts
@@ -172,9 +133,8 @@ class Engine:
         claims = self._guarded(
             lambda: deliveries_claim(limit=free, webhook_ids=self.webhook_ids), "claiming"
         ) or []
-        for claim in claims:
-            self.in_flight += 1
-            self.pool.submit(claim, self.results)
+        self.in_flight += len(claims)
+        self.loop.spawn(_send_and_report(claim, self.results) for claim in claims)
         return len(claims)
 
     def _flush(self, *, wait: float) -> bool:

@@ -1,41 +1,48 @@
 """The one module that talks HTTP to partners.
 
-It owns the rules of a send: connect and total timeouts, redirects never followed, the
-response read only up to a cap, and the address guard at every attempt — the host is
+It owns the rules of a send: the whole-attempt deadline, redirects never followed, the
+answer read only up to a cap, and the address guard at every attempt — the host is
 resolved once, every address checked, and the connection made to the checked address
 only, so that DNS rebinding cannot switch it between the check and the connect.
 
-The total timeout is a hard deadline. requests' read timeout applies to each socket read,
-so a partner that drips its answer one byte a second would never trip it; instead a
-watchdog thread shuts the attempt's sockets down at the deadline, whatever the partner does
-and however the answer is framed.
-The name lookup, which the C resolver runs without any timeout of ours, is bounded by
-running it in a small thread pool and giving up after the connect timeout.
+Every attempt of a process runs on one asyncio event loop in a thread of its own
+(`send_loop()`), over one aiohttp session: a partner that hangs holds a coroutine, not a
+thread, and connections to each partner stay alive between attempts. The engine hands the
+loop its sends (`SendLoop.spawn`); `webhook_post` is the same attempt for a caller that
+waits for it.
+
+The deadline is one timeout around everything an attempt does after the name lookup:
+connect, TLS handshake, request, answer head and body. However a partner drips its
+handshake or its answer, and however the answer is framed, the attempt ends at
+WEBHOOK_TIMEOUT. The name lookup, which the C resolver runs without any timeout of ours,
+is bounded by running it in a small thread pool and giving up after the connect timeout.
 
 What is kept of an answer is text that every database stores (answer_excerpt): we ask for
 no compression, keep no compressed body, and replace NUL bytes and invalid UTF-8, saying so
 in the result.
 """
 
+from __future__ import annotations
+
+import asyncio
+import atexit
 import codecs
 import contextlib
-import heapq
-import itertools
 import os
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-import urllib3
+import aiohttp
+import certifi
+from aiohttp.http_exceptions import HttpProcessingError
 from django.conf import settings
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from yarl import URL
 
 from core.text import text_storable
 from deliveries.models import DeliveryAttempt
@@ -45,6 +52,7 @@ from webhooks.addresses import (
     InvalidWebhookURL,
     host_ascii,
     host_resolve,
+    parse_ip_literal,
     url_validate,
 )
 
@@ -100,224 +108,145 @@ class SendResult:
         )
 
 
-class AttemptDeadline:
-    """Ends one attempt at its deadline by shutting down the sockets it uses.
-
-    The connection classes below register each socket the moment it is connected, and the
-    pools register a kept-alive connection's socket when an attempt reuses it. The deadline
-    holds the socket object itself, not the connection: a response that ends with its
-    connection (`Connection: close`, HTTP/1.0, a body read to the end of the stream) takes
-    the socket over and the connection forgets it, but the read still blocks on that
-    socket. A shut down socket makes the blocked read return at once, so the attempt ends
-    however slowly the partner sends; the connection is then broken and the pool replaces
-    it.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.fired = False
-        self.finished = False
-        self.ends_at = time.monotonic() + seconds
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-
-    def __enter__(self) -> "AttemptDeadline":
-        _local.deadline = self
-        _watchdog.watch(self)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        with self._lock:
-            # From now on the socket may serve the thread's next attempt: hands off.
-            self.finished = True
-            self._sockets.clear()
-        _local.deadline = None
-
-    def socket_add(self, sock: socket.socket | None) -> None:
-        if sock is None:
-            return
-        with self._lock:
-            if self.finished:
-                return
-            self._sockets.append(sock)
-            fired = self.fired
-        if fired:
-            _socket_shutdown(sock)
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.finished:
-                return
-            self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _socket_shutdown(sock)
-
-
-class _Watchdog:
-    """One thread that fires the deadlines of all attempts of this process when due (a
-    timer thread per attempt would cost a thread start per request)."""
+class SendLoop:
+    """One asyncio event loop in a daemon thread, with the aiohttp session that every
+    attempt of this process goes through (its connection pool keeps each partner's
+    connections alive)."""
 
     def __init__(self) -> None:
-        self._wakeup = threading.Condition()
-        self._due: list[tuple[float, int, AttemptDeadline]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._loop = asyncio.new_event_loop()
+        self._session: aiohttp.ClientSession | None = None
+        # Running tasks, referenced so that the loop does not drop them half-way.
+        self._tasks: set[asyncio.Task] = set()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="springhook-send", daemon=True
+        )
+        self._thread.start()
+        atexit.register(self.close)
 
-    def watch(self, deadline: AttemptDeadline) -> None:
-        with self._wakeup:
-            heapq.heappush(self._due, (deadline.ends_at, next(self._order), deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="springhook-deadlines", daemon=True
-                )
-                self._thread.start()
-            if self._due[0][2] is deadline:
-                self._wakeup.notify()  # a new earliest deadline: wait for it instead
+    def close(self) -> None:
+        """Close the session's connections (at exit: nothing left for the loop to do)."""
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._session_close(), self._loop).result(2)
 
-    def _run(self) -> None:
-        while True:
-            with self._wakeup:
-                while self._due and self._due[0][2].finished:
-                    heapq.heappop(self._due)  # ended in time: nothing to do
-                now = time.monotonic()
-                if not self._due or self._due[0][0] > now:
-                    self._wakeup.wait(self._due[0][0] - now if self._due else None)
-                    continue
-                deadline = heapq.heappop(self._due)[2]
-            deadline.fire()
+    async def _session_close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def spawn(self, coroutines: Iterable[Coroutine]) -> None:
+        """Start the coroutines on the loop (one wake-up for all), without waiting."""
+        self._loop.call_soon_threadsafe(self._tasks_start, list(coroutines))
+
+    def run(self, coroutine: Coroutine):
+        """Run one coroutine on the loop and wait for its result (from another thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def session(self) -> aiohttp.ClientSession:
+        """The loop's session; call on the loop."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                # No cap of its own: the engine's send slots (WEBHOOK_SENDS_IN_FLIGHT)
+                # bound the attempts, and a webhook has one in flight at most, so each
+                # partner gets as many connections as it has webhooks sending.
+                limit=0,
+                limit_per_host=0,
+                # The certificate authorities requests used (certifi), not the system's.
+                ssl=ssl.create_default_context(cafile=certifi.where()),
+                # Hosts are always checked addresses: nothing for aiohttp to look up.
+                use_dns_cache=False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # No proxies or netrc from the environment.
+                trust_env=False,
+                # The answer is kept as it came (identity is asked for): never inflated.
+                auto_decompress=False,
+                # Our deadline is the only timeout; the connect timeout bounds the TCP
+                # connect and the TLS handshake.
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def _tasks_start(self, coroutines: list[Coroutine]) -> None:
+        for coroutine in coroutines:
+            task = self._loop.create_task(coroutine)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
 
-_watchdog = _Watchdog()
+_send_loop: SendLoop | None = None
+_send_loop_lock = threading.Lock()
+_inherited_send_loops: list[SendLoop] = []
+
+
+def send_loop() -> SendLoop:
+    """The process's send loop, started at its first use (in a Celery pool process: after
+    the fork)."""
+    global _send_loop
+    with _send_loop_lock:
+        if _send_loop is None:
+            _send_loop = SendLoop()
+        return _send_loop
 
 
 def _after_fork_in_child() -> None:
     # A forked child (a Celery pool process) has none of the parent's threads, but would
     # inherit their bookkeeping (and maybe a lock held at the fork): start afresh.
-    global _resolver_pool, _watchdog
+    global _resolver_pool, _send_loop, _send_loop_lock
     _resolver_pool = _resolver_pool_new()
-    _watchdog = _Watchdog()
+    if _send_loop is not None:
+        # The parent's, with no thread to run it here: kept referenced, so that its
+        # session is never collected (and reported unclosed) in this process.
+        _inherited_send_loops.append(_send_loop)
+    _send_loop = None
+    _send_loop_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _socket_shutdown(sock: socket.socket) -> None:
-    # socket.socket's own shutdown, not SSLSocket's: that one would first drop the TLS state
-    # under the reading thread's feet; this only ends the TCP stream. OSError: closed already
-    # (a closed socket object has no descriptor any more, so this never reaches another
-    # connection's socket).
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def _current_deadline() -> AttemptDeadline | None:
-    return getattr(_local, "deadline", None)
-
-
-class _DeadlineConnectionMixin:
-    def connect(self) -> None:
-        # The TCP connect and the TLS handshake are bounded per step by the connect timeout;
-        # from here on the attempt's deadline can end every read.
-        super().connect()
-        deadline = _current_deadline()
-        if deadline is not None:
-            deadline.socket_add(self.sock)
-
-
-class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
-    pass
-
-
-class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
-    pass
-
-
-class _DeadlinePoolMixin:
-    def _make_request(self, conn, *args, **kwargs):
-        deadline = _current_deadline()
-        if deadline is not None:
-            # A kept-alive connection is connected already: register its socket now (a new
-            # one registers itself when it connects).
-            deadline.socket_add(getattr(conn, "sock", None))
-        return super()._make_request(conn, *args, **kwargs)
-
-
-class _DeadlineHTTPPool(_DeadlinePoolMixin, HTTPConnectionPool):
-    ConnectionCls = _DeadlineHTTPConnection
-
-
-class _DeadlineHTTPSPool(_DeadlinePoolMixin, HTTPSConnectionPool):
-    ConnectionCls = _DeadlineHTTPSConnection
-
-
-class PinnedAddressAdapter(HTTPAdapter):
-    """Connect to the already-checked IP in the URL, while TLS (SNI and certificate check)
-    and the Host header use the webhook's real host name."""
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
-            request, verify, cert
-        )
-        hostname = getattr(request, "springhook_hostname", None)
-        if hostname and host_params["scheme"] == "https":
-            pool_kwargs["server_hostname"] = hostname
-            pool_kwargs["assert_hostname"] = hostname
-        return host_params, pool_kwargs
-
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        # Pools whose connections the attempt's deadline can shut down.
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool,
-        }
-
-
-_local = threading.local()
-
-
-def address_resolve(host: str, port: int, *, timeout: float) -> str:
+async def address_resolve(host: str, port: int, *, timeout: float) -> str:
     """The checked address to connect to, looked up in at most `timeout` seconds.
 
     Raises HostUnresolvable when the name does not resolve in time, AddressRefused when
     the guard refuses it.
     """
-    lookup = _resolver_pool.submit(
-        host_resolve, host, port, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS,
-        resolver=_resolver,
-    )
+    def resolve() -> list[str]:
+        return host_resolve(
+            host, port, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS, resolver=_resolver
+        )
+
+    if parse_ip_literal(host) is not None:
+        return resolve()[0]  # checked without any lookup: no thread needed
+    lookup = asyncio.get_running_loop().run_in_executor(_resolver_pool, resolve)
     try:
-        return lookup.result(timeout=timeout)[0]
-    except FutureTimeout:
-        lookup.cancel()
+        async with asyncio.timeout(timeout):
+            return (await lookup)[0]
+    except TimeoutError:
         raise HostUnresolvable(
             f"webhook host {host!r} did not resolve within {timeout:g} s", host=host
         ) from None
 
 
-
-def http_session() -> requests.Session:
-    """The worker's session (one per thread, reused, so connections to partners are kept)."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxies or netrc from the environment
-        adapter = PinnedAddressAdapter(pool_connections=64, pool_maxsize=4, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _local.session = session
-    return session
-
-
 def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+    """POST body to url once, on the process's send loop, and wait for the result (see
+    webhook_post_async). Never call it on the send loop itself."""
+    return send_loop().run(webhook_post_async(url=url, body=body, headers=headers))
+
+
+async def webhook_post_async(*, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
     """POST body to url once. Never raises for anything the partner or network does.
 
     The whole attempt, name lookup included, ends within WEBHOOK_TIMEOUT however the
     partner or its DNS server behaves (the lookup alone within WEBHOOK_CONNECT_TIMEOUT).
+    Runs on the send loop.
     """
     started = time.monotonic()
 
-    def failed(kind: str, message: str, status: int | None = None, text: str = "") -> SendResult:
-        return SendResult(status, kind, message[:1000], text, time.monotonic() - started)
+    def failed(kind: str, message: str) -> SendResult:
+        return SendResult(None, kind, message[:1000], "", time.monotonic() - started)
 
     try:
         # The URL was checked when saved, but the database may hold anything (an older
@@ -328,13 +257,12 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
         hostname = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         # The Host header and the TLS server name carry the name as DNS knows it: an
-        # internationalised name IDNA-encoded (http.client would send it as Latin-1, or
-        # fail on a character that Latin-1 lacks).
+        # internationalised name IDNA-encoded.
         wire_host = host_ascii(hostname)
     except (InvalidWebhookURL, AddressRefused, ValueError) as error:
         return failed(ErrorKind.REFUSED_ADDRESS, f"webhook URL refused: {error}")
     try:
-        address = address_resolve(
+        address = await address_resolve(
             hostname, port,
             timeout=min(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT),
         )
@@ -343,90 +271,103 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     except (AddressRefused, ValueError) as error:
         return failed(ErrorKind.REFUSED_ADDRESS, str(error))
 
+    # The connection goes to the checked address itself (aiohttp looks nothing up for an
+    # IP literal); the pool keys it by address and TLS server name, so a kept-alive
+    # connection serves only the same address and name.
     netloc = f"[{address}]" if ":" in address else address
     if parts.port:
         netloc += f":{parts.port}"
-    pinned_url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
     host_header = f"[{wire_host}]" if ":" in wire_host else wire_host
     if parts.port:
         host_header += f":{parts.port}"
-
-    session = http_session()
-    request = requests.Request(
-        "POST", pinned_url, data=body,
-        # `identity`: requests would ask for gzip, and a compressed excerpt tells nobody
-        # anything (answer_excerpt keeps none).
-        headers={"Accept-Encoding": "identity", **headers, "Host": host_header},
-    )
     try:
-        prepared = session.prepare_request(request)
-    except (requests.exceptions.RequestException, ValueError) as error:
+        pinned_url = URL(urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")))
+    except ValueError as error:
         return failed(ErrorKind.REFUSED_ADDRESS, f"webhook URL refused: {error}")
-    prepared.springhook_hostname = wire_host
-    ends_at = started + settings.WEBHOOK_TIMEOUT
-    with AttemptDeadline(max(0.0, ends_at - time.monotonic())) as deadline:
-        return _send(session, prepared, deadline, started, ends_at)
+    headers = {
+        **headers,
+        # No compressed answer: what is kept of it is read as it came.
+        "Accept-Encoding": "identity",
+        "Host": host_header,
+    }
+    remaining = max(0.0, started + settings.WEBHOOK_TIMEOUT - time.monotonic())
+    return await _attempt(
+        pinned_url, body, headers, server_hostname=wire_host if parts.scheme == "https" else None,
+        remaining=remaining, started=started,
+    )
 
 
-def _send(session, prepared, deadline: AttemptDeadline, started: float, ends_at: float):
-    def failed(kind: str, message: str, status: int | None = None, text: str = "") -> SendResult:
-        return SendResult(status, kind, message[:1000], text, time.monotonic() - started)
+async def _attempt(
+    url: URL, body: bytes, headers: Mapping[str, str], *, server_hostname: str | None,
+    remaining: float, started: float,
+) -> SendResult:
+    status: int | None = None
 
-    timeout_message = f"the attempt took longer than the timeout ({settings.WEBHOOK_TIMEOUT:g} s)"
+    def failed(kind: str, message: str) -> SendResult:
+        return SendResult(status, kind, message[:1000], "", time.monotonic() - started)
+
+    session = send_loop().session()
+    response: aiohttp.ClientResponse | None = None
     try:
-        response = session.send(
-            prepared,
-            allow_redirects=False,
-            stream=True,
-            timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_TIMEOUT),
-        )
-    except requests.exceptions.SSLError as error:
-        if deadline.fired:
-            return failed(ErrorKind.TIMEOUT, timeout_message)
-        return failed(ErrorKind.TLS, str(error))
-    except requests.exceptions.ConnectTimeout as error:
-        return failed(ErrorKind.TIMEOUT, f"connect timeout: {error}")
-    except requests.exceptions.Timeout as error:
-        return failed(ErrorKind.TIMEOUT, str(error))
-    except requests.exceptions.RequestException as error:
-        if deadline.fired:
-            return failed(ErrorKind.TIMEOUT, timeout_message)
-        return failed(ErrorKind.CONNECTION, str(error))
-
-    try:
-        excerpt = _read_capped(response, ends_at)
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
-        response.close()
-        if deadline.fired or isinstance(error, urllib3.exceptions.TimeoutError):
-            return failed(ErrorKind.TIMEOUT, timeout_message, response.status_code)
+        async with asyncio.timeout(remaining):
+            response = await session.post(
+                url, data=body, headers=headers, allow_redirects=False,
+                server_hostname=server_hostname,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=settings.WEBHOOK_CONNECT_TIMEOUT
+                ),
+            )
+            status = response.status
+            kept, cut = await _read_capped(response)
+    except aiohttp.ConnectionTimeoutError as error:
+        return failed(ErrorKind.TIMEOUT, f"connect timeout: {error or 'no answer'}")
+    except TimeoutError:
         return failed(
-            ErrorKind.CONNECTION, f"reading the answer failed: {error}", response.status_code
+            ErrorKind.TIMEOUT,
+            f"the attempt took longer than the timeout ({settings.WEBHOOK_TIMEOUT:g} s)",
         )
-    status = response.status_code
-    duration = time.monotonic() - started
+    except (aiohttp.ClientSSLError, ssl.SSLError) as error:
+        return failed(ErrorKind.TLS, str(error))
+    except (aiohttp.ClientError, HttpProcessingError, OSError) as error:
+        if status is not None:
+            return failed(ErrorKind.CONNECTION, f"reading the answer failed: {error!r}")
+        return failed(ErrorKind.CONNECTION, str(error) or repr(error))
+    finally:
+        if response is not None:
+            # A fully read answer gives its connection back to the pool; an unfinished one
+            # drops it, whose unread bytes would poison the next request (and a 50 MB
+            # answer is never read further than the cap).
+            if response.content.is_eof() and not response.closed:
+                response.release()
+            else:
+                response.close()
+    return answer_result(
+        status=response.status, headers=response.headers,
+        excerpt=answer_excerpt(
+            kept, cut=cut, content_encoding=_header(response.headers, "Content-Encoding")
+        ),
+        duration=time.monotonic() - started,
+    )
 
-    def answered(kind: str, message: str, retry_after: str | None = None) -> SendResult:
-        return SendResult(
-            status, kind, message, excerpt.text, duration, retry_after=retry_after,
-            response_bytes_replaced=excerpt.bytes_replaced, response_encoding=excerpt.encoding,
-        )
 
-    if deadline.fired or excerpt is None:
-        # A socket shut down by the deadline reads as an early end of the answer.
-        excerpt = excerpt or AnswerExcerpt()
-        return answered(ErrorKind.TIMEOUT, timeout_message)
-    if 300 <= status < 400:
-        location = response.headers.get("Location", "")
-        return answered(ErrorKind.REDIRECT, f"redirect to {location!r} not followed"[:1000])
-    if not 200 <= status < 300:
-        return answered(
-            ErrorKind.HTTP_STATUS, f"HTTP {status}", response.headers.get("Retry-After")
-        )
-    return answered(ErrorKind.NONE, "")
+async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The answer's first RESPONSE_BODY_KEEP bytes, and whether it went on past them,
+    read up to RESPONSE_READ_CAP. Raises what aiohttp raises for a broken answer."""
+    kept = bytearray()
+    read = 0
+    while read < RESPONSE_READ_CAP:
+        chunk = await response.content.read(_READ_CHUNK)
+        if not chunk:
+            break
+        read += len(chunk)
+        if len(kept) < RESPONSE_BODY_KEEP:
+            kept.extend(chunk[: RESPONSE_BODY_KEEP - len(kept)])
+    return bytes(kept), read > len(kept)
 
 
 def answer_excerpt(kept: bytes, *, cut: bool, content_encoding: str | None) -> AnswerExcerpt:
-    """The answer's first bytes (`kept`; `cut`: the answer went on) as stored text.
+    """The answer's first bytes (`kept`; `cut`: the answer went on) as stored text: the
+    one place that reads an answer's body.
 
     A compressed body is not kept: its encoding is noted instead. Otherwise the bytes are
     read as UTF-8, NUL bytes and invalid sequences replaced with U+FFFD; a character cut in
@@ -446,35 +387,33 @@ def answer_excerpt(kept: bytes, *, cut: bool, content_encoding: str | None) -> A
     return AnswerExcerpt(storable, bytes_replaced=replaced or storable != text)
 
 
-def _read_capped(response: requests.Response, deadline: float) -> AnswerExcerpt | None:
-    """Read the answer up to the cap and the deadline: its first 2 KiB (answer_excerpt),
-    None if timed out.
+def answer_result(
+    *, status: int, headers: Mapping[str, str], excerpt: AnswerExcerpt, duration: float
+) -> SendResult:
+    """The outcome of an attempt that got a whole answer (up to the cap): accepted for a
+    2xx, a redirect never followed, any other status with its Retry-After. The one place
+    that reads an answer's head."""
 
-    Raises what urllib3 raises for a broken answer (cut short, reset).
-    """
-    kept = bytearray()
-    read = 0
-    timed_out = False
-    raw = response.raw
-    try:
-        while read < RESPONSE_READ_CAP:
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            chunk = raw.read(_READ_CHUNK, decode_content=False)
-            if not chunk:
-                break
-            read += len(chunk)
-            if len(kept) < RESPONSE_BODY_KEEP:
-                kept.extend(chunk[: RESPONSE_BODY_KEEP - len(kept)])
-    finally:
-        # A fully read answer has already given its connection back to the pool; closing
-        # an unfinished one drops the connection, whose unread bytes would poison the next
-        # request (and a 50 MB answer is never read further than the cap).
-        response.close()
-    if timed_out:
+    def answered(kind: str, message: str, retry_after: str | None = None) -> SendResult:
+        return SendResult(
+            status, kind, message, excerpt.text, duration, retry_after=retry_after,
+            response_bytes_replaced=excerpt.bytes_replaced, response_encoding=excerpt.encoding,
+        )
+
+    if 300 <= status < 400:
+        location = _header(headers, "Location") or ""
+        return answered(ErrorKind.REDIRECT, f"redirect to {location!r} not followed"[:1000])
+    if not 200 <= status < 300:
+        return answered(ErrorKind.HTTP_STATUS, f"HTTP {status}",
+                        _header(headers, "Retry-After"))
+    return answered(ErrorKind.NONE, "")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header of the answer, each byte one character (Latin-1, as HTTP/1.1 defines
+    header text): aiohttp hands bytes that are not UTF-8 over as lone surrogates, which
+    no database stores and no parser expects."""
+    value = headers.get(name)
+    if value is None:
         return None
-    return answer_excerpt(
-        bytes(kept), cut=read > len(kept),
-        content_encoding=response.headers.get("Content-Encoding"),
-    )
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")

@@ -3,7 +3,8 @@
 Beat runs `dispatch_tick_task` every WEBHOOK_TICK_SECONDS; it enqueues one
 `deliveries_send_task` per WEBHOOKS_PER_TASK webhooks with an attempt due, and each task
 runs the delivery engine (deliveries.engine) over its webhooks: their batches are claimed
-together, sent concurrently and recorded together, until none of them has an attempt due.
+together, sent concurrently on the worker process's send loop and recorded together, until
+none of them has an attempt due.
 A duplicate task (two beats, a slow queue) is harmless: the claim's row locks and leases
 let only one send.
 """
@@ -14,7 +15,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from deliveries.engine import Engine, SendPool
+from deliveries.engine import Engine
 from deliveries.services import deliveries_prune, dispatch_tick
 
 # Marks a webhook whose delivery task is queued and has not started yet.
@@ -50,9 +51,10 @@ def deliveries_send_task(webhook_ids: list[int]) -> int:
     """Send the webhooks' due batches (the engine, limited to these webhooks); the number
     of attempts recorded."""
     _queued_clear(webhook_ids)
+    # The worker process's send loop (deliveries.http.send_loop), started by its first
+    # task after the fork and kept: its connections to partners stay alive between tasks.
     engine = Engine(
-        sends_in_flight=len(webhook_ids), webhook_ids=webhook_ids, pool=_send_pool(),
-        close_connection=False,
+        sends_in_flight=len(webhook_ids), webhook_ids=webhook_ids, close_connection=False,
     )
     return engine.run(until_idle=True, time_budget=TASK_TIME_BUDGET)
 
@@ -60,13 +62,6 @@ def deliveries_send_task(webhook_ids: list[int]) -> int:
 @shared_task(name="deliveries.prune")
 def deliveries_prune_task() -> int:
     return deliveries_prune()
-
-
-@cache
-def _send_pool() -> SendPool:
-    # One per worker process, made in the process that runs tasks (after the fork), and
-    # kept: its threads keep their connections to partners alive from task to task.
-    return SendPool(name="celery-send")
 
 
 # A webhook stays due until its task has run, so without this every tick queued another

@@ -3,15 +3,16 @@
 import time
 
 from core import __version__
-from deliveries.http import SendResult, webhook_post
+from deliveries.http import SendResult, send_loop, webhook_post_async
 from deliveries.services.claim import Claim
 from deliveries.signing import signature_header
 
 USER_AGENT = f"Springhook/{__version__}"
 
 
-def delivery_send(claim: Claim) -> SendResult:
-    """Make the attempt: sign it anew with this attempt's own timestamp, and POST it."""
+async def delivery_send_async(claim: Claim) -> SendResult:
+    """Make the attempt on the send loop: sign it anew with this attempt's own timestamp,
+    and POST it."""
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
@@ -25,4 +26,9 @@ def delivery_send(claim: Claim) -> SendResult:
             body=claim.body,
         ),
     }
-    return webhook_post(url=claim.url, body=claim.body, headers=headers)
+    return await webhook_post_async(url=claim.url, body=claim.body, headers=headers)
+
+
+def delivery_send(claim: Claim) -> SendResult:
+    """The same attempt for a caller that waits for it (webhook_deliver, scripts)."""
+    return send_loop().run(delivery_send_async(claim))

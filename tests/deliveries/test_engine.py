@@ -150,6 +150,9 @@ def test_the_engine_sends_to_fast_partners_while_many_hang(fast_delivery, instit
             request = fast.wait_for(n + 1, timeout=10)[n]
             assert request.at - saved_at < 1.0, "the fast partner waited on the hanging ones"
         assert hanging.in_flight == 6  # each hanging send holds only its own slot
+        # Every send is a coroutine on the process's one send loop, not a thread of its own.
+        senders = [t for t in threading.enumerate() if t.name.startswith("springhook-send")]
+        assert len(senders) == 1
     finally:
         engine.stop()
         runner.join(timeout=15)

@@ -1,7 +1,7 @@
 """Every attempt ends within WEBHOOK_TIMEOUT, whatever a real partner does on its socket.
 
-requests' read timeout applies per socket read; these partners defeat it (a byte every
-0.3 s never trips a 2 s read timeout), so only the attempt's hard deadline ends them.
+A timeout per socket read would never end these partners (a byte every 0.3 s never trips
+a 2 s read timeout): only the one deadline around the whole attempt does.
 """
 
 import socket
@@ -112,7 +112,7 @@ def test_a_name_lookup_that_never_answers_is_a_dns_error_within_the_connect_time
 
 def test_deadlines_and_lookups_work_in_a_forked_child(fast_delivery, partner):
     # Celery's prefork pool forks workers from a parent that may have sent already: the
-    # child must get its own watchdog and resolver threads, not the parent's dead ones.
+    # child must get its own send loop and resolver threads, not the parent's dead ones.
     import os
     import signal
 
@@ -253,3 +253,111 @@ def test_a_send_refused_for_a_private_answer_records_no_address(db, fast_deliver
     assert result.error_kind == "refused_address"
     assert f"webhook host {hostname!r} resolves to a private address" in result.error_message
     assert not any(address in result.error_message for address in addresses), addresses
+
+
+@pytest.mark.parametrize("drip", [0.3, 0], ids=["dripped", "silent"])
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_deadline(fast_delivery, drip):
+    # The connect timeout is set past the deadline, so that only the one timeout around
+    # the whole attempt (connect, handshake, request, answer) can end it: a byte every
+    # 0.3 s would keep any per-read timeout from ever firing.
+    from tests.support.tls_partner import DrippingTLSPartner
+
+    fast_delivery.WEBHOOK_TIMEOUT = TIMEOUT
+    fast_delivery.WEBHOOK_CONNECT_TIMEOUT = 30
+    partner = DrippingTLSPartner(drip=drip).start()
+    try:
+        started = time.monotonic()
+        result = webhook_post(url=partner.url, body=b"{}", headers={})
+        elapsed = time.monotonic() - started
+    finally:
+        partner.stop()
+    assert TIMEOUT - 0.1 <= elapsed <= TIMEOUT + SLACK, f"{elapsed:.1f} s"
+    assert (result.error_kind, result.accepted) == ("timeout", False)
+    assert "longer than the timeout" in result.error_message
+    assert partner.connections == 1
+
+
+def test_the_tls_server_name_is_the_idna_host_and_the_certificate_is_checked(
+    db, fast_delivery, monkeypatch, tmp_path
+):
+    # The connection goes to the checked address, but TLS asks for the webhook's own name
+    # (IDNA-encoded), and a certificate nobody vouches for is refused.
+    from tests.support.tls_partner import SNIRecordingTLSPartner
+
+    partner = SNIRecordingTLSPartner(tmp_path).start()
+    monkeypatch.setattr(
+        "deliveries.http._resolver",
+        lambda name, port, *args: socket.getaddrinfo("127.0.0.1", port, *args),
+    )
+    try:
+        result = webhook_post(
+            url=f"https://bücher.example:{partner.port}/hook", body=b"{}", headers={}
+        )
+    finally:
+        partner.stop()
+    assert partner.server_names == ["xn--bcher-kva.example"]
+    assert (result.error_kind, result.accepted) == ("tls", False)
+    assert "certificate" in result.error_message.lower()
+
+
+class CountingRawPartner(RawPartner):
+    def __init__(self, answer: RawAnswer) -> None:
+        super().__init__(answer)
+        self.connections = 0
+
+    def _handle(self, client: socket.socket) -> None:
+        self.connections += 1
+        super()._handle(client)
+
+
+def test_attempts_to_one_partner_share_a_kept_alive_connection(fast_delivery):
+    partner = CountingRawPartner(RawAnswer("length-keepalive")).start()
+    try:
+        for path in ("/a", "/b", "/a"):
+            url = partner.url.replace("/hook", path)
+            assert webhook_post(url=url, body=b"{}", headers={}).accepted
+    finally:
+        partner.stop()
+    assert (partner.requests, partner.connections) == (3, 1)
+
+
+def test_no_compression_is_asked_for_and_none_is_undone(fast_delivery, partner):
+    import gzip
+
+    partner.then(Behaviour(headers={"Content-Encoding": "gzip"}, body=gzip.compress(b"ok")))
+    result = webhook_post(url=partner.url, body=b"{}", headers={})
+    (request,) = partner.wait_for(1)
+    assert request.headers["Accept-Encoding"] == "identity"
+    assert result.accepted and result.response_body != "ok", "never inflated"
+
+
+@pytest.fixture
+def answers_once():
+    """A bare socket that answers each connection with the next of the given raw answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def start(*answers: bytes) -> str:
+        def serve() -> None:
+            for answer in answers:
+                client, _ = listener.accept()
+                with client:
+                    client.recv(65536)
+                    client.sendall(answer)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+    yield start
+    listener.close()
+
+
+def test_header_bytes_that_are_not_utf8_are_read_as_latin1(fast_delivery, answers_once):
+    # As HTTP/1.1 defines header text, and as http.client read it: never a lone surrogate.
+    url = answers_once(
+        b"HTTP/1.1 503 Busy\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: /\xff\r\nContent-Length: 0\r\n\r\n",
+    )
+    busy = webhook_post(url=url, body=b"{}", headers={})
+    moved = webhook_post(url=url, body=b"{}", headers={})
+    assert (busy.error_kind, busy.retry_after) == ("http_status", "\u00b2")
+    assert (moved.error_kind, moved.error_message) == ("redirect", "redirect to '/ÿ' not followed")
