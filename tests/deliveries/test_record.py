@@ -7,13 +7,13 @@ production runs (deliveries/engine.py) claims, sends and records."""
 
 import gzip
 import logging
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from deliveries import engine as engine_module
 from deliveries.engine import Engine
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services.record import RETRY_AFTER_CAP, retry_after_seconds
@@ -80,9 +80,21 @@ def webhooks_for(partners: list[RawPartner]) -> list[Webhook]:
     return webhooks
 
 
-def engine_run(webhooks: list[Webhook]) -> int:
-    """The production engine over these webhooks until none of them has anything due."""
-    engine = Engine(sends_in_flight=len(webhooks), webhook_ids=[w.pk for w in webhooks])
+def engine_run(webhooks: list[Webhook], *, together: list[RawPartner] | None = None) -> int:
+    """The production engine over these webhooks until none of them has anything due.
+
+    `together`: its database thread ticks before each flush, and the tick waits until
+    each of these partners has answered, so that all their results share the first flush.
+    """
+    tick = None
+    if together:
+        def tick() -> None:
+            deadline = time.monotonic() + 10
+            while any(p.requests == 0 for p in together) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # the send threads hand their results over
+    engine = Engine(sends_in_flight=len(webhooks), webhook_ids=[w.pk for w in webhooks],
+                    tick=tick, tick_seconds=0)
     return engine.run(until_idle=True, time_budget=30)
 
 
@@ -127,7 +139,7 @@ def test_hostile_answers_sharing_a_flush_are_all_recorded(fast_delivery, raw_par
     webhooks = webhooks_for(partners)
 
     with caplog.at_level(logging.INFO, logger="springhook"):
-        assert engine_run(webhooks) == len(webhooks)
+        assert engine_run(webhooks, together=partners) == len(webhooks)
 
     assert [partner.requests for partner in partners] == [1] * len(partners)
     assert DeliveryAttempt.objects.filter(error_kind="in_progress").count() == 0
@@ -170,16 +182,14 @@ def poison_trigger(transactional_db):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_result_that_cannot_be_written_takes_no_other_down(
-    fast_delivery, raw_partners, poison_trigger, monkeypatch, caplog
+    fast_delivery, raw_partners, poison_trigger, caplog
 ):
-    # A long flush window: the six answers come back within it and share one flush.
-    monkeypatch.setattr(engine_module, "FLUSH_SECONDS", 1.0)
     good = [raw_partners(RawAnswer("length-keepalive", body=b"fine")) for _ in range(5)]
     poisoned = raw_partners(RawAnswer("length-keepalive", body=b"poison"))
     webhooks = webhooks_for([*good[:2], poisoned, *good[2:]])
 
     with caplog.at_level(logging.INFO, logger="springhook"):
-        assert engine_run(webhooks) == 6
+        assert engine_run(webhooks, together=[*good, poisoned]) == 6
 
     assert "event=record_split results=6 " in caplog.text, "they shared a flush"
     assert "giving up" not in caplog.text
