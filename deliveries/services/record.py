@@ -123,7 +123,7 @@ def deliveries_record_and_claim(
 
     Should the one transaction fail for anything but the database itself, results are
     recorded apart (deliveries_record isolates what cannot be written) and the claim is
-    made on its own.
+    made on its own; if that fails too, the results stay recorded and nothing is claimed.
     """
     storable = [(claim, _result_storable(result)) for claim, result in results]
     try:
@@ -139,7 +139,13 @@ def deliveries_record_and_claim(
     except Exception:
         logger.exception(logfmt("record_and_claim_split", results=len(storable)))
         written = _results_write_isolating(storable) if storable else []
-        claims = _claims_take(limit=limit, webhook_ids=webhook_ids)
+        try:
+            claims = _claims_take(limit=limit, webhook_ids=webhook_ids)
+        except Exception:
+            # The results are recorded: that stands. What is due is claimed at the next
+            # tick, or once nothing is in flight.
+            logger.exception(logfmt("claim_failed", limit=limit))
+            claims = []
     return _attempts_log(results, written), claims
 
 
