@@ -1,13 +1,16 @@
-"""The delivery engine: claim many, send concurrently, record together.
+"""The delivery engine: claim many, send concurrently, record and claim again together.
 
 One database thread does all the bookkeeping: it claims the due attempts of as many
 webhooks as there are free send slots (deliveries_claim, one short transaction), hands
-them to the process's send loop, and records the finished ones together
-(deliveries_record, one transaction per flush: every few milliseconds, or every
-FLUSH_RESULTS results). The send loop (deliveries.http.SendLoop: one asyncio event loop in
-a thread of its own, one coroutine per attempt) only talks HTTP, with the address guard,
-capped reads and the whole-attempt deadline, over kept-alive connections; it never touches
-the database and never holds a transaction.
+them to the process's send loop, and, as soon as any have finished, records every finished
+one and claims the next attempts for the freed slots in one transaction
+(deliveries_record_and_claim): an accepted batch's webhook gets its next batch claimed in
+the transaction that records it. Results that finish while a transaction runs wait for
+the next one, so the busier the engine, the more each commit carries, with no window to
+wait for. The send loop (deliveries.http.SendLoop: one asyncio event loop in a thread of
+its own, one coroutine per attempt) only talks HTTP, with the address guard, capped reads
+and the whole-attempt deadline, over kept-alive connections; it never touches the
+database and never holds a transaction.
 
 A webhook has at most one attempt in flight (its lease), so a slow or hanging partner
 holds one send slot and nothing else: claiming for the other webhooks goes on, and with
@@ -30,13 +33,11 @@ from django.db import close_old_connections, connection, reset_queries
 
 from deliveries.http import SendLoop, SendResult, send_loop
 from deliveries.services.claim import Claim, deliveries_claim
-from deliveries.services.record import deliveries_record
+from deliveries.services.record import deliveries_record_and_claim
 from deliveries.services.send import delivery_send_async
 
 logger = logging.getLogger("springhook.dispatcher")
-# Finished attempts are recorded together once the first of them has waited this long
-# (seconds), or once this many are waiting, whichever comes first.
-FLUSH_SECONDS = 0.005
+# At most this many finished attempts are recorded in one transaction.
 FLUSH_RESULTS = 200
 # A flush that fails (the database restarting) is tried again this many times, then its
 # results are given up: their leases run out and the batches go out again, same webhook-id.
@@ -86,6 +87,10 @@ class Engine:
         self.attempts = 0
         self._unrecorded: list[Finished] = []
         self._flush_failures = 0
+        # Whether the last claim among all candidates filled every free slot, so that more
+        # may be due than the webhooks just recorded: then a flush claims among all of them.
+        self._more_due = True
+        self._claims_end_at: float | None = None  # run()'s time budget: no claim after it
 
     def stop(self) -> None:
         self.stopping.set()
@@ -95,6 +100,7 @@ class Engine:
         claims nothing more and waits for the sends in flight (each ends by its deadline,
         WEBHOOK_TIMEOUT) to record them."""
         ends_at = None if time_budget is None else time.monotonic() + time_budget
+        self._claims_end_at = ends_at
         next_tick = time.monotonic()
         claim_wanted = True
         try:
@@ -116,8 +122,8 @@ class Engine:
                     if until_idle and claimed == 0 and not self.in_flight:
                         break
                 wait = max(0.0, next_tick - time.monotonic()) if self.tick else 0.2
-                if self._flush(wait=min(wait, 0.2)):
-                    claim_wanted = True
+                if self._flush(wait=min(wait, 0.2)) and not self.in_flight:
+                    claim_wanted = True  # idle: is anything else due?
                 # The debug query log (DEBUG=True) would grow by every statement for ever.
                 reset_queries()
         finally:
@@ -133,13 +139,18 @@ class Engine:
         claims = self._guarded(
             lambda: deliveries_claim(limit=free, webhook_ids=self.webhook_ids), "claiming"
         ) or []
-        self.in_flight += len(claims)
-        self.loop.spawn(_send_and_report(claim, self.results) for claim in claims)
+        self._more_due_update(claims, free)
+        self._submit(claims)
         return len(claims)
 
+    def _submit(self, claims: list[Claim]) -> None:
+        self.in_flight += len(claims)
+        self.loop.spawn(_send_and_report(claim, self.results) for claim in claims)
+
     def _flush(self, *, wait: float) -> bool:
-        """Record the finished attempts: waits up to `wait` for the first one, then up to
-        FLUSH_SECONDS more for others. True if anything finished."""
+        """Record the finished attempts and claim for the slots they free, in one
+        transaction: waits up to `wait` for the first one, then takes every other one
+        finished by then. True if anything finished."""
         finished = self._unrecorded
         if not finished and self.in_flight:
             try:
@@ -151,25 +162,54 @@ class Engine:
             if wait:
                 self.stopping.wait(wait)
             return False
-        flush_by = time.monotonic() + FLUSH_SECONDS
         while len(finished) < FLUSH_RESULTS:
             try:
-                finished.append(self.results.get(timeout=max(0.0, flush_by - time.monotonic())))
+                finished.append(self.results.get_nowait())
             except queue.Empty:
                 break
         sent = [(claim, result) for claim, result in finished if result is not None]
-        if sent and self._guarded(lambda: deliveries_record(sent), "recording") is None:
+        claiming = not self.stopping.is_set() and (
+            self._claims_end_at is None or time.monotonic() < self._claims_end_at
+        )
+        free = self.sends_in_flight - self.in_flight + len(finished) if claiming else 0
+        candidates = self._claim_candidates(sent)
+        outcome = self._guarded(
+            lambda: deliveries_record_and_claim(
+                results=sent, limit=free, webhook_ids=candidates
+            ),
+            "recording",
+        )
+        if outcome is None:
             self._flush_failures += 1
             if self._flush_failures < FLUSH_TRIES:
                 return False  # kept in self._unrecorded: tried again at the next flush
             logger.error("giving up recording %d attempts; their batches go out again once "
                          "their leases run out", len(sent))
+            claims = []
         else:
+            _, claims = outcome
             self.attempts += len(sent)
+            if self._more_due and free > 0:  # claimed among all candidates
+                self._more_due_update(claims, free)
         self._flush_failures = 0
         self.in_flight -= len(finished)
         self._unrecorded = []
+        self._submit(claims)
         return True
+
+    def _claim_candidates(self, sent: list[tuple[Claim, SendResult]]) -> list[int] | None:
+        """Whom a flush claims for: all candidates (every due webhook, or this engine's
+        share) while the last claim among them left some waiting for a slot, and otherwise
+        the webhooks whose batches were just accepted. Others with new work or a retry due
+        are claimed at the next tick, or once nothing is in flight."""
+        if self._more_due:
+            return self.webhook_ids
+        return [claim.webhook_id for claim, result in sent if result.accepted]
+
+    def _more_due_update(self, claims: list[Claim], free: int) -> None:
+        # A share that fits in the send slots (a Celery task's) is all claimed or not due.
+        share_fits = self.webhook_ids is not None and len(self.webhook_ids) <= free
+        self._more_due = len(claims) == free and not share_fits
 
     def _guarded(self, step: Callable, what: str):
         try:

@@ -6,7 +6,8 @@ batch       a webhook's part of the stream and its own entries → the body of i
             delivery; which webhooks have work due
 claim       many webhooks' next attempts taken under leases (one short transaction)
 send        an attempt signed and POSTed (no transaction open)
-record      many outcomes stored together, retries scheduled, the webhooks' health updated
+record      many outcomes stored together, retries scheduled, the webhooks' health updated,
+            and the next attempts claimed in the same transaction
 notify      mail to staff about failing, recovered and gone webhooks
 operations  what operators and partners ask for: retry now, a test event, a resync,
             a replay
@@ -54,6 +55,7 @@ from deliveries.services.operations import (
 from deliveries.services.record import (
     RETRY_AFTER_CAP,
     deliveries_record,
+    deliveries_record_and_claim,
     delivery_record,
     retry_delay,
 )
@@ -93,6 +95,7 @@ __all__ = [
     "deliveries_claim",
     "deliveries_prune",
     "deliveries_record",
+    "deliveries_record_and_claim",
     "delivery_claim",
     "delivery_record",
     "delivery_send",

@@ -9,7 +9,7 @@ same `webhook-id`.
 
 import secrets as secrets_module
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,6 +75,7 @@ def deliveries_claim(
     limit: int,
     webhook_ids: Collection[int] | None = None,
     force_ids: Collection[int] = (),
+    idle_locked: Sequence[Webhook] = (),
 ) -> list[Claim]:
     """Take the next attempts of up to `limit` webhooks under leases, in one transaction.
 
@@ -88,31 +89,40 @@ def deliveries_claim(
     Locks are taken in one order everywhere: webhook rows by id, then their deliveries;
     `FOR NO KEY UPDATE`, since no key changes, so the collector's foreign-key checks on
     the webhook rows never wait for a claim.
+
+    `idle_locked`: webhooks whose rows the caller's transaction holds already and that it
+    knows to have no open delivery (deliveries_record_and_claim, whose batches it just
+    recorded as accepted). They come first, and are neither locked nor read again.
     """
     if limit <= 0:
         return []
     now = timezone.now()
+    idle_locked = [webhook for webhook in idle_locked if webhook.is_active][:limit]
+    known = {webhook.pk for webhook in idle_locked}
     if webhook_ids is None:
         webhook_ids = webhooks_due(now=now)
-    if not webhook_ids:
+    others = [webhook_id for webhook_id in webhook_ids if webhook_id not in known]
+    if not others and not idle_locked:
         return []
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (deliveries_record_and_claim): a failure
+    # fails the caller's whole transaction, which is what it wants, at two round trips less.
+    with transaction.atomic(savepoint=False):
         webhooks = list(
-            Webhook.objects.filter(pk__in=list(webhook_ids), is_active=True)
+            Webhook.objects.filter(pk__in=others, is_active=True)
             .order_by("pk")
-            .select_for_update(skip_locked=True, no_key=True)[:limit]
-        )
-        if not webhooks:  # paused, deleted, or being claimed by another worker right now
-            return []
-        by_id = {webhook.pk: webhook for webhook in webhooks}
+            .select_for_update(skip_locked=True, no_key=True)[: limit - len(idle_locked)]
+        ) if others and limit > len(idle_locked) else []
+        if not webhooks and not idle_locked:
+            return []  # paused, deleted, or being claimed by another worker right now
+        by_id = {webhook.pk: webhook for webhook in [*idle_locked, *webhooks]}
         open_deliveries = {
             delivery.webhook_id: delivery
             for delivery in Delivery.objects.open()
-            .filter(webhook_id__in=list(by_id))
+            .filter(webhook_id__in=[webhook.pk for webhook in webhooks])
             .select_related("body")
             .order_by("pk")
             .select_for_update(no_key=True, of=("self",))
-        }
+        } if webhooks else {}
         retries = []
         for delivery in open_deliveries.values():
             if delivery.lease_expires_at is not None and delivery.lease_expires_at > now:
@@ -129,7 +139,8 @@ def deliveries_claim(
                 error_kind=ErrorKind.LEASE_EXPIRED,
                 error_message="the worker stopped before recording an answer",
             )
-        idle = [webhook for webhook in webhooks if webhook.pk not in open_deliveries]
+        idle = [*idle_locked,
+                *(webhook for webhook in webhooks if webhook.pk not in open_deliveries)]
         opened = _deliveries_open(webhooks=idle, now=now, force_ids=force_ids) if idle else []
         lease_expires_at = now + timedelta(seconds=lease_seconds())
         for delivery in retries:

@@ -1,9 +1,9 @@
 """Recording: store finished attempts' outcomes and schedule what follows, many at once.
 
-The engine hands over every result that finished since its last flush (a few
-milliseconds' worth): one transaction records them all, releasing their leases in that
-same transaction, so that a webhook's next batch is never claimed before its last one is
-recorded.
+The engine hands over every result that finished since its last flush: one transaction
+records them all, releasing their leases, and claims the next attempts in that same
+transaction (deliveries_record_and_claim): one commit per turn of the cycle, and a
+webhook's next batch is claimed only once its last one is recorded as accepted.
 
 What a partner sent is data, never a reason for the flush to fail: its text is made
 storable at this edge, an odd Retry-After is ignored, and a result that still cannot be
@@ -13,7 +13,7 @@ retried on the schedule.
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -27,7 +27,7 @@ from core.logfmt import logfmt
 from core.text import text_storable
 from deliveries.http import SendResult
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services.claim import Claim
+from deliveries.services.claim import Claim, deliveries_claim
 from deliveries.services.notify import recovered_message, staff_tell_on_commit
 from webhooks.models import Webhook
 from webhooks.services import webhook_pause
@@ -101,6 +101,66 @@ def deliveries_record(results: Sequence[tuple[Claim, SendResult]]) -> list[bool]
         return []
     written = _results_write_isolating([(claim, _result_storable(result))
                                         for claim, result in results])
+    return _attempts_log(results, written)
+
+
+def deliveries_record_and_claim(
+    *,
+    results: Sequence[tuple[Claim, SendResult]],
+    limit: int,
+    webhook_ids: Collection[int] | None = None,
+) -> tuple[list[bool], list[Claim]]:
+    """Record `results` (as deliveries_record) and claim up to `limit` next attempts (as
+    deliveries_claim, among `webhook_ids` or every webhook with an attempt due), in one
+    transaction: one commit for both, and a recorded webhook whose batch was accepted can
+    have its next batch claimed at once. For each result whether it was accepted, and the
+    claims, which may be sent once this returns (the transaction has committed).
+
+    Locks: the recorded webhooks' rows by id, then their deliveries (waiting, as every
+    transaction does); then the claim's webhook rows, skipping any held elsewhere, so that
+    this never waits for a webhook row while holding a delivery; then the deliveries of
+    those webhooks, which nobody else holds without holding their webhook.
+
+    Should the one transaction fail for anything but the database itself, results are
+    recorded apart (deliveries_record isolates what cannot be written) and the claim is
+    made on its own; if that fails too, the results stay recorded and nothing is claimed.
+    """
+    storable = [(claim, _result_storable(result)) for claim, result in results]
+    try:
+        with transaction.atomic():
+            written, idle = (
+                _results_write(storable, savepoint=False) if storable else ([], [])
+            )
+            # The webhooks whose open batch was just accepted have none open now, and this
+            # transaction holds their rows: the claim takes them as they are.
+            claims = _claims_take(limit=limit, webhook_ids=webhook_ids, idle_locked=idle)
+    except _DATABASE_UNAVAILABLE:
+        raise
+    except Exception:
+        logger.exception(logfmt("record_and_claim_split", results=len(storable)))
+        written = _results_write_isolating(storable) if storable else []
+        try:
+            claims = _claims_take(limit=limit, webhook_ids=webhook_ids)
+        except Exception:
+            # The results are recorded: that stands. What is due is claimed at the next
+            # tick, or once nothing is in flight.
+            logger.exception(logfmt("claim_failed", limit=limit))
+            claims = []
+    return _attempts_log(results, written), claims
+
+
+def _claims_take(
+    *, limit: int, webhook_ids: Collection[int] | None, idle_locked: Sequence[Webhook] = ()
+) -> list[Claim]:
+    if limit <= 0 or (webhook_ids is not None and not webhook_ids and not idle_locked):
+        return []
+    return deliveries_claim(limit=limit, webhook_ids=webhook_ids, idle_locked=idle_locked)
+
+
+def _attempts_log(
+    results: Sequence[tuple[Claim, SendResult]], written: list["Written"]
+) -> list[bool]:
+    """Log one line per attempt; whether each of `results` was accepted, in their order."""
     for claim, result, delivery in written:
         logger.info(
             logfmt(
@@ -134,7 +194,7 @@ def _result_storable(result: SendResult) -> SendResult:
 
 def _results_write_isolating(results: list[tuple[Claim, SendResult]]) -> list[Written]:
     try:
-        return _results_write(results)
+        return _results_write(results)[0]
     except _DATABASE_UNAVAILABLE:
         raise
     except Exception as error:
@@ -147,7 +207,7 @@ def _results_write_isolating(results: list[tuple[Claim, SendResult]]) -> list[Wr
         ((claim, result),) = results
         logger.exception(logfmt("record_failed", webhook=claim.webhook_id,
                                 delivery=claim.message_id, attempt=claim.attempt_number))
-        return _results_write([(claim, _result_unrecordable(result, error))])
+        return _results_write([(claim, _result_unrecordable(result, error))])[0]
 
 
 def _result_unrecordable(result: SendResult, error: Exception) -> SendResult:
@@ -160,11 +220,15 @@ def _result_unrecordable(result: SendResult, error: Exception) -> SendResult:
     return SendResult(result.status_code, ErrorKind.RECORD_FAILED, message, "", result.duration)
 
 
-def _results_write(results: Sequence[tuple[Claim, SendResult]]) -> list[Written]:
-    """One transaction: the attempts, their deliveries and webhooks' health."""
+def _results_write(
+    results: Sequence[tuple[Claim, SendResult]], *, savepoint: bool = True
+) -> tuple[list[Written], list[Webhook]]:
+    """One transaction (or, inside one, a savepoint unless `savepoint` is False): the
+    attempts, their deliveries and webhooks' health. What was written, and the webhooks
+    (their locked rows) whose open delivery it accepted: they have none open now."""
     now = timezone.now()
     webhook_ids = sorted({claim.webhook_id for claim, _ in results})
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         # The webhook rows first (by id), then the deliveries (by id): the order every
         # claim locks them in. The other order deadlocked against a claim for the same
         # webhook, and PostgreSQL then rolled back the record of an accepted batch.
@@ -182,26 +246,22 @@ def _results_write(results: Sequence[tuple[Claim, SendResult]]) -> list[Written]
             .order_by("pk")
             .select_for_update(no_key=True)
         }
-        rows_update(
-            DeliveryAttempt,
-            [
-                DeliveryAttempt(
-                    pk=claim.attempt_id,
-                    duration=result.duration,
-                    accepted=result.accepted,
-                    status_code=result.status_code,
-                    error_kind=result.error_kind,
-                    error_message=result.error_message,
-                    response_body=result.response_body,
-                    response_bytes_replaced=result.response_bytes_replaced,
-                    response_encoding=result.response_encoding,
-                )
-                for claim, result in results
-            ],
-            ["duration", "accepted", "status_code", "error_kind", "error_message",
-             "response_body", "response_bytes_replaced", "response_encoding"],
-        )
+        attempts = [
+            DeliveryAttempt(
+                pk=claim.attempt_id,
+                duration=result.duration,
+                accepted=result.accepted,
+                status_code=result.status_code,
+                error_kind=result.error_kind,
+                error_message=result.error_message,
+                response_body=result.response_body,
+                response_bytes_replaced=result.response_bytes_replaced,
+                response_encoding=result.response_encoding,
+            )
+            for claim, result in results
+        ]
         changed: dict[int, Delivery] = {}
+        idle: dict[int, Webhook] = {}
         for claim, result in results:
             delivery = deliveries.get(claim.delivery_id)
             if delivery is None or delivery.state == Delivery.State.DELIVERED:
@@ -209,6 +269,8 @@ def _results_write(results: Sequence[tuple[Claim, SendResult]]) -> list[Written]
             delivery.last_status_code = result.status_code
             delivery.last_error_kind = result.error_kind
             if result.accepted:
+                if delivery.webhook_id in webhooks:
+                    idle[delivery.webhook_id] = webhooks[delivery.webhook_id]
                 delivery.state = Delivery.State.DELIVERED
                 delivery.delivered_at = now
                 delivery.next_attempt_at = None
@@ -223,17 +285,51 @@ def _results_write(results: Sequence[tuple[Claim, SendResult]]) -> list[Written]
                 delivery.lease_token = ""
                 delivery.lease_expires_at = None
             changed[delivery.pk] = delivery
-        if changed:
-            rows_update(
-                Delivery,
-                list(changed.values()),
-                ["last_status_code", "last_error_kind", "state", "delivered_at",
-                 "next_attempt_at", "lease_token", "lease_expires_at"],
-            )
         # Each webhook's health follows its last result in this flush.
         last = {claim.webhook_id: result for claim, result in results}
-        _webhooks_health_record(webhooks, last, now)
-    return [(claim, result, deliveries.get(claim.delivery_id)) for claim, result in results]
+        healthy = _webhooks_health_record(webhooks, last, now)
+        _records_write(attempts, list(changed.values()), healthy, now)
+    written = [(claim, result, deliveries.get(claim.delivery_id)) for claim, result in results]
+    return written, [idle[webhook_id] for webhook_id in sorted(idle)]
+
+
+_ATTEMPT_FIELDS = ["duration", "accepted", "status_code", "error_kind", "error_message",
+                   "response_body", "response_bytes_replaced", "response_encoding"]
+_DELIVERY_FIELDS = ["last_status_code", "last_error_kind", "state", "delivered_at",
+                    "next_attempt_at", "lease_token", "lease_expires_at"]
+
+
+def _records_write(
+    attempts: list[DeliveryAttempt], deliveries: list[Delivery], healthy: list[int],
+    now: datetime,
+) -> None:
+    """The flush's writes: its attempts, their deliveries, and `last_success_at` of the
+    webhooks that stay healthy. On PostgreSQL one statement (the first two as
+    data-modifying WITH clauses): one round trip, whatever the number of results. The
+    rows are all locked by this transaction already."""
+    if connection.vendor != "postgresql":
+        rows_update(DeliveryAttempt, attempts, _ATTEMPT_FIELDS)
+        rows_update(Delivery, deliveries, _DELIVERY_FIELDS)
+        if healthy:
+            Webhook.objects.filter(pk__in=healthy).update(last_success_at=now, updated_at=now)
+        return
+    statements = [_rows_update_sql(DeliveryAttempt, attempts, _ATTEMPT_FIELDS)]
+    if deliveries:
+        statements.append(_rows_update_sql(Delivery, deliveries, _DELIVERY_FIELDS))
+    if healthy:
+        table = connection.ops.quote_name(Webhook._meta.db_table)
+        statements.append((
+            f'UPDATE {table} SET "last_success_at" = %s, "updated_at" = %s '
+            f'WHERE "id" = ANY(%s)',
+            [now, now, healthy],
+        ))
+    *clauses, (last_sql, last_params) = statements
+    sql = ("WITH " + ", ".join(f"written_{n} AS ({clause} RETURNING 1)"
+                               for n, (clause, _) in enumerate(clauses)) + " "
+           if clauses else "") + last_sql
+    params = [param for _, clause_params in clauses for param in clause_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *last_params])
 
 
 def rows_update(model: type[Model], objects: list[Model], fields: list[str]) -> None:
@@ -247,6 +343,14 @@ def rows_update(model: type[Model], objects: list[Model], fields: list[str]) -> 
     if connection.vendor != "postgresql":
         model._default_manager.bulk_update(objects, fields)
         return
+    with connection.cursor() as cursor:
+        cursor.execute(*_rows_update_sql(model, objects, fields))
+
+
+def _rows_update_sql(
+    model: type[Model], objects: list[Model], fields: list[str]
+) -> tuple[str, list]:
+    """rows_update's statement on PostgreSQL, and its parameters."""
     meta = model._meta
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     row_sql = "(" + ", ".join("%s::" + column.db_type(connection) for column in columns) + ")"
@@ -264,14 +368,15 @@ def rows_update(model: type[Model], objects: list[Model], fields: list[str]) -> 
         + f" FROM (VALUES {', '.join([row_sql] * len(objects))}) AS v({', '.join(quoted)}) "
         f"WHERE t.{quoted[0]} = v.{quoted[0]}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
 
 
 def _webhooks_health_record(
     webhooks: dict[int, Webhook], results: dict[int, SendResult], now: datetime
-) -> None:
-    """Inside the record's transaction, with the webhook rows locked."""
+) -> list[int]:
+    """Inside the record's transaction, with the webhook rows locked. Records what changes
+    a webhook's health; returns the webhooks that stay healthy, whose `last_success_at`
+    the caller writes (one statement for all of them, the common case)."""
     healthy = []
     for webhook_id, result in results.items():
         webhook = webhooks.get(webhook_id)
@@ -279,11 +384,10 @@ def _webhooks_health_record(
             continue
         if (result.accepted and webhook.failing_since is None
                 and webhook.failure_notified_at is None):
-            healthy.append(webhook_id)  # the common case: one statement for all of them
+            healthy.append(webhook_id)
         else:
             _webhook_health_record(webhook, result, now)
-    if healthy:
-        Webhook.objects.filter(pk__in=healthy).update(last_success_at=now, updated_at=now)
+    return healthy
 
 
 def _webhook_health_record(webhook: Webhook, result: SendResult, now: datetime) -> None:

@@ -1,6 +1,7 @@
 """The delivery engine: many webhooks claimed in one transaction, sent concurrently,
 recorded together (deliveries/services/claim.py, record.py, deliveries/engine.py)."""
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -14,7 +15,12 @@ from catalog.models import Training
 from deliveries.engine import Engine
 from deliveries.http import SendResult
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import deliveries_claim, deliveries_record, delivery_claim
+from deliveries.services import (
+    deliveries_claim,
+    deliveries_record,
+    deliveries_record_and_claim,
+    delivery_claim,
+)
 from tests.deliveries.helpers import collect, record
 from tests.support.partner import Behaviour, Partner
 from webhooks.models import Webhook
@@ -200,3 +206,75 @@ def test_a_flush_commits_once_whatever_its_results(fast_delivery, partner):
 
     commits = [q["sql"] for q in queries.captured_queries if q["sql"] == "COMMIT"]
     assert commits == ["COMMIT"], "one transaction for the whole flush, the 410 pause too"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recording_claims_the_next_batches_in_the_same_commit(fast_delivery, partner, settings):
+    """The pipelined cycle: the transaction that records a webhook's accepted batch claims
+    its next one; a webhook whose batch failed gets nothing new (order is kept)."""
+    settings.WEBHOOK_BATCH_SIZE = 1
+    accepted, failed, idle = webhooks_with_work(partner, 3)
+    claims = {c.webhook_id: c for c in deliveries_claim(limit=10)}
+    assert len(claims) == 3  # training 1 each; training 2 waits for each of them
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome, next_claims = deliveries_record_and_claim(
+            results=[
+                (claims[accepted.pk], ACCEPTED),
+                (claims[failed.pk], SendResult(503, "http_status", "", "", 0.01)),
+            ],
+            limit=10,
+            webhook_ids=[accepted.pk, failed.pk],
+        )
+
+    assert outcome == [True, False]
+    assert [c.webhook_id for c in next_claims] == [accepted.pk]
+    assert json.loads(next_claims[0].body)["changes"][0]["id"] == 2
+    commits = [q["sql"] for q in queries.captured_queries if q["sql"] == "COMMIT"]
+    assert commits == ["COMMIT"], "recording and claiming share one transaction"
+    assert not any("SAVEPOINT" in q["sql"] for q in queries.captured_queries)
+    states = {d.webhook_id: d.state for d in Delivery.objects.filter(state="failing")}
+    assert states == {failed.pk: "failing"}
+    # Still in flight: the idle webhook's first batch; nothing of it was claimed again.
+    assert Delivery.objects.get(webhook=idle, state="pending").lease_token
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_engine_records_and_claims_once_per_turn(fast_delivery, partner, settings):
+    """One partner catching up: each accepted batch's record claims the next one, so the
+    engine commits about once per batch, not twice."""
+    settings.WEBHOOK_BATCH_SIZE = 2
+    (webhook,) = webhooks_with_work(partner, 1)
+    for n in range(3, 21):
+        record("update", "training", n)
+    collect()
+    engine = Engine(sends_in_flight=4, webhook_ids=[webhook.pk])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert engine.run(until_idle=True, time_budget=30) == 10
+
+    assert len(partner.received) == 10
+    ids = [entry["id"] for r in partner.received for entry in json.loads(r.body)["changes"]]
+    assert ids == list(range(1, 21)), "in order, each batch after the last was accepted"
+    commits = sum(q["sql"] == "COMMIT" for q in queries.captured_queries)
+    # The first claim, one per batch recorded (claiming the next), and the idle check.
+    assert commits <= 10 + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_engine_claims_nothing_after_its_time_budget(fast_delivery, partner, settings):
+    """A Celery task's engine ends at its budget even while each record could claim the
+    webhook's next batch: a busy webhook never holds a worker for ever."""
+    settings.WEBHOOK_BATCH_SIZE = 1
+    (webhook,) = webhooks_with_work(partner, 1)
+    for n in range(3, 301):
+        record("update", "training", n)
+    collect()
+    engine = Engine(sends_in_flight=1, webhook_ids=[webhook.pk])
+
+    started = time.monotonic()
+    attempts = engine.run(until_idle=True, time_budget=0.3)
+
+    assert time.monotonic() - started < 2.0
+    assert 0 < attempts < 300
+    assert not Delivery.objects.filter(lease_token__gt="").exists(), "nothing left in flight"

@@ -4,6 +4,12 @@ delivery_claim locks the webhook, then its delivery. delivery_record used to loc
 delivery, then the webhook: with two tasks for one webhook at once (a second beat, or a
 task queued while another runs) the two deadlocked, and PostgreSQL rolled back the record
 of an accepted batch, which was then sent again when its lease expired.
+
+The order: a transaction waits for webhook rows only in id order and before it locks any
+delivery, and waits for a delivery only while it holds the delivery's webhook.
+deliveries_record_and_claim records (webhooks, then their deliveries) and then claims in
+the same transaction: the claim's webhook rows come after deliveries, so it takes them
+with SKIP LOCKED and never waits for them.
 """
 
 import threading
@@ -14,14 +20,25 @@ from django.db import connection, transaction
 
 from deliveries.http import SendResult
 from deliveries.models import Delivery
-from deliveries.services import delivery_claim, delivery_record
+from deliveries.services import deliveries_record_and_claim, delivery_claim, delivery_record
 from tests.deliveries.helpers import collect, record
 from webhooks.models import Webhook
 
 
+def _record_and_claim(claim, result) -> bool:
+    outcome, _ = deliveries_record_and_claim(
+        results=[(claim, result)], limit=5, webhook_ids=[claim.webhook_id]
+    )
+    return outcome[0]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_recording_waits_for_the_webhook_before_it_locks_the_delivery(fast_delivery, partner):
+@pytest.mark.parametrize("recording", [delivery_record, _record_and_claim],
+                         ids=["record", "record-and-claim"])
+def test_recording_waits_for_the_webhook_before_it_locks_the_delivery(
+    fast_delivery, partner, recording
+):
     webhook = Webhook.objects.create(name="Partner", url=partner.url)
     record("update", "training", 1)
     collect()
@@ -31,7 +48,7 @@ def test_recording_waits_for_the_webhook_before_it_locks_the_delivery(fast_deliv
 
     def record_accepted() -> None:
         try:
-            outcome.append(delivery_record(claim, SendResult(200, "", "", "", 0.01)))
+            outcome.append(recording(claim, SendResult(200, "", "", "", 0.01)))
         except Exception as error:
             outcome.append(error)
         finally:
@@ -119,3 +136,34 @@ def test_collecting_never_waits_for_a_claim_that_holds_the_webhooks(fast_deliver
     finally:
         release.set()
         claimer.join(timeout=15)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_record_and_claim_waits_for_webhooks_only_before_any_delivery(fast_delivery, partner):
+    from django.test.utils import CaptureQueriesContext
+
+    from deliveries.services import deliveries_claim
+
+    webhooks = [Webhook.objects.create(name=f"P{n}", url=partner.url) for n in range(4)]
+    record("update", "training", 1)
+    collect()
+    claims = deliveries_claim(limit=2)
+    record("update", "training", 2)
+    collect()
+    with CaptureQueriesContext(connection) as queries:
+        _, next_claims = deliveries_record_and_claim(
+            results=[(claim, SendResult(200, "", "", "", 0.01)) for claim in claims],
+            limit=10,
+        )
+
+    assert sorted(c.webhook_id for c in next_claims) == [w.pk for w in webhooks]
+    locks = _locking_statements([q["sql"] for q in queries.captured_queries])
+    tables = [sql.split(" FROM ")[1].split()[0] for sql in locks]
+    assert tables == ['"webhooks_webhook"', '"deliveries_delivery"'] * 2, locks
+    first_delivery = tables.index('"deliveries_delivery"')
+    for position, sql in enumerate(locks):
+        assert "FOR NO KEY UPDATE" in sql, f"stronger than needed: {sql}"
+        assert 'ORDER BY "' in sql and '"id" ASC' in sql.split("ORDER BY")[1], sql
+        if tables[position] == '"webhooks_webhook"' and position > first_delivery:
+            assert "SKIP LOCKED" in sql, f"waits for a webhook while holding deliveries: {sql}"

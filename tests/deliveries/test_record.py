@@ -5,18 +5,21 @@ still cannot be written never takes the others of its flush down with it.
 The partners are raw sockets (tests/support/raw_partner.py), and the engine that
 production runs (deliveries/engine.py) claims, sends and records."""
 
+import contextlib
 import gzip
 import logging
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from deliveries import engine as engine_module
 from deliveries.engine import Engine
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.services import deliveries_claim, deliveries_record_and_claim
 from deliveries.services.record import RETRY_AFTER_CAP, retry_after_seconds
+from deliveries.services.send import delivery_send
 from tests.deliveries.helpers import collect, record
 from tests.support.raw_partner import RawAnswer, RawPartner
 from webhooks.models import Webhook
@@ -80,9 +83,21 @@ def webhooks_for(partners: list[RawPartner]) -> list[Webhook]:
     return webhooks
 
 
-def engine_run(webhooks: list[Webhook]) -> int:
-    """The production engine over these webhooks until none of them has anything due."""
-    engine = Engine(sends_in_flight=len(webhooks), webhook_ids=[w.pk for w in webhooks])
+def engine_run(webhooks: list[Webhook], *, together: list[RawPartner] | None = None) -> int:
+    """The production engine over these webhooks until none of them has anything due.
+
+    `together`: its database thread ticks before each flush, and the tick waits until
+    each of these partners has answered, so that all their results share the first flush.
+    """
+    tick = None
+    if together:
+        def tick() -> None:
+            deadline = time.monotonic() + 10
+            while any(p.requests == 0 for p in together) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # the send threads hand their results over
+    engine = Engine(sends_in_flight=len(webhooks), webhook_ids=[w.pk for w in webhooks],
+                    tick=tick, tick_seconds=0)
     return engine.run(until_idle=True, time_budget=30)
 
 
@@ -127,7 +142,7 @@ def test_hostile_answers_sharing_a_flush_are_all_recorded(fast_delivery, raw_par
     webhooks = webhooks_for(partners)
 
     with caplog.at_level(logging.INFO, logger="springhook"):
-        assert engine_run(webhooks) == len(webhooks)
+        assert engine_run(webhooks, together=partners) == len(webhooks)
 
     assert [partner.requests for partner in partners] == [1] * len(partners)
     assert DeliveryAttempt.objects.filter(error_kind="in_progress").count() == 0
@@ -170,16 +185,14 @@ def poison_trigger(transactional_db):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_result_that_cannot_be_written_takes_no_other_down(
-    fast_delivery, raw_partners, poison_trigger, monkeypatch, caplog
+    fast_delivery, raw_partners, poison_trigger, caplog
 ):
-    # A long flush window: the six answers come back within it and share one flush.
-    monkeypatch.setattr(engine_module, "FLUSH_SECONDS", 1.0)
     good = [raw_partners(RawAnswer("length-keepalive", body=b"fine")) for _ in range(5)]
     poisoned = raw_partners(RawAnswer("length-keepalive", body=b"poison"))
     webhooks = webhooks_for([*good[:2], poisoned, *good[2:]])
 
     with caplog.at_level(logging.INFO, logger="springhook"):
-        assert engine_run(webhooks) == 6
+        assert engine_run(webhooks, together=[*good, poisoned]) == 6
 
     assert "event=record_split results=6 " in caplog.text, "they shared a flush"
     assert "giving up" not in caplog.text
@@ -238,3 +251,54 @@ def test_retry_after_as_an_http_date_counts_from_now():
     in_two_minutes = timezone.now() + timedelta(seconds=120)
     header = in_two_minutes.strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert 115 <= retry_after_seconds(header) <= 120
+
+
+@contextlib.contextmanager
+def new_deliveries_refused():
+    """The database refuses every new delivery meanwhile: a claim that fails in the
+    transaction that records, as a real refusal by the database."""
+    table = Delivery._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION delivery_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'no new delivery'; END $$"
+            )
+            cursor.execute(f"CREATE TRIGGER delivery_refuse BEFORE INSERT ON {table} "
+                           "FOR EACH ROW EXECUTE FUNCTION delivery_refuse()")
+        else:
+            cursor.execute(f"CREATE TRIGGER delivery_refuse BEFORE INSERT ON {table} "
+                           "BEGIN SELECT RAISE(ABORT, 'no new delivery'); END")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER delivery_refuse ON {table}")
+                cursor.execute("DROP FUNCTION delivery_refuse()")
+            else:
+                cursor.execute("DROP TRIGGER delivery_refuse")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_fails_leaves_the_results_recorded(fast_delivery, raw_partners, caplog):
+    """deliveries_record_and_claim: the claim fails in the transaction that records, and
+    again on its own; the results are recorded all the same, and nothing is claimed."""
+    partners = [raw_partners(RawAnswer("length-keepalive", body=b"fine")) for _ in range(2)]
+    webhooks = webhooks_for(partners)
+    claims = deliveries_claim(limit=10)
+    results = [(claim, delivery_send(claim)) for claim in claims]
+    record("update", "training", 2)  # the next batches wait
+    collect()
+
+    with new_deliveries_refused(), caplog.at_level(logging.INFO, logger="springhook"):
+        outcome, next_claims = deliveries_record_and_claim(
+            results=results, limit=10, webhook_ids=[w.pk for w in webhooks]
+        )
+
+    assert (outcome, next_claims) == ([True, True], [])
+    assert "event=claim_failed" in caplog.text
+    assert Delivery.objects.filter(state="delivered").count() == 2
+    assert DeliveryAttempt.objects.filter(accepted=True).count() == 2
+    # Claimed later, once the database takes deliveries again.
+    assert len(deliveries_claim(limit=10)) == 2
