@@ -36,8 +36,11 @@ class Webhook(models.Model):
     # Why it is paused, as partners read it (the partner API, the portal): never a name.
     paused_reason = models.CharField(max_length=255, blank=True, default="", editable=False)
     # The staff member who paused it, for staff only (empty when Springhook or the partner
-    # paused it, or it runs).
-    paused_by = models.CharField(max_length=150, blank=True, default="", editable=False)
+    # paused it, or it runs). The database default keeps inserts that name no such column
+    # working (code older than the column, during an upgrade).
+    paused_by = models.CharField(
+        max_length=150, blank=True, default="", db_default="", editable=False
+    )
     # Start of the current run of failed attempts (cleared by an accepted delivery).
     failing_since = models.DateTimeField(null=True, blank=True, editable=False)
     # When staff were told about the current failing run; null while nobody was told.
