@@ -323,10 +323,11 @@ WEBHOOK_RESYNC_INTERVAL = env_float("WEBHOOK_RESYNC_INTERVAL", 600, minimum=0)
 WEBHOOK_TEST_INTERVAL = env_float("WEBHOOK_TEST_INTERVAL", 60, minimum=0)
 
 # --- Imports -----------------------------------------------------------------------------
-# The largest feed import_trainings accepts (bytes). The import streams the feed: its memory
-# is about 60 MiB plus 1 MiB per MiB of a realistic feed, and at most 4.5 MiB per MiB for
-# the worst (one record as large as the feed), so the default needs at most ~350 MiB
-# (docs/operations.md, "Imports and memory"). 64 MiB is ~170,000 trainings per institute.
+# The largest feed import_trainings accepts (bytes). The import streams the feed a chunk of
+# records at a time: its memory is about 80 MiB whatever the number of records, and at most
+# 60 MiB plus 4.5 MiB per MiB for the worst feed (one record as large as the feed), so the
+# default needs at most ~350 MiB (docs/operations.md, "Imports and memory"). 64 MiB is
+# ~170,000 trainings of ~370 bytes per institute.
 IMPORT_MAX_FEED_BYTES = env_int("IMPORT_MAX_FEED_BYTES", 64 * 1024 * 1024, minimum=1)
 
 # --- Partner portal ----------------------------------------------------------------------

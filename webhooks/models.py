@@ -53,9 +53,8 @@ class Webhook(models.Model):
     # Why it is paused, as partners read it (the partner API, the portal): never a name.
     paused_reason = models.CharField(max_length=255, blank=True, default="", editable=False)
     # The staff member who paused it, for staff only (empty when Springhook or the partner
-    # paused it, or it runs).
-    # A database default too, as for every column added since: the previous release, still
-    # running during an upgrade, writes rows without it.
+    # paused it, or it runs). The database default keeps inserts that name no such column
+    # working (code older than the column, during an upgrade).
     paused_by = models.CharField(
         max_length=150, blank=True, default="", db_default="", editable=False
     )

@@ -380,3 +380,91 @@ def test_the_command_exits_non_zero_with_the_message(tmp_path):
     assert result.returncode != 0
     assert "record 1, field 'name': is required" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- Chunks: an import holds a chunk of the feed at a time ---------------------------------
+
+
+@pytest.fixture(params=["3-records", "10-characters"])
+def small_chunks(request, monkeypatch):
+    """Chunks of 3 records, or of about 10 characters of text (two or three records here),
+    so that a small feed crosses many chunk boundaries."""
+    if request.param == "3-records":
+        monkeypatch.setattr("catalog.services._IMPORT_CHUNK", 3)
+    else:
+        monkeypatch.setattr("catalog.services._IMPORT_CHUNK_CHARACTERS", 10)
+
+
+def references(institute) -> list[str]:
+    return sorted(Training.objects.filter(institute=institute).values_list("reference", flat=True))
+
+
+@pytest.mark.django_db
+def test_an_import_across_many_chunks_matches_the_feed(tmp_path, institute, small_chunks):
+    # Existing trainings: kept unchanged, changed, and gone, spread over every chunk.
+    for n in range(20):
+        Training.objects.create(institute=institute, reference=f"R-{n:02d}", name=f"Name {n}")
+    other = Institute.objects.create(name="Other")
+    Training.objects.create(institute=other, reference="R-01", name="Other's")
+    Change.objects.all().delete()
+    feed = [{"reference": f"R-{n:02d}", "name": f"Name {n}"} for n in range(0, 20, 2)]
+    feed += [{"reference": f"R-{n:02d}", "name": "Changed"} for n in range(1, 10, 2)]
+    feed += [{"reference": f"NEW-{n}", "name": "New"} for n in range(7)]
+
+    output = run_import(tmp_path, institute.pk, feed)
+
+    assert "7 created, 5 updated, 10 unchanged, 5 deleted" in output
+    assert references(institute) == sorted(item["reference"] for item in feed)
+    assert Training.objects.get(institute=institute, reference="R-03").name == "Changed"
+    assert Training.objects.filter(institute=other).count() == 1
+    gone = sorted(Change.objects.filter(action="destroy").values_list("object_id", flat=True))
+    assert len(gone) == 5 and not Training.objects.filter(pk__in=gone).exists()
+    # Again: nothing changes, nothing is deleted.
+    assert "0 created, 0 updated, 22 unchanged, 0 deleted" in run_import(
+        tmp_path, institute.pk, feed
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        # In another chunk than its first use.
+        ([f"A{n}" for n in range(8)] + ["A1"], "record 9, field 'reference': duplicate "
+         "reference 'A1' (first used by record 2)"),
+        # In the same chunk.
+        (["A", "B", "A"], "record 3, field 'reference': duplicate reference 'A' (first used by "
+         "record 1)"),
+        # The first error wins: a duplicate before a bad record in its chunk...
+        (["A", "B", "C", "D", "A", None], "record 5, field 'reference': duplicate reference "
+         "'A'"),
+        # ... and a bad record before a duplicate.
+        (["A", "B", "C", None, "A"], "record 4, field 'reference': must be a string"),
+        # Of a training that exists: named twice all the same.
+        (["EXISTING", "B", "C", "D", "EXISTING"], "record 5, field 'reference': duplicate "
+         "reference 'EXISTING' (first used by record 1)"),
+    ],
+)
+def test_a_reference_used_twice_is_refused_in_any_chunk(
+    tmp_path, institute, small_chunks, feed, message
+):
+    Training.objects.create(institute=institute, reference="EXISTING", name="Untouched")
+    before = snapshot()
+    records = [{"reference": reference, "name": "x"} for reference in feed]
+    with pytest.raises(CommandError) as error:
+        run_import(tmp_path, institute.pk, records)
+    assert message in str(error.value)
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_imports_follow_each_other_in_one_transaction(institute, small_chunks):
+    """The table of references read lasts one import: a failed one leaves nothing behind
+    for the next, in the same connection and transaction."""
+    other = Institute.objects.create(name="Other")
+    records = feed_parse(json.dumps([{"reference": f"R{n}", "name": "x"} for n in range(5)]))
+    assert import_run(institute_id=institute.pk, records=records).created == 5
+    with pytest.raises(FeedError, match="duplicate reference 'R1'"):
+        import_run(institute_id=other.pk, records=[*records, records[1]])
+    assert import_run(institute_id=other.pk, records=records).created == 5
+    assert import_run(institute_id=institute.pk, records=records[:2]).deleted == 3

@@ -4,12 +4,15 @@ The peak is the child's own high-water mark of resident memory (VmHWM), so nothi
 the measuring process counts. Run it by hand for the figures in docs/operations.md:
 
     python tests/support/feed_memory.py 50
+    python tests/support/feed_memory.py 64 --tiny
 
 It migrates a throwaway SQLite database (or uses DATABASE_URL when given; DEBUG is off
 unless DJANGO_DEBUG says otherwise, as in production), imports an empty
 feed (the baseline: Python, Django and the project), then a feed of that many MiB twice:
 into an empty institute (every training created) and again with every record changed
-(every training updated).
+(every training updated). With `--tiny` the records are as small as a feed allows (about
+35 bytes: `{"reference":"1234567","name":"1"},`), the most records a feed of that size holds —
+the worst case for what grows with the number of records.
 """
 
 import json
@@ -30,10 +33,11 @@ _DESCRIPTION = (
 )
 
 
-def feed_write(path: Path, *, mib: float, edition: int = 1) -> int:
+def feed_write(path: Path, *, mib: float, edition: int = 1, tiny: bool = False) -> int:
     """Write a realistic feed of about `mib` MiB (records of ~370 bytes); return its count.
 
     `edition` goes into every name and price, so that a second edition changes every record.
+    `tiny` writes the smallest records instead (~35 bytes, a reference and a name).
     """
     target = int(mib * MIB)
     count = 0
@@ -41,16 +45,19 @@ def feed_write(path: Path, *, mib: float, edition: int = 1) -> int:
         feed.write("[\n")
         written = 2
         while written < target:
-            record = json.dumps(
-                {
-                    "reference": f"AOT-{count:07d}",
-                    "name": f"Project management in practice, group {count} ({edition})",
-                    "description": _DESCRIPTION,
-                    "price": f"{1000 + count % 5000 + edition}.50",
-                },
-                ensure_ascii=False,
-            )
-            separator = ",\n" if count else ""
+            if tiny:
+                record = f'{{"reference":"{count}","name":"{edition}"}}'
+            else:
+                record = json.dumps(
+                    {
+                        "reference": f"AOT-{count:07d}",
+                        "name": f"Project management in practice, group {count} ({edition})",
+                        "description": _DESCRIPTION,
+                        "price": f"{1000 + count % 5000 + edition}.50",
+                    },
+                    ensure_ascii=False,
+                )
+            separator = ("," if tiny else ",\n") if count else ""
             feed.write(separator + record)
             written += len(separator) + len(record.encode("utf-8"))
             count += 1
@@ -96,7 +103,7 @@ def _manage(env: dict[str, str], *args: str) -> str:
     ).stdout
 
 
-def main(mib: float) -> None:
+def main(mib: float, *, tiny: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = {**os.environ}
@@ -113,8 +120,8 @@ def main(mib: float) -> None:
         empty = tmp_path / "empty.json"
         empty.write_text("[]")
         first, second = tmp_path / "first.json", tmp_path / "second.json"
-        count = feed_write(first, mib=mib, edition=1)
-        feed_write(second, mib=mib, edition=2)
+        count = feed_write(first, mib=mib, edition=1, tiny=tiny)
+        feed_write(second, mib=mib, edition=2, tiny=tiny)
         size = first.stat().st_size / MIB
 
         baseline = import_peak_rss(feed_path=empty, institute_id=institute_id, env=env)
@@ -130,4 +137,5 @@ def main(mib: float) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 50)
+    arguments = [argument for argument in sys.argv[1:] if argument != "--tiny"]
+    main(float(arguments[0]) if arguments else 50, tiny="--tiny" in sys.argv[1:])

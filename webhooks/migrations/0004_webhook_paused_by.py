@@ -32,7 +32,9 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='webhook',
             name='paused_by',
-            field=models.CharField(blank=True, default='', editable=False, max_length=150),
+            field=models.CharField(
+                blank=True, db_default='', default='', editable=False, max_length=150
+            ),
         ),
         migrations.RunPython(staff_names_move_out_of_paused_reason, migrations.RunPython.noop),
     ]
