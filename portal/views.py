@@ -364,6 +364,8 @@ def _scope_form(webhook: Webhook) -> dict:
     chosen = set(webhook.scope_institutes or ())
     institutes = list(_institutes().values_list("pk", "name")[:SCOPE_CHOICES_LIMIT + 1])
     return {
+        # Tall enough to read as a list to pick from (a list of one looks like a menu).
+        "size": min(max(len(institutes), 3), 8),
         "choices": None if len(institutes) > SCOPE_CHOICES_LIMIT else [
             {"id": pk, "name": name, "chosen": pk in chosen} for pk, name in institutes
         ],
