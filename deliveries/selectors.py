@@ -266,11 +266,53 @@ def pending_count_annotation() -> Expression:
     )
 
 
-def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = None) -> list[
-    WebhookHealth
-]:
-    """Every webhook (or one) with its pending backlog, open batch and last 24 hours, in a
-    fixed number of queries."""
+def lag_annotations() -> dict[str, Expression]:
+    """Expressions for a Webhook queryset, computed in the list's one query: what
+    webhooks_lag needs (the pending count, the oldest pending change, the open batch's
+    entries and when it was made). Like pending_count_annotation, a webhook with a scope
+    is counted over every stream row after its cursor: webhooks_lag reads its own."""
+
+    def oldest(queryset: QuerySet) -> Expression:
+        return Subquery(queryset.order_by().values(t=Func(F("first_change_at"), function="MIN")))
+
+    open_batch = (Delivery.objects.open().filter(webhook=OuterRef("pk"), entry_count__gt=0)
+                  .order_by("created_at"))
+    return {
+        "pending_count": pending_count_annotation(),
+        "oldest_pending_change_at": oldest(PendingEntry.objects.filter(webhook=OuterRef("pk"))),
+        "oldest_stream_change_at": oldest(
+            StreamEntry.objects.filter(seq__gt=OuterRef("stream_cursor__seq"))
+        ),
+        "open_entry_count": Subquery(open_batch.values("entry_count")[:1]),
+        "open_created_at": Subquery(open_batch.values("created_at")[:1]),
+    }
+
+
+def webhook_lag(webhook: Webhook) -> WebhookHealth:
+    """The webhook's backlog and open batch (for WebhookHealth.lag and
+    unaccepted_entries), from lag_annotations when the queryset had them and the webhook
+    has no scope; otherwise read for it alone (a fixed number of queries)."""
+    if webhook.is_scoped or not hasattr(webhook, "open_created_at"):
+        return webhooks_health(webhook_id=webhook.pk, last_day=False)[0]
+    times = [webhook.oldest_pending_change_at, webhook.oldest_stream_change_at]
+    open_batch = None
+    if webhook.open_created_at is not None:
+        # Only what lag and unaccepted_entries read of the open batch.
+        open_batch = Delivery(webhook=webhook, entry_count=webhook.open_entry_count,
+                              created_at=webhook.open_created_at)
+    return WebhookHealth(
+        webhook=webhook,
+        pending_entries=webhook.pending_count,
+        oldest_pending_at=min((time for time in times if time is not None), default=None),
+        open_delivery=open_batch,
+    )
+
+
+def webhooks_health(
+    *, now: datetime | None = None, webhook_id: int | None = None, last_day: bool = True
+) -> list[WebhookHealth]:
+    """Every webhook (or one) with its pending backlog, open batch and last 24 hours
+    (unless not `last_day`), in a fixed number of queries."""
     now = now or timezone.now()
     webhooks = Webhook.objects.order_by("name", "id")
     open_deliveries = Delivery.objects.open()
@@ -281,7 +323,7 @@ def webhooks_health(*, now: datetime | None = None, webhook_id: int | None = Non
     open_by_webhook = {delivery.webhook_id: delivery for delivery in open_deliveries}
     stats = attempt_stats_by_webhook(
         since=now - timedelta(hours=24), until=now + timedelta(seconds=1), webhook_id=webhook_id
-    )
+    ) if last_day else {}
     rows = []
     for webhook in webhooks:
         backlog = pending_by_webhook.get(webhook.pk, Backlog())

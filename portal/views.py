@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import markdown
+from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
 from django.http import (
@@ -40,18 +41,19 @@ from deliveries.selectors import (
     webhook_last_accepted,
     webhooks_health,
 )
-from deliveries.services import DeliveryError, TooSoon
+from deliveries.services import DeliveryError, ScopeError, TooSoon, UnknownInstitutes
 from deliveries.services.partner import (
     partner_delivery_resend,
     partner_pause,
     partner_resume,
     partner_resync,
+    partner_scope_change,
     partner_secret_rotate,
     partner_test_send,
     partner_url_change,
 )
 from portal.services import PortalLinkRefused, portal_link_redeem
-from webhooks.models import Webhook, WebhookAction
+from webhooks.models import ScopeObjects, Webhook, WebhookAction
 from webhooks.secrets import secret_fingerprint
 from webhooks.services import Actor, WebhookError
 
@@ -60,6 +62,12 @@ PAGE_SIZE = 25
 ATTEMPTS_SHOWN = 50
 STATES = tuple(Delivery.State.values)
 DOCS_DIRECTORY = Path(settings.BASE_DIR) / "docs"
+
+# Up to this many institutes in the catalogue, the scope form lists them to pick from;
+# beyond, it takes their ids, comma-separated (a list of thousands is no form for people).
+SCOPE_CHOICES_LIMIT = 200
+# Institutes named on a page; a larger scope is counted after these.
+SCOPE_NAMES_SHOWN = 20
 
 # Scripts and styles from this site only, no inline code, no frames, forms posting here:
 # whatever a partner's answer holds is shown as text and can never run.
@@ -155,6 +163,52 @@ def _own_webhook(request: HttpRequest, webhook_id: int) -> Webhook:
     return webhook
 
 
+def _institutes():
+    # Looked up by name, not imported: the catalogue lies above the portal (as in the
+    # webhooks' admin). Only names and ids are read.
+    return apps.get_model("catalog", "Institute").objects.order_by("name", "id")
+
+
+def _scopes(webhooks: list[Webhook]) -> dict[int, dict]:
+    """Each webhook's scope in words: its institutes by name (the first
+    SCOPE_NAMES_SHOWN, in one query for all of them) or the whole catalogue, and the kinds
+    of object."""
+    shown = {webhook.pk: sorted(webhook.scope_institutes)[:SCOPE_NAMES_SHOWN]
+             for webhook in webhooks if webhook.scope_institutes is not None}
+    wanted = {institute for ids in shown.values() for institute in ids}
+    names = dict(_institutes().filter(pk__in=wanted).values_list("pk", "name")) if wanted else {}
+    scopes = {}
+    for webhook in webhooks:
+        institutes = webhook.scope_institutes
+        scopes[webhook.pk] = {
+            "whole": institutes is None,
+            "count": 0 if institutes is None else len(set(institutes)),
+            # An institute deleted since stays in the scope (its destroy still goes out).
+            "names": [names.get(pk, f"institute {pk} (deleted)")
+                      for pk in shown.get(webhook.pk, [])],
+            "more": 0 if institutes is None else max(0, len(set(institutes)) - SCOPE_NAMES_SHOWN),
+            "objects": webhook.get_scope_objects_display(),
+        }
+    return scopes
+
+
+def _scope_asked(request: HttpRequest) -> tuple[list[int] | None, str]:
+    """The scope the form asks for: the institutes picked (`institutes`, repeated) or
+    typed (`institute_ids`, comma-separated), none meaning the whole catalogue; and the
+    kinds of object. Raises ScopeError naming what is not an id or a kind."""
+    raw = [*request.POST.getlist("institutes"),
+           *request.POST.get("institute_ids", "").replace(";", ",").split(",")]
+    raw = [part.strip() for part in raw if part.strip()]
+    bad = [part for part in raw if not part.isdigit() or len(part) > 18]
+    if bad:
+        raise ScopeError("institutes must be ids (whole numbers), comma-separated; not "
+                         + ", ".join(f"“{part[:20]}”" for part in bad[:5]))
+    objects = request.POST.get("objects", ScopeObjects.ALL)
+    if objects not in ScopeObjects.values:
+        raise ScopeError(f"objects must be one of {', '.join(ScopeObjects.values)}")
+    return (sorted({int(part) for part in raw}) or None), objects
+
+
 def _webhook_url(webhook_id: int) -> str:
     return reverse("portal:webhook", args=[webhook_id])
 
@@ -226,11 +280,14 @@ def signed_out(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     rows = []
-    for webhook in api_key_webhooks(api_key=request.portal.api_key):
+    webhooks = list(api_key_webhooks(api_key=request.portal.api_key))
+    scopes = _scopes(webhooks)
+    for webhook in webhooks:
         for health in webhooks_health(now=now, webhook_id=webhook.pk):
             waiting = health.open_delivery
             rows.append({
                 "health": health,
+                "scope": scopes[webhook.pk],
                 "age": health.oldest_pending_age(now),
                 "last": webhook_last_accepted(webhook_id=webhook.pk),
                 "open_age": now - waiting.created_at if waiting else None,
@@ -283,6 +340,8 @@ def webhook_page(request: HttpRequest, webhook_id: int) -> HttpResponse:
         "age": health.oldest_pending_age(now),
         "open_age": now - health.open_delivery.created_at if health.open_delivery else None,
         "last": webhook_last_accepted(webhook_id=webhook.pk),
+        "scope": _scopes([webhook])[webhook.pk],
+        "scope_form": _scope_form(webhook) if request.portal.can_act else None,
         "fingerprint": secret_fingerprint(webhook.secret),
         "previous_fingerprint": secret_fingerprint(webhook.previous_secret)
         if webhook.previous_secret and webhook.previous_secret_expires_at
@@ -297,6 +356,23 @@ def webhook_page(request: HttpRequest, webhook_id: int) -> HttpResponse:
         "filter_errors": errors,
         "filtered": bool(state or day_from or day_to),
     })
+
+
+def _scope_form(webhook: Webhook) -> dict:
+    """The scope form's choices: the institutes to pick from while they are few (None:
+    type their ids), and the kinds of object."""
+    chosen = set(webhook.scope_institutes or ())
+    institutes = list(_institutes().values_list("pk", "name")[:SCOPE_CHOICES_LIMIT + 1])
+    return {
+        # Tall enough to read as a list to pick from (a list of one looks like a menu).
+        "size": min(max(len(institutes), 3), 8),
+        "choices": None if len(institutes) > SCOPE_CHOICES_LIMIT else [
+            {"id": pk, "name": name, "chosen": pk in chosen} for pk, name in institutes
+        ],
+        "ids": ", ".join(str(pk) for pk in sorted(chosen)),
+        "objects": [{"value": value, "label": label, "chosen": value == webhook.scope_objects}
+                    for value, label in ScopeObjects.choices],
+    }
 
 
 @portal_view
@@ -376,7 +452,8 @@ def resend(request: HttpRequest, webhook_id: int, message_id: str) -> HttpRespon
 
 @portal_view(act=True)
 def act(request: HttpRequest, webhook_id: int, action: str) -> HttpResponse:
-    """The webhook page's buttons: test, resync, pause, resume, rotate-secret, change-url."""
+    """The webhook page's buttons: test, resync, pause, resume, rotate-secret, change-url,
+    change-scope."""
     webhook = _own_webhook(request, webhook_id)
     actor = request.portal.actor
     try:
@@ -399,6 +476,12 @@ def act(request: HttpRequest, webhook_id: int, action: str) -> HttpResponse:
                 "secret": rotated.secret, "message": rotated.message,
                 "fingerprint": secret_fingerprint(rotated.secret),
             })
+        elif action == "change-scope":
+            institute_ids, objects = _scope_asked(request)
+            _, message = partner_scope_change(
+                webhook_id=webhook.pk, institute_ids=institute_ids, objects=objects,
+                actor=actor,
+            )
         elif action == "change-url":
             message = partner_url_change(
                 webhook_id=webhook.pk, url=request.POST.get("url", ""), actor=actor
@@ -407,6 +490,14 @@ def act(request: HttpRequest, webhook_id: int, action: str) -> HttpResponse:
             raise Http404
     except TooSoon as error:
         return _done(request, webhook.pk, str(error), ok=False)
+    except UnknownInstitutes as error:
+        return _done(request, webhook.pk, (
+            f"No institute has the id{'s' if len(error.institute_ids) > 1 else ''} "
+            f"{', '.join(map(str, error.institute_ids))}: the scope was not changed."
+        ), ok=False)
+    except ScopeError as error:
+        return _done(request, webhook.pk,
+                     f"The scope was not changed: {error}.", ok=False)
     except (DeliveryError, WebhookError) as error:
         text = str(error)
         return _done(request, webhook.pk, text[:1].upper() + text[1:], ok=False)

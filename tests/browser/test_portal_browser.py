@@ -136,6 +136,11 @@ def test_a_partner_finds_a_failed_delivery_fixes_it_and_resends(
     assert "Media Partner shop" in browser.title
     assert failing.message_id in page.find("#deliveries").text
     screenshot(browser, screenshots / "portal-webhook.png")
+    # The partner narrows the scope to the one institute it sells (a multi-select).
+    Select(page.find("#scope-institutes")).select_by_visible_text(f"Academy ({institute.pk})")
+    page.click_and_load(page.find("button[value=change-scope]"))
+    assert "Scope set to 1 institute (all): queued an import of 0" in page.text()
+    assert page.find("#scope").text == "1 institute: Academy; institutes and trainings"
     page.click_and_load(page.link(failing.message_id))
     attempts = page.find("#attempts").text
     assert "HTTP 503" in attempts and "shop database unavailable" in attempts

@@ -1,5 +1,10 @@
+from datetime import timedelta
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.services import dispatch_tick, webhook_deliver
@@ -54,3 +59,28 @@ def test_the_webhook_list_shows_pending_changes_and_health(admin_client, history
     assert "failing since" in page
     assert '<td class="field-pending_changes">1</td>' in page, "one change waits behind the batch"
     assert history.secret not in page, "secrets never appear in the list"
+
+
+def test_the_webhook_list_shows_what_waits_and_the_lag_without_a_query_per_row(
+    admin_client, history, partner
+):
+    record("update", "training", 8, 1)
+    dispatch_tick()
+    # The open (failing) batch holds the oldest entry not accepted: the lag counts from it.
+    Delivery.objects.filter(webhook=history).update(
+        created_at=timezone.now() - timedelta(hours=2, minutes=5)
+    )
+    url = reverse("admin:webhooks_webhook_changelist")
+    page = admin_client.get(url).content.decode()
+    assert '<td class="field-waiting">2</td>' in page, "one pending, one in the open batch"
+    assert '<td class="field-lag">2\xa0hours, 5\xa0minutes</td>' in page
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(url)
+    for n in range(3):
+        Webhook.objects.create(name=f"More {n}", url=partner.url_for(f"/{n}"))
+    record("update", "training", 9, 1)
+    dispatch_tick()
+    with CaptureQueriesContext(connection) as many:
+        page = admin_client.get(url).content.decode()
+    assert page.count('<td class="field-lag">') == 4
+    assert len(many) == len(few)

@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apikeys.services import api_key_create
+from catalog.models import Institute
 from deliveries.models import Delivery
 from portal.models import PortalLink
 from portal.services import (
@@ -22,7 +23,7 @@ from portal.services import (
     portal_link_redeem,
     portal_token_hash,
 )
-from tests.deliveries.helpers import deliver, record
+from tests.deliveries.helpers import collect, deliver, record
 from tests.support.partner import Behaviour, status
 from webhooks.models import Webhook, WebhookAction
 from webhooks.secrets import secret_fingerprint
@@ -459,3 +460,105 @@ def test_a_delivery_page_shows_the_latest_attempts_only(our_key, ours):
     page = client.get(f"/portal/webhooks/{ours.pk}/deliveries/msg_many/").content.decode()
     assert "answer 60" in page and "answer 11" in page and "answer 10" not in page
     assert "10 earlier ones not shown" in page
+
+
+# --- Scopes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def institutes(ours) -> list[Institute]:
+    made = [Institute.objects.create(name=name) for name in ("Alpha", "Beta", "Gamma")]
+    collect()
+    return made
+
+
+def test_the_scope_shows_in_words_and_an_acting_link_changes_it(our_key, ours, institutes):
+    alpha, beta, gamma = institutes
+    client = signed_in(our_key, can_act=True)
+    page = f"/portal/webhooks/{ours.pk}/"
+    home = client.get("/portal/").content.decode()
+    assert "the whole catalogue; institutes and trainings" in home
+    form = client.get(page).content.decode()
+    assert f'<option value="{gamma.pk}">Gamma ({gamma.pk})</option>' in form
+    response = csrf_post(client, page, page + "change-scope",
+                         institutes=[alpha.pk, beta.pk], objects="training")
+    assert response.status_code == 302
+    ours.refresh_from_db()
+    assert (ours.scope_institutes, ours.scope_objects) == ([alpha.pk, beta.pk], "training")
+    text = client.get(page).content.decode()
+    # The kinds changed: the whole new scope is imported; Gamma left.
+    assert ("Scope set to 2 institutes (training): queued an import of 2 and a destroy of 1 "
+            "institutes") in text
+    assert "2 institutes: Alpha, Beta; trainings only" in text
+    assert f'<option value="{alpha.pk}" selected>' in text
+    assert "2 institutes: Alpha, Beta; trainings only" in client.get("/portal/").content.decode()
+    action = WebhookAction.objects.get(webhook=ours)
+    assert (action.channel, action.action, action.api_key_id) == (
+        "portal", "change_scope", our_key.pk)
+    assert action.outcome.startswith("Scope set to 2 institutes")
+
+
+def test_many_institutes_are_typed_as_ids_and_unknown_ones_are_named(
+    our_key, ours, institutes, monkeypatch
+):
+    monkeypatch.setattr("portal.views.SCOPE_CHOICES_LIMIT", 2)
+    alpha, beta, _ = institutes
+    client = signed_in(our_key, can_act=True)
+    page = f"/portal/webhooks/{ours.pk}/"
+    assert 'name="institute_ids"' in client.get(page).content.decode()
+    csrf_post(client, page, page + "change-scope", institute_ids="12, abc", objects="all")
+    assert ("The scope was not changed: institutes must be ids (whole numbers), "
+            "comma-separated; not “abc”") in client.get(page).content.decode()
+    csrf_post(client, page, page + "change-scope",
+              institute_ids=f"{alpha.pk}, 999998,999999", objects="all")
+    assert ("No institute has the ids 999998, 999999: the scope was not changed."
+            in client.get(page).content.decode())
+    ours.refresh_from_db()
+    assert ours.scope_institutes is None and not WebhookAction.objects.exists()
+    csrf_post(client, page, page + "change-scope",
+              institute_ids=f" {beta.pk} ;{alpha.pk}", objects="all")
+    ours.refresh_from_db()
+    assert ours.scope_institutes == [alpha.pk, beta.pk]
+    assert f'value="{alpha.pk}, {beta.pk}"' in client.get(page).content.decode()
+
+
+def test_a_scope_change_that_imports_is_limited_as_a_resync(our_key, ours, institutes):
+    alpha, _, _ = institutes
+    client = signed_in(our_key, can_act=True)
+    page = f"/portal/webhooks/{ours.pk}/"
+    csrf_post(client, page, page + "resync")
+    csrf_post(client, page, page + "change-scope", institutes=[alpha.pk], objects="institute")
+    text = client.get(page).content.decode()
+    assert "ask again in" in text and "widened scope" in text
+    ours.refresh_from_db()
+    assert (ours.scope_institutes, ours.scope_objects) == (None, "all")
+    # Narrowing imports nothing: it is not limited.
+    csrf_post(client, page, page + "change-scope", institutes=[alpha.pk], objects="all")
+    text = client.get(page).content.decode()
+    assert "queued an import of 0 and a destroy of 2 institutes" in text
+    assert list(WebhookAction.objects.filter(webhook=ours).order_by("at", "id")
+                .values_list("action", flat=True)) == ["resync", "change_scope"]
+
+
+def test_a_read_only_link_shows_the_scope_but_no_form_and_refuses_a_change(
+    our_key, ours, institutes
+):
+    reader = signed_in(our_key, can_act=False)
+    page = f"/portal/webhooks/{ours.pk}/"
+    text = reader.get(page).content.decode()
+    assert "the whole catalogue" in text and "change-scope" not in text
+    response = csrf_post(reader, page, page + "change-scope",
+                         institutes=[institutes[0].pk], objects="all")
+    assert response.status_code == 403
+    ours.refresh_from_db()
+    assert ours.scope_institutes is None and not WebhookAction.objects.exists()
+
+
+def test_another_partners_scope_is_404(our_key, ours, theirs, institutes):
+    client = signed_in(our_key, can_act=True)
+    page = f"/portal/webhooks/{ours.pk}/"
+    response = csrf_post(client, page, f"/portal/webhooks/{theirs.pk}/change-scope",
+                         institutes=[institutes[0].pk], objects="all")
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.scope_institutes is None and not WebhookAction.objects.exists()
