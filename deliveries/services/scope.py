@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from changes.kinds import INSTITUTE
-from changes.models import Action
+from changes.models import Action, Change
 from changes.services import ChangeEntry, catalogue_ids, changes_record
 from core.logfmt import logfmt
 from deliveries.models import StreamEntry, StreamHead, WebhookCursor
@@ -264,7 +264,7 @@ def webhook_scope_change(
         destroyed = changes_record(
             entries=(
                 ChangeEntry(INSTITUTE.name, institute_id, Action.DESTROY)
-                for institute_id in _left(had, wanted)
+                for institute_id in _left(webhook.pk, had, wanted)
             ),
             webhook_id=webhook.pk,
         )
@@ -295,10 +295,32 @@ def _imports(
     return catalogue_ids(institute_ids=entered) if entered else None
 
 
-def _left(had: set[int] | None, wanted: list[int] | None) -> Iterator[int]:
+def _left(webhook_id: int, had: set[int] | None, wanted: list[int] | None) -> Iterator[int]:
     if wanted is None:
         return iter(())
     keep = set(wanted)
     if had is None:
-        return (institute for institute in catalogue_ids() if institute not in keep)
+        # From the whole catalogue: every institute the partner may hold leaves, and that
+        # is not only those that exist. One deleted whose destroy has not reached the
+        # partner yet (in the stream after its cursor, or not collected yet) is held
+        # still, and the new scope would no longer read that destroy. The catalogue is
+        # read first: a delete committed after that read is then in the second.
+        existing = set(catalogue_ids())
+        return iter(sorted((existing | _institutes_waiting(webhook_id)) - keep))
     return iter(sorted(had - keep))
+
+
+def _institutes_waiting(webhook_id: int) -> set[int]:
+    """The institutes of the stream rows after the webhook's cursor and of the changes for
+    every webhook not collected yet, in one statement (one snapshot: a change the
+    collector moves into the stream meanwhile is seen in one place or the other)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT institute_id FROM {StreamEntry._meta.db_table} WHERE seq > (SELECT seq "
+            f"FROM {WebhookCursor._meta.db_table} WHERE webhook_id = %s) "
+            f"UNION SELECT {INSTITUTE_KEY_SQL} FROM {Change._meta.db_table} "
+            f"WHERE webhook_id IS NULL",
+            [webhook_id],
+        )
+        # 0: a training change that named no institute, which no scope holds.
+        return {row[0] for row in cursor.fetchall()} - {0}

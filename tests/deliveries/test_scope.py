@@ -400,3 +400,24 @@ def _aware(value):
     from deliveries.services.collect import aware_converter
 
     return aware_converter()(value)
+
+
+@pytest.mark.parametrize("collected", [True, False], ids=["in the stream", "not collected yet"])
+def test_narrowing_the_whole_catalogue_destroys_an_institute_deleted_before_its_destroy_was_sent(
+    catalogue, collected
+):
+    # The partner holds the whole catalogue; an institute is deleted, and before its
+    # destroy reaches the partner the scope narrows to another institute. The deleted
+    # institute is no longer in the catalogue, yet the partner still holds it and its
+    # trainings, and the new scope no longer reads its destroy waiting in the stream:
+    # the narrowing itself must destroy it.
+    a, b, _, _ = catalogue
+    partner = webhook("p")
+    training, gone = training_of(a), a.pk
+    a.delete()
+    if collected:
+        collect()
+    webhook_scope_change(webhook_id=partner.pk, institute_ids=[b.pk], objects=ScopeObjects.ALL)
+    sent = keys(next_batch(partner))
+    assert ("destroy", "institute", gone) in sent, sent
+    assert ("destroy", "training", training.pk) not in sent  # outside the new scope: not read
