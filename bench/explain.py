@@ -101,7 +101,6 @@ def main() -> None:
     from deliveries.http import SendResult
     from deliveries.models import DeliveryBody
     from deliveries.services import changes_collect, delivery_claim, delivery_record, webhooks_due
-    from deliveries.services import collect as collect_module
     from webhooks.models import Webhook
 
     webhook_ids = webhooks_create(base_url="http://127.0.0.1:9", count=WEBHOOKS)
@@ -157,7 +156,7 @@ def main() -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
-    out.append(f"Collecting all {CHANGES:,} changes into {WEBHOOKS} webhooks' entries "
+    out.append(f"Collecting all {CHANGES:,} changes into the change stream "
                f"took {collected:.1f} s.\n")
     out.append(section("Due webhooks (`webhooks_due`, once per tick)",
                        explained(statements_of(webhooks_due))))
@@ -173,8 +172,7 @@ def main() -> None:
     record_statements = everything[len(claim_statements):]
     out.append(section("Record (`delivery_record`)",
                        explained(record_statements, prepare=claim_statements)))
-    out.append(f"_{timezone.now():%Y-%m-%d %H:%M} UTC; temporary table: "
-               f"`{collect_module._CLAIMED}`._\n")
+    out.append(f"_{timezone.now():%Y-%m-%d %H:%M} UTC._\n")
     print("\n".join(out))
 
 
