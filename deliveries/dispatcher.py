@@ -9,18 +9,11 @@ nothing else.
 """
 
 import logging
-import time
-
-from django.conf import settings
-from django.db import connection
 
 from deliveries.engine import Engine
-from deliveries.services import deliveries_prune, dispatch_collect
+from deliveries.services import PeriodicRunner
 
 logger = logging.getLogger("springhook.dispatcher")
-# Each tick collects recorded changes for at most this long (seconds), so that recording
-# finished attempts and claiming new ones never waits long behind a big import.
-COLLECT_BUDGET = 0.5
 
 
 class Dispatcher:
@@ -29,7 +22,9 @@ class Dispatcher:
             sends_in_flight=sends_in_flight, tick_seconds=tick_seconds, tick=self.tick
         )
         self.tick_seconds = tick_seconds
-        self.next_prune_at = time.monotonic()  # at the first tick, then every prune period
+        # The periodic jobs (deliveries.services.periodic): the tick's at every tick, prune
+        # at the first tick and then every WEBHOOK_PRUNE_SECONDS.
+        self.periodic = PeriodicRunner(periods={"WEBHOOK_TICK_SECONDS": tick_seconds})
 
     def run(self) -> None:
         logger.info("dispatcher started (tick %.2fs, %d sends in flight at most)",
@@ -41,15 +36,4 @@ class Dispatcher:
         self.engine.stop()
 
     def tick(self) -> None:
-        dispatch_collect(time_budget=COLLECT_BUDGET)
-        self._prune_when_due()
-
-    def _prune_when_due(self) -> None:
-        if time.monotonic() < self.next_prune_at:
-            return
-        self.next_prune_at = time.monotonic() + settings.WEBHOOK_PRUNE_SECONDS
-        try:
-            deliveries_prune(time_budget=2.0)
-        except Exception:
-            logger.exception("pruning old deliveries failed; retrying at the next period")
-            connection.close()
+        self.periodic.run_due()

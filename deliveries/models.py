@@ -1,5 +1,7 @@
 import hashlib
+import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import connections, models
 from django.db.models import Q
@@ -181,10 +183,38 @@ class DeliveryBody(models.Model):
         return self.digest[:12]
 
 
+# The delivery state machine, in SQL (DeliveryQuerySet) and in Python (Delivery.is_*),
+# held equal by tests/deliveries/test_models.py over random rows:
+#   open  not accepted yet (OPEN_DELIVERY);
+#   held  open and leased by a worker whose lease has not expired (an attempt in flight);
+#   due   open, not held, and its attempt time reached (none set: at once): a claim takes it.
+# The transitions (Delivery.lease, accept, fail, make_due) are the only writers of the
+# state and lease columns.
+
+
+def _held_q(now: datetime) -> Q:
+    return Q(lease_expires_at__gt=now)
+
+
+def _due_q(now: datetime) -> Q:
+    return Q(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now),
+    )
+
+
 class DeliveryQuerySet(models.QuerySet):
     def open(self) -> "DeliveryQuerySet":
         """Deliveries not accepted yet (at most one per webhook): pending or failing."""
         return self.filter(OPEN_DELIVERY)
+
+    def held(self, now: datetime) -> "DeliveryQuerySet":
+        """Open deliveries whose attempt is in flight: leased, the lease not expired."""
+        return self.filter(OPEN_DELIVERY, _held_q(now))
+
+    def due(self, now: datetime) -> "DeliveryQuerySet":
+        """Open deliveries a claim may take now: not held, their attempt time reached."""
+        return self.filter(OPEN_DELIVERY, _due_q(now))
 
     def bulk_create(self, objs, *args, **kwargs) -> list["Delivery"]:
         # Deliveries made with `payload=` store their bodies first, each distinct one once
@@ -272,6 +302,52 @@ class Delivery(models.Model):
             self.body = DeliveryBody.objects.store([self.body.payload])[self.body.payload]
             self._body_unsaved = False
         super().save(*args, **kwargs)
+
+    # The state machine on one row (see DeliveryQuerySet for the same rules in SQL).
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != self.State.DELIVERED
+
+    def is_held(self, now: datetime) -> bool:
+        return (self.is_open and self.lease_expires_at is not None
+                and self.lease_expires_at > now)
+
+    def is_due(self, now: datetime) -> bool:
+        return (self.is_open and not self.is_held(now)
+                and (self.next_attempt_at is None or self.next_attempt_at <= now))
+
+    # The columns each transition writes (for bulk_update and save(update_fields=...)).
+    LEASE_FIELDS = ("attempt_count", "lease_token", "lease_expires_at", "last_attempt_at")
+    MAKE_DUE_FIELDS = ("next_attempt_at",)
+
+    def lease(self, *, now: datetime, until: datetime) -> None:
+        """Take the delivery for one more attempt, held until `until` under a new token."""
+        self.attempt_count += 1
+        self.lease_token = uuid.uuid4().hex
+        self.lease_expires_at = until
+        self.last_attempt_at = now
+
+    def accept(self, *, now: datetime) -> None:
+        """The partner accepted it: closed, the lease released."""
+        self.state = self.State.DELIVERED
+        self.delivered_at = now
+        self.next_attempt_at = None
+        self._release()
+
+    def fail(self, *, retry_at: datetime) -> None:
+        """An attempt failed: retried at `retry_at`, the lease released."""
+        self.state = self.State.FAILING
+        self.next_attempt_at = retry_at
+        self._release()
+
+    def make_due(self, *, now: datetime) -> None:
+        """Retry at the next tick instead of at the backoff time (callers check is_held)."""
+        self.next_attempt_at = now
+
+    def _release(self) -> None:
+        self.lease_token = ""
+        self.lease_expires_at = None
 
     @property
     def payload(self) -> str:

@@ -1,6 +1,8 @@
 """Celery tasks: thin wrappers that take ids and call the services or the engine.
 
-Beat runs `dispatch_tick_task` every WEBHOOK_TICK_SECONDS; it enqueues one
+Beat runs `dispatch_tick_task` every WEBHOOK_TICK_SECONDS (the tick's periodic jobs, then
+the webhooks with an attempt due) and `deliveries_prune_task` every WEBHOOK_PRUNE_SECONDS,
+both from the table in deliveries.services.periodic. The tick enqueues one
 `deliveries_send_task` per WEBHOOKS_PER_TASK webhooks with an attempt due, and each task
 runs the delivery engine (deliveries.engine) over its webhooks: their batches are claimed
 together, sent concurrently on the worker process's send loop and recorded together, until
@@ -16,7 +18,8 @@ from celery import shared_task
 from django.conf import settings
 
 from deliveries.engine import Engine
-from deliveries.services import deliveries_prune, dispatch_tick
+from deliveries.periodic import PRUNE_TASK, TICK_TASK
+from deliveries.services import dispatch_tick, periodic_jobs_run
 
 # Marks a webhook whose delivery task is queued and has not started yet.
 _QUEUED_KEY = "springhook:deliver-queued:{}"
@@ -28,7 +31,9 @@ WEBHOOKS_PER_TASK = 20
 TASK_TIME_BUDGET = 10.0
 
 
-@shared_task(name="deliveries.dispatch_tick")
+# Beat schedules the periodic tasks from one table (deliveries.services.periodic), the one
+# the embedded dispatcher runs too.
+@shared_task(name=TICK_TASK)
 def dispatch_tick_task() -> int:
     due = dispatch_tick()
     # A task still queued after a few ticks is stale: a later tick has enqueued anew.
@@ -59,9 +64,9 @@ def deliveries_send_task(webhook_ids: list[int]) -> int:
     return engine.run(until_idle=True, time_budget=TASK_TIME_BUDGET)
 
 
-@shared_task(name="deliveries.prune")
+@shared_task(name=PRUNE_TASK)
 def deliveries_prune_task() -> int:
-    return deliveries_prune()
+    return periodic_jobs_run(task=PRUNE_TASK)["prune"]
 
 
 # A webhook stays due until its task has run, so without this every tick queued another

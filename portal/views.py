@@ -395,7 +395,7 @@ def delivery_page(request: HttpRequest, webhook_id: int, message_id: str) -> Htt
         # has hundreds); the earlier ones are counted.
         "attempts": attempts[-ATTEMPTS_SHOWN:],
         "earlier_attempts": max(0, len(attempts) - ATTEMPTS_SHOWN),
-        "resendable": delivery.state != Delivery.State.DELIVERED,
+        "resendable": delivery.is_open,
     })
 
 

@@ -90,16 +90,13 @@ def logging_setup(loglevel: int | str | None = None, **kwargs) -> None:
 
 @app.on_after_configure.connect
 def beat_schedule(sender: Celery, **kwargs) -> None:
-    from django.conf import settings
+    # The periodic jobs' table, the one the embedded dispatcher runs too: each of its tasks
+    # every period.
+    from deliveries.periodic import periodic_task_periods
 
-    tick = settings.WEBHOOK_TICK_SECONDS
-    sender.add_periodic_task(
-        tick, sender.signature("deliveries.dispatch_tick"), name="dispatch tick",
-        # A tick nobody ran in time is superseded by the next one.
-        expires=max(tick, 1.0),
-    )
-    # Retention: accepted deliveries older than WEBHOOK_RETENTION_DAYS, in small batches.
-    prune = settings.WEBHOOK_PRUNE_SECONDS
-    sender.add_periodic_task(
-        prune, sender.signature("deliveries.prune"), name="prune deliveries", expires=prune,
-    )
+    for task, period in periodic_task_periods().items():
+        sender.add_periodic_task(
+            period, sender.signature(task), name=task,
+            # A run nobody started in time is superseded by the next one.
+            expires=max(period, 1.0),
+        )

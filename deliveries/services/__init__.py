@@ -13,6 +13,8 @@ operations  what operators and partners ask for: retry now, a test event, a resy
             a replay
 scope       which part of the stream a webhook reads; what a changed scope sends
 retention   old accepted deliveries deleted
+periodic    the periodic jobs (heartbeat, collect, notify, prune; the table that the
+            embedded dispatcher and Celery beat both read: deliveries.periodic) run
 dispatch    the steps put together: the tick and one webhook's deliveries (the engine,
             deliveries.engine, runs claim, send and record for many webhooks at once)
 
@@ -36,12 +38,7 @@ from deliveries.services.claim import (
     webhook_signing_secrets,
 )
 from deliveries.services.collect import action_merge, changes_collect, changes_fold
-from deliveries.services.dispatch import (
-    dispatch_collect,
-    dispatch_tick,
-    dispatcher_heartbeat_record,
-    webhook_deliver,
-)
+from deliveries.services.dispatch import dispatch_tick, webhook_deliver
 from deliveries.services.errors import DeliveryError, ResyncTooSoon, TestTooSoon, TooSoon
 from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify
 from deliveries.services.operations import (
@@ -51,6 +48,11 @@ from deliveries.services.operations import (
     webhook_replay,
     webhook_resync,
     webhook_retry_now,
+)
+from deliveries.services.periodic import (
+    PeriodicRunner,
+    dispatcher_heartbeat_record,
+    periodic_jobs_run,
 )
 from deliveries.services.record import (
     RETRY_AFTER_CAP,
@@ -77,6 +79,7 @@ __all__ = [
     "USER_AGENT",
     "BatchEntry",
     "Claim",
+    "PeriodicRunner",
     "DeliveryError",
     "ResyncTooSoon",
     "TestTooSoon",
@@ -102,11 +105,11 @@ __all__ = [
     "delivery_test_send",
     "delivery_tests_drop",
     "test_interval_take",
-    "dispatch_collect",
     "dispatch_tick",
     "dispatcher_heartbeat_record",
     "lease_seconds",
     "message_id_generate",
+    "periodic_jobs_run",
     "retry_delay",
     "scoped_cursors_advance",
     "stream_filter",

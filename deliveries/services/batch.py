@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from changes.models import Action
@@ -252,17 +252,9 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
     cursor, not once per webhook."""
     now = now or timezone.now()
     batch_size = settings.WEBHOOK_BATCH_SIZE
-    open_deliveries = Delivery.objects.filter(webhook=OuterRef("pk")).exclude(
-        state=Delivery.State.DELIVERED
-    )
     rows = Webhook.objects.filter(is_active=True).annotate(
-        open_due=Exists(
-            open_deliveries.filter(
-                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-                Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now),
-            )
-        ),
-        has_open=Exists(open_deliveries),
+        open_due=Exists(Delivery.objects.due(now).filter(webhook=OuterRef("pk"))),
+        has_open=Exists(Delivery.objects.open().filter(webhook=OuterRef("pk"))),
         cursor=Subquery(
             WebhookCursor.objects.filter(webhook=OuterRef("pk")).values("seq")[:1]
         ),

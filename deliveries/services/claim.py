@@ -8,7 +8,6 @@ same `webhook-id`.
 """
 
 import secrets as secrets_module
-import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -123,13 +122,8 @@ def deliveries_claim(
             .order_by("pk")
             .select_for_update(no_key=True, of=("self",))
         } if webhooks else {}
-        retries = []
-        for delivery in open_deliveries.values():
-            if delivery.lease_expires_at is not None and delivery.lease_expires_at > now:
-                continue  # in flight
-            if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
-                continue  # waiting for its retry
-            retries.append(delivery)
+        # Not the ones in flight or waiting for their retry.
+        retries = [delivery for delivery in open_deliveries.values() if delivery.is_due(now)]
         lapsed = [delivery.pk for delivery in retries if delivery.lease_token]
         if lapsed:
             # The last holder neither finished nor renewed: its worker died mid-send.
@@ -144,14 +138,9 @@ def deliveries_claim(
         opened = _deliveries_open(webhooks=idle, now=now, force_ids=force_ids) if idle else []
         lease_expires_at = now + timedelta(seconds=lease_seconds())
         for delivery in retries:
-            delivery.attempt_count += 1
-            delivery.lease_token = uuid.uuid4().hex
-            delivery.lease_expires_at = lease_expires_at
-            delivery.last_attempt_at = now
+            delivery.lease(now=now, until=lease_expires_at)
         if retries:
-            Delivery.objects.bulk_update(
-                retries, ["attempt_count", "lease_token", "lease_expires_at", "last_attempt_at"]
-            )
+            Delivery.objects.bulk_update(retries, Delivery.LEASE_FIELDS)
         claimed = sorted([*retries, *opened], key=lambda delivery: delivery.webhook_id)
         attempts = DeliveryAttempt.objects.bulk_create(
             DeliveryAttempt(
@@ -207,19 +196,15 @@ def _deliveries_open(
     lease_expires_at = now + timedelta(seconds=lease_seconds())
     deliveries = []
     for webhook_id, entries in sorted(taken.items()):
-        deliveries.append(
-            Delivery(
-                webhook_id=webhook_id,
-                message_id=message_id_generate(),
-                body=bodies[rendered[id(entries)]],
-                entry_count=len(entries),
-                next_attempt_at=now,
-                attempt_count=1,
-                lease_token=uuid.uuid4().hex,
-                lease_expires_at=lease_expires_at,
-                last_attempt_at=now,
-            )
+        delivery = Delivery(
+            webhook_id=webhook_id,
+            message_id=message_id_generate(),
+            body=bodies[rendered[id(entries)]],
+            entry_count=len(entries),
+            next_attempt_at=now,
         )
+        delivery.lease(now=now, until=lease_expires_at)
+        deliveries.append(delivery)
     return Delivery.objects.bulk_create(deliveries)
 
 

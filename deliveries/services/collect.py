@@ -236,7 +236,7 @@ def _collect(limit: int | None) -> int:
             return 0
         webhooks = list(Webhook.objects.values_list("id", "created_at"))
         if webhooks:
-            _fan_out(cursor, rows, webhooks, head)
+            _collect_in_python(cursor, rows, webhooks, head)
         _delete_changes(cursor, change_table, [row[0] for row in rows])
     return len(rows)
 
@@ -386,10 +386,10 @@ _PENDING_UPSERT_SQL = f"""
 """
 
 
-def _fan_out(
+def _collect_in_python(
     cursor, rows: list[Sequence], webhooks: list[tuple[int, datetime]], head: int
 ) -> None:
-    """The same as _collect_in_sql, folded in Python (SQLite)."""
+    """The SQLite collector: the same as _collect_in_sql, folded in Python."""
     to_aware = aware_converter()
     created = [to_aware(row[5]) for row in rows]
     seqs = {row[0]: head + pos for pos, row in enumerate(rows, start=1)}

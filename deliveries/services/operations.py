@@ -42,16 +42,13 @@ def webhook_retry_now(*, webhook_id: int) -> bool:
         if webhook is None:
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         open_delivery = (
-            Delivery.objects.filter(webhook=webhook)
-            .exclude(state=Delivery.State.DELIVERED)
-            .select_for_update(no_key=True)
-            .first()
+            Delivery.objects.open().filter(webhook=webhook).select_for_update(no_key=True).first()
         )
         if open_delivery is None:
             return delivery_open(webhook=webhook, now=now, force=True) is not None
-        if open_delivery.lease_expires_at is None or open_delivery.lease_expires_at <= now:
-            open_delivery.next_attempt_at = now
-            open_delivery.save(update_fields=["next_attempt_at"])
+        if not open_delivery.is_held(now):
+            open_delivery.make_due(now=now)
+            open_delivery.save(update_fields=Delivery.MAKE_DUE_FIELDS)
         return True
 
 
@@ -76,9 +73,7 @@ def delivery_test_send(
             raise DeliveryError(f"webhook {webhook_id} does not exist")
         if not webhook.is_active:
             raise DeliveryError(f"{webhook} is paused: resume it to send a test event")
-        if Delivery.objects.filter(webhook=webhook).exclude(
-            state=Delivery.State.DELIVERED
-        ).exists():
+        if Delivery.objects.open().filter(webhook=webhook).exists():
             raise DeliveryError(
                 f"{webhook} has a batch waiting to be accepted; a test event can go once "
                 "it was (use retry now)"

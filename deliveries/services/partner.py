@@ -83,7 +83,7 @@ def partner_delivery_resend(*, webhook_id: int, message_id: str, actor: Actor) -
         )
         if delivery is None:
             raise DeliveryError(f"webhook {webhook_id} has no delivery {message_id}")
-        if delivery.state == Delivery.State.DELIVERED:
+        if not delivery.is_open:
             raise NotResendable(
                 f"Delivery {message_id} was accepted already: there is nothing to resend."
             )
@@ -92,12 +92,12 @@ def partner_delivery_resend(*, webhook_id: int, message_id: str, actor: Actor) -
                 "The webhook is paused: nothing is sent until you resume it, and then this "
                 "delivery goes out first."
             )
-        if delivery.lease_expires_at is not None and delivery.lease_expires_at > now:
+        if delivery.is_held(now):
             raise NotResendable(
                 f"Delivery {message_id} is being sent right now: see its attempts in a moment."
             )
-        delivery.next_attempt_at = now
-        delivery.save(update_fields=["next_attempt_at"])
+        delivery.make_due(now=now)
+        delivery.save(update_fields=Delivery.MAKE_DUE_FIELDS)
     message = (
         f"Resend queued: delivery {message_id} goes out again within a few seconds, "
         "with the same webhook-id."

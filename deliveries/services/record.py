@@ -264,26 +264,19 @@ def _results_write(
         idle: dict[int, Webhook] = {}
         for claim, result in results:
             delivery = deliveries.get(claim.delivery_id)
-            if delivery is None or delivery.state == Delivery.State.DELIVERED:
+            if delivery is None or not delivery.is_open:
                 continue  # pruned, or accepted by an attempt that outlived its lease
             delivery.last_status_code = result.status_code
             delivery.last_error_kind = result.error_kind
             if result.accepted:
                 if delivery.webhook_id in webhooks:
                     idle[delivery.webhook_id] = webhooks[delivery.webhook_id]
-                delivery.state = Delivery.State.DELIVERED
-                delivery.delivered_at = now
-                delivery.next_attempt_at = None
-                delivery.lease_token = ""
-                delivery.lease_expires_at = None
+                delivery.accept(now=now)
             elif delivery.lease_token == claim.lease_token:
                 retry_after = result.retry_after if result.status_code in (429, 503) else None
                 delay = retry_delay(failed_attempts=delivery.attempt_count,
                                     retry_after=retry_after)
-                delivery.state = Delivery.State.FAILING
-                delivery.next_attempt_at = now + timedelta(seconds=delay)
-                delivery.lease_token = ""
-                delivery.lease_expires_at = None
+                delivery.fail(retry_at=now + timedelta(seconds=delay))
             changed[delivery.pk] = delivery
         # Each webhook's health follows its last result in this flush.
         last = {claim.webhook_id: result for claim, result in results}

@@ -4,6 +4,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from changes.services import change_record
+from deliveries.engine import Engine
 from deliveries.http import SendResult
 from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
 from deliveries.selectors import webhooks_backlog
@@ -13,7 +14,6 @@ from deliveries.services import (
     delivery_claim,
     delivery_record,
     dispatch_tick,
-    webhook_deliver,
 )
 
 
@@ -40,10 +40,18 @@ def keys(entries: list[dict]) -> list[tuple[str, str, int]]:
     return [(entry["action"], entry["object"], entry["id"]) for entry in entries]
 
 
+def engine_run(*webhook_ids: int) -> int:
+    """The delivery engine that production runs (deliveries.engine), over these webhooks
+    until none of them has an attempt due; the number of attempts recorded."""
+    engine = Engine(sends_in_flight=len(webhook_ids), webhook_ids=list(webhook_ids),
+                    close_connection=False)
+    return engine.run(until_idle=True, time_budget=10.0)
+
+
 def deliver(webhook) -> int:
     """One dispatcher tick, then the webhook's due attempts; the number of attempts made."""
     dispatch_tick()
-    return webhook_deliver(webhook_id=webhook.pk)
+    return engine_run(webhook.pk)
 
 
 def make_retry_due(webhook) -> None:

@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services import dispatch_tick, webhook_deliver
-from tests.deliveries.helpers import record
+from deliveries.services import dispatch_tick
+from tests.deliveries.helpers import engine_run, record
 from tests.support.partner import status
 from webhooks.models import Webhook
 
@@ -19,7 +19,7 @@ def history(db, fast_delivery, partner):
     partner.then(status(500))
     record("update", "training", 7, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     return webhook
 
 

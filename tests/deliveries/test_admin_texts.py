@@ -7,9 +7,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import dispatch_tick, webhook_deliver
+from deliveries.services import dispatch_tick
 from deliveries.templatetags.delivery_format import duration
-from tests.deliveries.helpers import record
+from tests.deliveries.helpers import engine_run, record
 from tests.support.partner import status
 from webhooks.models import Webhook
 
@@ -41,7 +41,7 @@ def test_an_attempt_row_shows_its_outcome_and_a_readable_duration(admin_client, 
     partner.then(status(500))
     record("update", "training", 7, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhooks[0].pk)
+    engine_run(webhooks[0].pk)
     attempt = DeliveryAttempt.objects.get()
     DeliveryAttempt.objects.filter(pk=attempt.pk).update(duration=0.010225269000329718)
     page = admin_client.get(

@@ -13,8 +13,8 @@ import pytest
 
 from deliveries.http import webhook_post
 from deliveries.models import DeliveryAttempt
-from deliveries.services import dispatch_tick, webhook_deliver
-from tests.deliveries.helpers import record
+from deliveries.services import dispatch_tick
+from tests.deliveries.helpers import engine_run, record
 from tests.support.partner import Behaviour
 from tests.support.raw_partner import FRAMINGS, RawAnswer, RawPartner
 from webhooks.models import Webhook
@@ -35,7 +35,7 @@ def attempt_once(webhook) -> tuple[DeliveryAttempt, float]:
     record("update", "training", 7, 1)
     dispatch_tick()
     started = time.monotonic()
-    assert webhook_deliver(webhook_id=webhook.pk) == 1
+    assert engine_run(webhook.pk) == 1
     elapsed = time.monotonic() - started
     return DeliveryAttempt.objects.get(), elapsed
 
@@ -85,7 +85,7 @@ def test_the_connection_is_usable_again_after_a_deadline(webhook, partner):
 
     webhook_retry_now(webhook_id=webhook.pk)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     kinds = list(DeliveryAttempt.objects.order_by("number").values_list("error_kind", flat=True))
     assert kinds == ["timeout", ""]
 

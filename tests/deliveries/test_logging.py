@@ -4,8 +4,8 @@ import logging
 import re
 
 from core.logfmt import logfmt
-from deliveries.services import dispatch_tick, webhook_deliver, webhook_retry_now
-from tests.deliveries.helpers import record
+from deliveries.services import dispatch_tick, webhook_retry_now
+from tests.deliveries.helpers import engine_run, record
 from tests.support.partner import status
 from webhooks.models import Webhook
 from webhooks.services import webhook_pause, webhook_resume, webhook_secret_rotate
@@ -31,16 +31,16 @@ def test_a_full_send_and_rotation_log_structured_lines_without_secrets(
     record("update", "training", 7, 1)
     record("update", "training", 8, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)  # fails: webhook_failing
+    engine_run(webhook.pk)  # fails: webhook_failing
     webhook_retry_now(webhook_id=webhook.pk)
-    webhook_deliver(webhook_id=webhook.pk)  # accepted: webhook_recovered
+    engine_run(webhook.pk)  # accepted: webhook_recovered
     webhook_pause(webhook_id=webhook.pk)
     webhook_resume(webhook_id=webhook.pk)
     rotated = webhook_secret_rotate(webhook_id=webhook.pk)
     secrets.add(rotated.secret)
     record("update", "training", 9, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)  # signed with both secrets
+    engine_run(webhook.pk)  # signed with both secrets
 
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("springhook")]
     for message in messages:

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
 from deliveries.models import Delivery
-from deliveries.services import dispatch_tick, webhook_deliver
-from tests.deliveries.helpers import record
+from deliveries.services import dispatch_tick
+from tests.deliveries.helpers import engine_run, record
 from tests.support.partner import status
 from webhooks.models import Webhook
 
@@ -50,7 +50,7 @@ def test_the_operators_group_is_made_by_migration_with_exactly_its_permissions(d
 def test_an_operator_sees_webhooks_deliveries_and_the_dashboard(operator_client, webhook):
     record("update", "training", 7, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     delivery = Delivery.objects.get()
     operator_client.post(operate_url(webhook, "pause"))
     for url in [
@@ -195,7 +195,7 @@ def test_retry_now_makes_a_failing_batch_due_and_it_is_sent(operator_client, web
     partner.then(status(500))
     record("update", "training", 7, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     delivery = Delivery.objects.get()
     assert delivery.state == "failing" and webhook.pk not in dispatch_tick()
     response = operator_client.post(
@@ -204,7 +204,7 @@ def test_retry_now_makes_a_failing_batch_due_and_it_is_sent(operator_client, web
     )
     assert "Retry queued" in response.content.decode()
     assert webhook.pk in dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     delivery.refresh_from_db()
     assert delivery.state == "delivered" and len(partner.received) == 2
     assert partner.received[0].headers["webhook-id"] == partner.received[1].headers["webhook-id"]
@@ -219,7 +219,7 @@ def test_send_test_event_posts_a_signed_empty_batch_recorded_like_any(
     response = operator_client.post(operate_url(webhook, "send-test"), follow=True)
     assert "Test event" in response.content.decode()
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     delivery = Delivery.objects.get()
     assert delivery.is_test and delivery.state == "delivered" and delivery.attempts.count() == 1
     received = partner.received[0]
@@ -231,7 +231,7 @@ def test_a_test_event_waits_for_an_open_batch(operator_client, webhook, partner)
     partner.then(status(500))
     record("update", "training", 7, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     response = operator_client.post(operate_url(webhook, "send-test"), follow=True)
     assert "waiting to be accepted" in response.content.decode()
     assert Delivery.objects.filter(is_test=True).count() == 0

@@ -80,4 +80,4 @@ def test_the_embedded_dispatcher_prunes_at_its_first_tick(transactional_db, sett
     dispatcher = Dispatcher(sends_in_flight=1, tick_seconds=1)
     dispatcher.tick()
     assert not Delivery.objects.filter(message_id__startswith="old_", state="delivered").exists()
-    assert dispatcher.next_prune_at > 0
+    assert dispatcher.periodic.next_run_at["prune"] > 0

@@ -39,9 +39,9 @@ def test_healthz_is_ok_with_a_fresh_tick_and_no_broker(client, ticked, settings)
 
 
 def test_dispatch_tick_records_the_heartbeat(db):
-    import deliveries.services.dispatch as dispatch
+    import deliveries.services.periodic as periodic
 
-    dispatch._heartbeat_written_at = 0.0
+    periodic._heartbeat_written_at = 0.0
     before = timezone.now()
     dispatch_tick()
     assert DispatcherHeartbeat.objects.get().ticked_at >= before

@@ -4,8 +4,8 @@ import pytest
 import standardwebhooks
 from django.utils import timezone
 
-from deliveries.services import dispatch_tick, webhook_deliver, webhook_signing_secrets
-from tests.deliveries.helpers import record
+from deliveries.services import dispatch_tick, webhook_signing_secrets
+from tests.deliveries.helpers import engine_run, record
 from webhooks.models import Webhook
 from webhooks.services import (
     WebhookError,
@@ -42,7 +42,7 @@ def test_during_a_rotation_both_secrets_sign_and_both_verify(webhook, partner):
 
     record("update", "training", 1, 1)
     dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
+    engine_run(webhook.pk)
     (request,) = partner.wait_for(1)
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     for secret in (old_secret, webhook.secret):
