@@ -133,6 +133,24 @@ def delivery_tests_drop(*, webhook_id: int, reason: str) -> list[str]:
     return [message_id for _, message_id in waiting]
 
 
+def _resync_lock_and_limit(
+    *, webhook_id: int, min_interval: timedelta | None, api_key_id: int | None
+) -> Webhook:
+    """The webhook, locked, for a resync or a replay (they share one limit): with
+    `min_interval`, a partner's request, ResyncTooSoon within it of the webhook's or the
+    key's last one. Inside the caller's transaction."""
+    webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
+    if webhook is None:
+        raise DeliveryError(f"webhook {webhook_id} does not exist")
+    if min_interval is not None:
+        partner_limit_take(
+            webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
+            min_interval=min_interval, now=timezone.now(), what="a resync or replay",
+            too_soon=ResyncTooSoon,
+        )
+    return webhook
+
+
 def webhook_resync(
     *, webhook_id: int, min_interval: timedelta | None = None, api_key_id: int | None = None
 ) -> int:
@@ -149,16 +167,9 @@ def webhook_resync(
     queued.
     """
     with transaction.atomic():
-        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
-        if webhook is None:
-            raise DeliveryError(f"webhook {webhook_id} does not exist")
-        now = timezone.now()
-        if min_interval is not None:
-            partner_limit_take(
-                webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
-                min_interval=min_interval, now=now, what="a resync or replay",
-                too_soon=ResyncTooSoon,
-            )
+        webhook = _resync_lock_and_limit(
+            webhook_id=webhook_id, min_interval=min_interval, api_key_id=api_key_id
+        )
         count = catalogue_record(webhook_id=webhook.pk, institute_ids=webhook.scope_institutes)
     logger.info(logfmt("webhook_resync_queued", webhook=webhook_id, institutes=count))
     return count
@@ -191,16 +202,9 @@ def webhook_replay(
                 yield ChangeEntry(entry["object"], entry["id"], entry["action"])
 
     with transaction.atomic():
-        webhook = Webhook.objects.select_for_update(no_key=True).filter(pk=webhook_id).first()
-        if webhook is None:
-            raise DeliveryError(f"webhook {webhook_id} does not exist")
-        now = timezone.now()
-        if min_interval is not None:
-            partner_limit_take(
-                webhook=webhook, api_key_id=api_key_id, field="last_resync_at",
-                min_interval=min_interval, now=now, what="a resync or replay",
-                too_soon=ResyncTooSoon,
-            )
+        webhook = _resync_lock_and_limit(
+            webhook_id=webhook_id, min_interval=min_interval, api_key_id=api_key_id
+        )
         changes_record(entries=entries(), webhook_id=webhook.pk)
     logger.info(logfmt("webhook_replay_queued", webhook=webhook_id, batches=batches,
                        entries=entries_queued, since=since.isoformat()))
