@@ -300,18 +300,8 @@ def test_the_tls_server_name_is_the_idna_host_and_the_certificate_is_checked(
     assert "certificate" in result.error_message.lower()
 
 
-class CountingRawPartner(RawPartner):
-    def __init__(self, answer: RawAnswer) -> None:
-        super().__init__(answer)
-        self.connections = 0
-
-    def _handle(self, client: socket.socket) -> None:
-        self.connections += 1
-        super()._handle(client)
-
-
 def test_attempts_to_one_partner_share_a_kept_alive_connection(fast_delivery):
-    partner = CountingRawPartner(RawAnswer("length-keepalive")).start()
+    partner = RawPartner(RawAnswer("length-keepalive")).start()
     try:
         for path in ("/a", "/b", "/a"):
             url = partner.url.replace("/hook", path)

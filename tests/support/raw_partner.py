@@ -13,6 +13,8 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from tests.support.loopback_server import LoopbackServer
+
 FRAMINGS = {
     # name: (status line and headers, how the body is framed)
     "length-keepalive": ("HTTP/1.1 {status}\r\nContent-Length: {length}\r\n", "plain"),
@@ -48,35 +50,13 @@ class RawAnswer:
         return head, [bytes([byte]) for byte in self.body]
 
 
-class RawPartner:
+class RawPartner(LoopbackServer):
     def __init__(self, answer: RawAnswer) -> None:
+        super().__init__()
         self.answer = answer
         self.requests = 0
         self.last_head = b""
-        self.stopped = threading.Event()
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
-
-    def start(self) -> "RawPartner":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
 
     def _handle(self, client: socket.socket) -> None:
         with client:

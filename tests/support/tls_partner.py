@@ -12,38 +12,18 @@ import socket
 import ssl
 import threading
 
+from tests.support.loopback_server import LoopbackServer
+
 # A TLS 1.2 record header: handshake (22), version 3.3, 16,384 bytes of body to come.
 _RECORD_HEADER = b"\x16\x03\x03\x40\x00"
 
 
-class DrippingTLSPartner:
+class DrippingTLSPartner(LoopbackServer):
+    scheme = "https"
+
     def __init__(self, *, drip: float) -> None:
+        super().__init__()
         self.drip = drip
-        self.connections = 0
-        self.stopped = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self._listener.getsockname()[1]}/hook"
-
-    def start(self) -> "DrippingTLSPartner":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
 
     def _handle(self, client: socket.socket) -> None:
         with client:
