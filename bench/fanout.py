@@ -18,7 +18,15 @@ from collections import defaultdict
 
 from django.db import connection, transaction
 
-from bench.measures import BATCH_SIZE, QUICK, Child, Scale, entries_of, partner_wait
+from bench.measures import (
+    BATCH_SIZE,
+    QUICK,
+    Child,
+    Scale,
+    alternate,
+    entries_of,
+    partner_wait,
+)
 from bench.partner import FastPartner
 
 FULL_SIZE = {"webhooks": 100, "changes": 100_000, "trainings": 10_000, "rounds": 2}
@@ -110,25 +118,19 @@ def _bare(partner: FastPartner, env: dict[str, str], size: dict) -> float:
 
 def measure_fanout(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
     size = QUICK_SIZE if scale is QUICK else FULL_SIZE
-    ratios, ends, bares, batches, storage = [], [], [], [], []
-    for number in range(size["rounds"]):
-        if number % 2 == 0:
-            end = _end_to_end(partner, env, size)
-            bare = _bare(partner, env, size)
-        else:
-            bare = _bare(partner, env, size)
-            end = _end_to_end(partner, env, size)
-        ratios.append(bare / end["seconds"])
-        ends.append(end["seconds"])
-        bares.append(bare)
-        batches.append(end["batches"])
-        storage.append(end)
+    storage: list[dict] = []
+
+    def end_to_end() -> float:
+        storage.append(_end_to_end(partner, env, size))
+        return storage[-1]["seconds"]
+
+    ratio, bares, ends = alternate(size["rounds"], lambda: _bare(partner, env, size), end_to_end)
     return {
-        "fanout_ratio": statistics.median(ratios),
+        "fanout_ratio": ratio,
         "fanout_body_ratio": max(end["stored_bytes"] / end["distinct_bytes"] for end in storage),
         "_fanout_body_mb": storage[-1]["stored_bytes"] / 1e6,
         "_fanout_body_copies_mb": storage[-1]["copies_bytes"] / 1e6,
         "_fanout_seconds": statistics.median(ends),
         "_fanout_bare_seconds": statistics.median(bares),
-        "_fanout_batches": max(batches),
+        "_fanout_batches": max(end["batches"] for end in storage),
     }

@@ -20,7 +20,7 @@ from collections import defaultdict
 
 from django.db import connection, transaction
 
-from bench.measures import QUICK, Child, Scale, entries_of, partner_wait
+from bench.measures import QUICK, Child, Scale, alternate, entries_of, partner_wait
 from bench.partner import FastPartner
 
 FULL_SIZE = {"webhooks": 100, "institutes": 1_000, "changes": 100_000, "trainings": 10_000,
@@ -131,21 +131,16 @@ def _bare(partner: FastPartner, env: dict[str, str], size: dict) -> float:
 
 def measure_scoped_fanout(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
     size = QUICK_SIZE if scale is QUICK else FULL_SIZE
-    ratios, ends, bares, runs = [], [], [], []
-    for number in range(size["rounds"]):
-        if number % 2 == 0:
-            end = _end_to_end(partner, env, size)
-            bare = _bare(partner, env, size)
-        else:
-            bare = _bare(partner, env, size)
-            end = _end_to_end(partner, env, size)
-        ratios.append(bare / end["seconds"])
-        ends.append(end["seconds"])
-        bares.append(bare)
-        runs.append(end)
+    runs: list[dict] = []
+
+    def end_to_end() -> float:
+        runs.append(_end_to_end(partner, env, size))
+        return runs[-1]["seconds"]
+
+    ratio, bares, ends = alternate(size["rounds"], lambda: _bare(partner, env, size), end_to_end)
     worst = max(runs, key=lambda run: (run["outside"], run["entries"]))
     return {
-        "scoped_fanout_ratio": statistics.median(ratios),
+        "scoped_fanout_ratio": ratio,
         "_scoped_fanout_seconds": statistics.median(ends),
         "_scoped_fanout_bare_seconds": statistics.median(bares),
         "_scoped_fanout_batches": worst["batches"],
