@@ -365,10 +365,11 @@ def deliveries_carrying(
     object.
 
     The bodies that carried it are found first, then the deliveries that reference them
-    (by the index on `Delivery.body`). PostgreSQL finds the bodies with the GIN index on
-    `(payload::jsonb -> 'changes')` (migration deliveries 0006); SQLite matches the compact
-    JSON text, whose key order payload_render fixes (`"object":"training","id":345345`
-    followed by `,` or `}`).
+    (by the index on `Delivery.body`). PostgreSQL finds the indexed bodies with the GIN
+    index on `(payload::jsonb -> 'changes') WHERE indexed`, and reads the few stored since
+    the last `index` job (deliveries.services.bodies) one by one (migration deliveries
+    0010); SQLite matches the compact JSON text, whose key order payload_render fixes
+    (`"object":"training","id":345345` followed by `,` or `}`).
     """
     if deliveries is None:
         deliveries = Delivery.objects.all()
@@ -376,10 +377,12 @@ def deliveries_carrying(
         probe = json.dumps([{"object": object_kind, "id": object_id}])
         bodies = DeliveryBody.objects.filter(
             # Unqualified: the condition runs inside the deliveries' subquery, where the
-            # body table has an alias; only bodies have a `payload` column.
+            # body table has an alias; only bodies have `payload` and `indexed` columns.
+            # Two arms, each matching one partial index, so the planner ORs two scans.
             RawSQL(
-                "((payload)::jsonb -> 'changes') @> %s::jsonb",
-                [probe],
+                "(indexed AND ((payload)::jsonb -> 'changes') @> %s::jsonb) OR "
+                "(NOT indexed AND ((payload)::jsonb -> 'changes') @> %s::jsonb)",
+                [probe, probe],
                 output_field=BooleanField(),
             )
         )

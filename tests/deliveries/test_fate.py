@@ -89,7 +89,9 @@ def test_admin_search_lists_the_batches_their_webhook_and_outcome(admin_client, 
 
 
 @pytest.mark.postgres
-def test_postgresql_answers_from_the_gin_index(hooks):
+def test_postgresql_answers_from_the_gin_index_and_the_bodies_not_indexed_yet(hooks):
+    from deliveries.services.bodies import bodies_index
+
     alpha, _ = hooks
     batch(alpha, "m1", [("update", "training", 345345)])
     # A history of accepted batches, as a real one: the index is worth using.
@@ -103,18 +105,27 @@ def test_postgresql_answers_from_the_gin_index(hooks):
                  delivered_at=timezone.now(), body=bodies[payload])
         for n, payload in enumerate(payloads)
     )
+    assert not DeliveryBody.objects.filter(indexed=True).exists()  # stored unindexed
+    assert bodies_index(batch_size=300) == 1001  # in rounds, until none is left
+    assert bodies_index() == 0
+    # Stored after the job ran: found all the same, read from the few not indexed yet.
+    batch(alpha, "m2", [("update", "training", 345345), ("update", "training", 2_000_000)])
+    assert DeliveryBody.objects.filter(indexed=False).count() == 1
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'delivery_body_changes'"
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE tablename = 'deliveries_deliverybody'"
         )
-        definition = cursor.fetchone()[0]
-        # On the bodies, which are never updated: no condition on the delivery's state.
-        assert "jsonb_path_ops" in definition and "WHERE" not in definition
+        definitions = dict(cursor.fetchall())
+        assert "jsonb_path_ops" in definitions["delivery_body_changes_indexed"]
+        assert definitions["delivery_body_changes_indexed"].endswith("WHERE indexed")
+        assert definitions["delivery_body_not_indexed"].endswith("WHERE (NOT indexed)")
         cursor.execute("ANALYZE deliveries_deliverybody")
         cursor.execute("ANALYZE deliveries_delivery")
         cursor.execute("SET LOCAL enable_seqscan = off")
         queryset = deliveries_carrying(object_kind="training", object_id=345345)
         with CaptureQueriesContext(connection):
             plan = queryset.explain()
-    assert "delivery_body_changes" in plan, plan
-    assert [delivery.message_id for delivery in queryset] == ["m1"]
+    assert "delivery_body_changes_indexed" in plan and "delivery_body_not_indexed" in plan, plan
+    assert sorted(delivery.message_id for delivery in queryset) == ["m1", "m2"]
+    assert deliveries_carrying(object_kind="training", object_id=2_000_000).get().message_id == "m2"

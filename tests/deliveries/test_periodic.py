@@ -26,12 +26,17 @@ def notify(**kwargs):
     CALLS.append(("notify", kwargs))
 
 
+def index(**kwargs):
+    CALLS.append(("index", kwargs))
+
+
 def prune(**kwargs):
     CALLS.append(("prune", kwargs))
 
 
-def test_the_table_holds_collect_heartbeat_notify_and_prune_and_their_services_exist():
-    assert [job.name for job in PERIODIC_JOBS] == ["heartbeat", "collect", "notify", "prune"]
+def test_the_table_holds_its_jobs_and_their_services_exist():
+    assert [job.name for job in PERIODIC_JOBS] == [
+        "heartbeat", "collect", "notify", "index", "prune"]
     from django.utils.module_loading import import_string
 
     for job in PERIODIC_JOBS:
@@ -72,14 +77,15 @@ def test_the_embedded_runner_runs_each_job_when_its_period_has_passed(recorded_j
     runner.run_due()
     # All of them at the first call, in table order, budgeted ones with their embedded budget.
     assert recorded_jobs == [("heartbeat", {}), ("collect", {"time_budget": 0.5}),
-                             ("notify", {}), ("prune", {"time_budget": 2.0})]
+                             ("notify", {}), ("index", {"time_budget": 0.05}),
+                             ("prune", {"time_budget": 2.0})]
     recorded_jobs.clear()
     runner.run_due()
     assert recorded_jobs == []  # no period has passed
     time.sleep(0.06)
     runner.run_due()
     # The tick's jobs again; prune waits for its hour.
-    assert [name for name, _ in recorded_jobs] == ["heartbeat", "collect", "notify"]
+    assert [name for name, _ in recorded_jobs] == ["heartbeat", "collect", "notify", "index"]
 
 
 def test_a_celery_task_runs_its_jobs_with_their_celery_budget(recorded_jobs):
@@ -87,7 +93,7 @@ def test_a_celery_task_runs_its_jobs_with_their_celery_budget(recorded_jobs):
 
     periodic_jobs_run(task="deliveries.dispatch_tick")
     assert recorded_jobs == [("heartbeat", {}), ("collect", {"time_budget": 5.0}),
-                             ("notify", {})]
+                             ("notify", {}), ("index", {"time_budget": 2.0})]
     recorded_jobs.clear()
     periodic_jobs_run(task="deliveries.prune")
     assert recorded_jobs == [("prune", {"time_budget": 5.0})]
