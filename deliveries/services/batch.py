@@ -2,8 +2,9 @@
 body of its next delivery."""
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from itertools import starmap
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -22,8 +23,8 @@ from deliveries.services.scope import (
 from webhooks.models import Webhook
 
 
-@dataclass(frozen=True)
-class BatchEntry:
+class BatchEntry(NamedTuple):
+    # A named tuple, not a dataclass: a catching-up webhook builds 500 per batch.
     object_kind: str
     object_id: int
     action: str
@@ -35,8 +36,7 @@ def bundle_delay(webhook: Webhook) -> float:
     return settings.WEBHOOK_BUNDLE_DELAY
 
 
-@dataclass
-class _Waiting:
+class _Waiting(NamedTuple):
     """A stream row (pending_id None) or a pending entry, as a batch reads it."""
 
     object_kind: str
@@ -45,6 +45,11 @@ class _Waiting:
     action: str
     seq: int
     pending_id: int | None = None
+
+
+# The oldest change _stream_read gives for a full batch, which is due whatever its age:
+# "as old as can be", without reading it.
+_FULL_BATCH_OLDEST = datetime.min.replace(tzinfo=UTC)
 
 
 def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[BatchEntry]:
@@ -117,7 +122,8 @@ def batches_take(
                          default=None)
             if oldest is None:
                 continue
-            rows = sorted(stream + pending, key=lambda row: row.seq)[:batch_size]
+            rows = (sorted(stream + pending, key=lambda row: row.seq)[:batch_size]
+                    if pending else stream)  # the stream comes in seq order
             waited = webhook.pk in force_ids or oldest <= now - timedelta(
                 seconds=bundle_delay(webhook)
             )
@@ -167,7 +173,7 @@ def batches_take(
     return taken
 
 
-_STREAM_COLUMNS = "object_kind, object_id, parent_id, action, seq, first_change_at"
+_STREAM_COLUMNS = "object_kind, object_id, parent_id, action, seq"
 
 
 def _stream_read(
@@ -175,24 +181,37 @@ def _stream_read(
     head: int | None = None,
 ) -> tuple[list[_Waiting], datetime | None]:
     """The first `limit` stream rows after `position` (those the webhook's scope admits, up
-    to `head`), and the oldest first change among them: all that waits when fewer came,
-    and a full batch (due anyway) otherwise. A row stamped anew keeps its first change,
-    so it is due however often it changes."""
-    if row_filter is None:
-        cursor.execute(
-            f"SELECT {_STREAM_COLUMNS} "
-            f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s",
-            [position, limit],
-        )
-    else:
+    to `head`), and the oldest first change among them when fewer came (all that waits); a
+    full batch is due anyway, and its oldest is _FULL_BATCH_OLDEST. A row stamped anew
+    keeps its first change, so it is due however often it changes."""
+    table = StreamEntry._meta.db_table
+    if row_filter is not None:
         cursor.execute(*stream_rows_sql(
             position=position, head=head, stream_filter=row_filter, limit=limit,
-            columns=_STREAM_COLUMNS,
+            columns=_STREAM_COLUMNS + ", first_change_at",
         ))
-    fetched = cursor.fetchall()
-    if not fetched:
+        fetched = cursor.fetchall()
+        if not fetched:
+            return [], None
+        return ([_Waiting(*row[:5]) for row in fetched],
+                _aware(min(row[5] for row in fetched)))
+    # No timestamp per row: converting 500 of them took as long as reading the rows
+    # (0.62 ms against 0.36 for a batch, measured side by side; adding the oldest up in
+    # the same statement, 0.65). A batch not full asks for its oldest in a second one.
+    cursor.execute(
+        f"SELECT {_STREAM_COLUMNS} FROM {table} WHERE seq > %s ORDER BY seq LIMIT %s",
+        [position, limit],
+    )
+    rows = list(starmap(_Waiting, cursor.fetchall()))
+    if not rows:
         return [], None
-    return [_Waiting(*row[:5]) for row in fetched], _aware(min(row[5] for row in fetched))
+    if len(rows) == limit:
+        return rows, _FULL_BATCH_OLDEST
+    cursor.execute(
+        f"SELECT min(first_change_at) FROM {table} WHERE seq > %s AND seq <= %s",
+        [position, rows[-1].seq],
+    )
+    return rows, _aware(cursor.fetchone()[0])
 
 
 def _pending_read(cursor, webhook_id: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
@@ -202,7 +221,7 @@ def _pending_read(cursor, webhook_id: int, limit: int) -> tuple[list[_Waiting], 
         f"WHERE webhook_id = %s ORDER BY last_change_id LIMIT %s",
         [webhook_id, limit],
     )
-    rows = [_Waiting(*row) for row in cursor.fetchall()]
+    rows = list(starmap(_Waiting, cursor.fetchall()))
     if not rows:
         return [], None
     cursor.execute(
@@ -224,18 +243,22 @@ def _entries_build(rows: list[_Waiting]) -> tuple[list[BatchEntry], set[int]]:
     institute's import; and the institutes imported."""
     merged: dict[tuple[str, int], _Waiting] = {}
     for row in rows:  # in seq order
-        earlier = merged.pop((row.object_kind, row.object_id), None)
+        key = (row.object_kind, row.object_id)
+        earlier = merged.pop(key, None)
         if earlier is not None:
             row = _Waiting(
                 row.object_kind, row.object_id,
                 row.parent_id if row.parent_id is not None else earlier.parent_id,
                 action_merge(earlier.action, row.action), row.seq,
             )
-        merged[(row.object_kind, row.object_id)] = row
+        merged[key] = row
     imported = {
         row.object_id for row in merged.values()
         if row.object_kind == "institute" and row.action == Action.IMPORT
     }
+    if not imported:
+        return [BatchEntry(kind, object_id, action)
+                for kind, object_id, _, action, *_ in merged.values()], imported
     entries = [
         BatchEntry(row.object_kind, row.object_id, row.action)
         for row in merged.values()
