@@ -257,8 +257,8 @@ def _entries_build(rows: list[_Waiting]) -> tuple[list[BatchEntry], set[int]]:
         if row.object_kind == "institute" and row.action == Action.IMPORT
     }
     if not imported:
-        return [BatchEntry(kind, object_id, action)
-                for kind, object_id, _, action, *_ in merged.values()], imported
+        return [BatchEntry(row.object_kind, row.object_id, row.action)
+                for row in merged.values()], imported
     entries = [
         BatchEntry(row.object_kind, row.object_id, row.action)
         for row in merged.values()
