@@ -21,6 +21,7 @@ dispatch    the steps put together: the tick and one webhook's deliveries (the e
 Callers import from here (`from deliveries.services import dispatch_tick`).
 """
 
+from deliveries.coalescing import action_merge
 from deliveries.scoping import StreamFilter, stream_filter
 from deliveries.services.batch import (
     BatchEntry,
@@ -37,7 +38,7 @@ from deliveries.services.claim import (
     message_id_generate,
     webhook_signing_secrets,
 )
-from deliveries.services.collect import action_merge, changes_collect, changes_fold
+from deliveries.services.collect import changes_collect, changes_fold
 from deliveries.services.dispatch import dispatch_tick, webhook_deliver
 from deliveries.services.errors import DeliveryError, ResyncTooSoon, TestTooSoon, TooSoon
 from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify

@@ -12,9 +12,10 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from changes.models import Action
+from deliveries.coalescing import action_merge
 from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
 from deliveries.scoping import StreamFilter, stream_filter
-from deliveries.services.collect import action_merge, aware_converter
+from deliveries.services.collect import aware_converter
 from deliveries.services.scope import (
     scoped_backlogs_read,
     stream_head_read,

@@ -9,12 +9,11 @@ The stream keeps one row per object and institute (a training that moved has a r
 its old institute, a destroy there, besides the one in its new institute: see
 deliveries.services.scope); a webhook's batch merges one object's rows in seq order.
 
-The coalescing rules, per (object kind, id), over changes not yet delivered:
-- the latest of `update` and `destroy` wins;
-- for an institute, `import` absorbs `update`, several imports are one, and a `destroy`
-  that is the latest change wins over both;
-- when a batch is built, a training `update` whose institute has an `import` in that
-  batch is folded into the import; a `destroy` never is.
+The coalescing rule (deliveries.coalescing) says what an object's row holds after any
+history of changes; changes_fold and the PostgreSQL fold below implement it, and
+tests/deliveries/test_coalescing.py holds them to it. When a batch is built, a training
+`update` whose institute has an `import` in that batch is folded into the import; a
+`destroy` never is.
 """
 
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from datetime import datetime
 from django.db import OperationalError, connection, transaction
 
 from changes.models import Action, Change
+from deliveries.coalescing import action_merge, action_merge_sql
 from deliveries.models import PendingEntry, StreamEntry, StreamHead, WebhookCursor
 from deliveries.services.scope import INSTITUTE_KEY_SQL, institute_key, scoped_cursors_advance
 from webhooks.models import Webhook
@@ -31,13 +31,6 @@ from webhooks.models import Webhook
 COLLECT_CHUNK = 10_000
 # Any constant: the key of the PostgreSQL advisory lock that lets one collector run at a time.
 _COLLECT_LOCK_KEY = 0x5350_4843  # "SPHC"
-
-
-def action_merge(earlier: str, later: str) -> str:
-    """The action of one object after `earlier` and then `later` (see the module docstring)."""
-    if later == Action.UPDATE and earlier == Action.IMPORT:
-        return Action.IMPORT
-    return later
 
 
 @dataclass
@@ -91,12 +84,11 @@ _HEAD = StreamHead._meta.db_table
 
 
 def _merge_set(table: str, seq_column: str) -> str:
-    # How a folded change merges into the row already waiting for its object: the later
-    # action wins, except that an import absorbs an update; the first change's time stays
-    # (the bundle delay counts from it); the row takes the new seq.
+    # How a folded change merges into the row already waiting for its object: by the
+    # coalescing rule (deliveries.coalescing); the first change's time stays (the bundle
+    # delay counts from it); the row takes the new seq.
     return (
-        f"action = CASE WHEN excluded.action = 'update' AND {table}.action = 'import' "
-        f"THEN 'import' ELSE excluded.action END, "
+        f"action = {action_merge_sql(f'{table}.action', 'excluded.action')}, "
         f"parent_id = COALESCE(excluded.parent_id, {table}.parent_id), "
         f"last_change_at = excluded.last_change_at, {seq_column} = excluded.{seq_column}"
     )
@@ -318,9 +310,10 @@ def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) ->
 # Per object (and, for changes meant for one webhook, per webhook): its first and last
 # change, the last destroy and import, the last change that named a parent, in one pass
 # with no join back to the changes: max() over [id, parent] arrays picks the parent of the
-# latest change that named one (an arg-max). The actions follow changes_fold: the last
-# change wins, except that updates after an import (with no destroy between) leave it an
-# import.
+# latest change that named one (an arg-max). The action is actions_fold of the object's
+# changes (deliveries.coalescing), computed from those ids: the last change wins, except
+# that updates after an import (with no destroy between) leave it an import. Held equal
+# to actions_fold by tests/deliveries/test_coalescing.py.
 def _folded(targeted: bool) -> str:
     # The stream keeps one row per object and institute; one webhook's own entries one
     # per object.

@@ -1,8 +1,9 @@
 """Collecting folds any history of changes exactly as the coalescing rules say.
 
 PostgreSQL folds in SQL and SQLite in Python (deliveries.services.collect): both must give the
-entries that a plain model of the coalescing rules gives, for random histories split into random
-collector runs, including a destroy that resets an import waiting from an earlier run.
+entries that the coalescing rule (deliveries.coalescing.actions_fold) gives, for random
+histories of trainings and institutes split into random collector runs, including a destroy
+that resets an import waiting from an earlier run.
 """
 
 import random
@@ -11,42 +12,23 @@ import pytest
 
 from changes.models import Change
 from changes.services import ChangeEntry, changes_record
+from deliveries.coalescing import actions_fold
 from tests.deliveries.helpers import collect, pass_everything, record, waiting
 from webhooks.models import Webhook
 
 
 def expected_entries(runs):
-    """The model: per object, apply each run's changes to the entry already waiting."""
-    entries = {}
-    for run in runs:
-        folded = {}
-        for action, kind, object_id, parent_id in run:
-            key = (kind, object_id)
-            state = folded.get(key)
-            if state is None:
-                folded[key] = {"action": action, "parent": parent_id, "resets": False}
-                continue
-            if state["action"] == "destroy" and action != "destroy":
-                state["resets"] = True
-            if not (action == "update" and state["action"] == "import"):
-                state["action"] = action
-            if action == "destroy":
-                state["resets"] = False
-            if parent_id is not None:
-                state["parent"] = parent_id
-        for key, state in folded.items():
-            waiting = entries.get(key)
-            if waiting is None:
-                entries[key] = (state["action"], state["parent"])
-                continue
-            waiting_action = "destroy" if state["resets"] else waiting[0]
-            action = (
-                "import"
-                if state["action"] == "update" and waiting_action == "import"
-                else state["action"]
-            )
-            entries[key] = (action, state["parent"] if state["parent"] is not None else waiting[1])
-    return entries
+    """The model: per object, the coalescing rule over its whole history (whatever the
+    runs), and the parent its latest change named."""
+    actions, parents = {}, {}
+    for action, kind, object_id, parent_id in (change for run in runs for change in run):
+        key = (kind, object_id)
+        actions.setdefault(key, []).append(action)
+        if parent_id is not None:
+            parents[key] = parent_id
+        else:
+            parents.setdefault(key, None)
+    return {key: (actions_fold(history), parents[key]) for key, history in actions.items()}
 
 
 def random_change(rng):
