@@ -8,8 +8,8 @@ shared, so absolute times drift, but two sides measured back to back drift toget
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -36,6 +36,7 @@ class Scale:
     import_feed: int
     import_drop: int
     import_rounds: int
+    import_pairs: int
     drain_changes: int
     drain_trainings: int
     drain_small_changes: int
@@ -53,7 +54,7 @@ class Scale:
 # someone else's load then hits both sides, not a whole side.
 FULL = Scale(
     capture_saves=500, capture_rounds=10, webhooks_saves=200,
-    import_feed=20_000, import_drop=500, import_rounds=11,
+    import_feed=20_000, import_drop=500, import_rounds=7, import_pairs=4,
     drain_changes=1_000_000, drain_trainings=50_000, drain_small_changes=100_000,
     delivery_webhooks=100, delivery_batches=5, delivery_rounds=3,
     catchup_trainings=100_000, catchup_rounds=3,
@@ -61,7 +62,7 @@ FULL = Scale(
 )
 QUICK = Scale(
     capture_saves=200, capture_rounds=3, webhooks_saves=200,
-    import_feed=5_000, import_drop=500, import_rounds=3,
+    import_feed=5_000, import_drop=500, import_rounds=3, import_pairs=2,
     drain_changes=100_000, drain_trainings=5_000, drain_small_changes=10_000,
     delivery_webhooks=100, delivery_batches=2, delivery_rounds=1,
     catchup_trainings=10_000, catchup_rounds=1,
@@ -100,13 +101,14 @@ def spread(values: list[float]) -> float:
 
 def cpu_seconds() -> float:
     """CPU seconds used so far by this process and by its PostgreSQL backend (read from
-    /proc: the bench runs beside its database server)."""
+    /proc: the bench runs beside its database server). The backend's are its scheduler
+    run time in nanoseconds (`schedstat`), not the 10 ms ticks of `stat`, which are 1 % of
+    an import."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
-    fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
-    backend_seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return time.process_time() + backend_seconds
+    backend_ns = int(Path(f"/proc/{backend}/schedstat").read_text().split()[0])
+    return time.process_time() + backend_ns / 1e9
 
 
 def capture_off() -> None:
@@ -320,10 +322,28 @@ def measure_capture(scale: Scale, partner: FastPartner, env: dict[str, str]) -> 
 # --- Import ------------------------------------------------------------------------------
 
 
+# The trainings every side of the import starts from, kept for the bench's connection.
+_IMPORT_START_TABLE = "bench_import_start"
+
+
 def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> dict:
+    """The re-import with capture ÷ the same re-import with capture replaced by no-ops, in
+    CPU seconds of this process and its PostgreSQL backend (cpu_seconds): what capture
+    costs the import, without the time other work on the machine took from it (the wall
+    time of the same imports is a detail).
+
+    Every side starts from the same state: the same trainings with the same ids, freshly
+    written, vacuumed and analysed, after a checkpoint (so that every side writes the same
+    full-page images) at the start of a WAL segment, garbage collected, with the
+    collector off while it runs. A round is two pairs in the order with, without, without,
+    with (or the reverse, every other round), so that a drift of the machine during a
+    round weighs on both sides alike; its ratio is the sum of its with-capture sides ÷
+    the sum of its without sides. One pair before the rounds warms the caches and is not
+    counted.
+    """
     import catalog.services as catalog_services
     from bench.workloads import tables_clear, webhooks_create
-    from catalog.models import Institute
+    from catalog.models import Institute, Training
     from catalog.services import FeedRecord, import_run
 
     tables_clear()
@@ -343,51 +363,107 @@ def measure_import(scale: Scale, partner: FastPartner, env: dict[str, str]) -> d
                    description=record.description, price=record.price)
         for n, record in enumerate(feed) if n % step != step - 1
     ]
-    counted: list[int] = []
-    cpu: dict[bool, list[float]] = {True: [], False: []}
+    quote = connection.ops.quote_name
+    trainings = quote(Training._meta.db_table)
+    institutes = quote(Institute._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {trainings}, {institutes} RESTART IDENTITY")
+    institute = Institute.objects.create(name="bench import")
+    import_run(institute_id=institute.pk, records=feed)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_IMPORT_START_TABLE}")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {_IMPORT_START_TABLE} AS SELECT * FROM {trainings}"
+        )
 
-    def reimport(*, capture: bool) -> float:
-        institute = Institute.objects.create(name="bench import")
-        import_run(institute_id=institute.pk, records=feed)
+    def start_state() -> None:
         changes_clear()
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {trainings}")
+            cursor.execute(
+                f"INSERT INTO {trainings} SELECT * FROM {_IMPORT_START_TABLE} ORDER BY id"
+            )
+            cursor.execute(f"VACUUM ANALYZE {trainings}, {institutes}")
+            cursor.execute("CHECKPOINT")
+            cursor.execute("SELECT pg_switch_wal()")
+        gc.collect()
+
+    counted: list[int] = []
+    capture_shares: list[float] = []
+
+    def reimport(*, capture: bool) -> tuple[float, float]:
+        """(wall seconds, CPU seconds) of one re-import."""
+        start_state()
         originals = (catalog_services.change_record, catalog_services.changes_record)
-        if not capture:
+        in_capture = [0.0]
+
+        def timed(record: Callable) -> Callable:
+            def call(**kwargs):
+                started = cpu_seconds()
+                try:
+                    return record(**kwargs)
+                finally:
+                    in_capture[0] += cpu_seconds() - started
+            return call
+
+        if capture:
+            catalog_services.change_record, catalog_services.changes_record = map(
+                timed, originals)
+        else:
             catalog_services.change_record = lambda **kwargs: None
             catalog_services.changes_record = lambda **kwargs: 0
+        gc.disable()
         try:
             cpu_started = cpu_seconds()
             started = time.perf_counter()
             import_run(institute_id=institute.pk, records=kept)
             elapsed = time.perf_counter() - started
-            cpu[capture].append(cpu_seconds() - cpu_started)
+            cpu = cpu_seconds() - cpu_started
         finally:
+            gc.enable()
             catalog_services.change_record, catalog_services.changes_record = originals
         if capture:
             counted.append(changes_count())
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM catalog_training WHERE institute_id = %s", [institute.pk])
-            cursor.execute("DELETE FROM catalog_institute WHERE id = %s", [institute.pk])
-        changes_clear()
-        return elapsed
+            capture_shares.append(in_capture[0] / cpu)
+        return elapsed, cpu
 
-    ratio, with_capture, without = alternate(
-        scale.import_rounds,
-        lambda: reimport(capture=True),
-        lambda: reimport(capture=False),
-    )
-    ratios = [a / b for a, b in zip(with_capture, without, strict=True)]
-    cpu_ratios = [a / b for a, b in zip(cpu[True], cpu[False], strict=True)]
+    reimport(capture=True)
+    reimport(capture=False)
+    rounds: list[dict[bool, list[tuple[float, float]]]] = []
+    for number in range(scale.import_rounds):
+        sides: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+        for pair in range(scale.import_pairs):
+            first = (number + pair) % 2 == 0
+            for capture in (first, not first):
+                sides[capture].append(reimport(capture=capture))
+        rounds.append(sides)
+    changes_clear()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {_IMPORT_START_TABLE}")
+        cursor.execute(f"TRUNCATE {trainings}, {institutes} RESTART IDENTITY")
+
+    def ratios(which: int) -> list[float]:
+        return [
+            sum(side[which] for side in sides[True]) / sum(side[which] for side in sides[False])
+            for sides in rounds
+        ]
+
+    wall_ratios, cpu_ratios = ratios(0), ratios(1)
+    with_capture = [side for sides in rounds for side in sides[True]]
     return {
         "import_changes": counted[0] if len(set(counted)) == 1 else counted,
-        "import_ratio": ratio,
-        "import_ratio_spread": spread(ratios),
-        "_import_seconds": statistics.median(with_capture),
-        "_import_ratio_min": min(ratios),
-        "_import_ratio_max": max(ratios),
-        # The same rounds in CPU seconds (this process and its PostgreSQL backend): what
-        # the import costs without the time other work on the machine took from it.
-        "_import_cpu_ratio": statistics.median(cpu_ratios),
-        "_import_cpu_ratio_spread": spread(cpu_ratios),
+        "import_ratio": statistics.median(cpu_ratios),
+        "import_ratio_spread": spread(cpu_ratios),
+        "_import_ratio_min": min(cpu_ratios),
+        "_import_ratio_max": max(cpu_ratios),
+        "_import_seconds": statistics.median(wall for wall, _ in with_capture),
+        "_import_cpu_seconds": statistics.median(cpu for _, cpu in with_capture),
+        # The same rounds in wall time: with the time other work on the machine took.
+        "_import_wall_ratio": statistics.median(wall_ratios),
+        "_import_wall_ratio_spread": spread(wall_ratios),
+        # CPU seconds inside change_record/changes_record ÷ the import's, on the capture
+        # side: the direct cost of the calls the other side replaces by no-ops.
+        "_import_capture_cpu_share": statistics.median(capture_shares),
     }
 
 
