@@ -46,10 +46,13 @@ def dispatcher() -> None:
 
 
 def drain() -> None:
-    """Collect every recorded change and deliver every batch, in this one process."""
+    """Collect every recorded change and deliver every batch, in this one process, until
+    nothing is left: each tick collects everything, then the delivery engine sends the due
+    webhooks' batches as a Celery send task runs it (deliveries.tasks)."""
     from changes.models import Change
+    from deliveries.engine import Engine
     from deliveries.models import Delivery, PendingEntry
-    from deliveries.services import dispatch_tick, webhook_deliver
+    from deliveries.services import dispatch_tick
 
     _ready_and_wait()
     started = time.perf_counter()
@@ -60,8 +63,9 @@ def drain() -> None:
         tick_started = time.perf_counter()
         due = dispatch_tick(time_budget=3600)
         collecting += time.perf_counter() - tick_started
-        for webhook_id in due:
-            webhook_deliver(webhook_id=webhook_id, time_budget=3600)
+        if due:
+            engine = Engine(sends_in_flight=len(due), webhook_ids=due, close_connection=False)
+            engine.run(until_idle=True)
         if not due and not Change.objects.exists() and not PendingEntry.objects.exists() and (
             not Delivery.objects.exclude(state=Delivery.State.DELIVERED).exists()
         ):

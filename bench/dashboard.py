@@ -124,7 +124,7 @@ def load(*, webhooks: int, deliveries: int) -> None:
         cursor.execute(
             """
             INSERT INTO deliveries_pendingentry (webhook_id, object_kind, object_id, action,
-                first_change_at, last_change_at, last_change_id)
+                first_change_at, last_change_at, seq)
             SELECT w.id, 'training', g, 'update', now() - interval '2 hours', now(), g
             FROM webhooks_webhook AS w CROSS JOIN generate_series(1, 2000) AS g
             WHERE w.failing_since IS NOT NULL OR NOT w.is_active

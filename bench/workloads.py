@@ -44,11 +44,11 @@ def webhooks_create(
 
 
 def pending_fill(*, webhook_ids: list[int], per_webhook: int) -> None:
-    """Give each webhook `per_webhook` training updates, ids 1.. in last_change_id order."""
+    """Give each webhook `per_webhook` training updates, ids 1.. in seq order."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {PendingEntry._meta.db_table} (webhook_id, object_kind, object_id, "
-            "parent_id, action, first_change_at, last_change_at, last_change_id) "
+            "parent_id, action, first_change_at, last_change_at, seq) "
             "SELECT webhook_id, 'training', n, n / %s, 'update', now(), now(), n "
             "FROM unnest(%s::bigint[]) AS webhook_id, generate_series(1, %s) AS n",
             [TRAININGS_PER_INSTITUTE, webhook_ids, per_webhook],

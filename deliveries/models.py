@@ -101,9 +101,9 @@ class PendingEntry(models.Model):
     # The oldest change folded into this entry: the bundle delay counts from here.
     first_change_at = models.DateTimeField()
     last_change_at = models.DateTimeField()
-    # The stream seq the collector stamped on its latest change (StreamEntry.seq's
-    # numbering): entries go out ordered by it, merged with the stream's.
-    last_change_id = models.BigIntegerField()
+    # The seq the collector stamped on its latest change, from the stream's numbering
+    # (StreamEntry.seq): entries go out ordered by it, merged with the stream's rows.
+    seq = models.BigIntegerField()
 
     class Meta:
         verbose_name_plural = "pending entries"
@@ -113,7 +113,7 @@ class PendingEntry(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["webhook", "last_change_id"], name="pending_entry_batch_order"),
+            models.Index(fields=["webhook", "seq"], name="pending_entry_batch_order"),
             models.Index(fields=["webhook", "first_change_at"], name="pending_entry_oldest"),
             models.Index(fields=["webhook", "parent_id"], name="pending_entry_parent"),
         ]
@@ -184,7 +184,7 @@ class DeliveryBody(models.Model):
         # On PostgreSQL a GIN index on `(payload::jsonb -> 'changes') WHERE indexed` and a
         # btree on `digest WHERE NOT indexed` serve "which batches carried training 345345"
         # (deliveries.selectors.deliveries_carrying): the indexed bodies through the GIN
-        # index, the few not indexed yet read one by one. Made by migration 0010 with raw
+        # index, the few not indexed yet read one by one. Made by migration 0011 with raw
         # SQL, because SQLite has no such index (it searches the text). Apart from
         # `indexed`, bodies are never updated.
 

@@ -368,7 +368,7 @@ def deliveries_carrying(
     (by the index on `Delivery.body`). PostgreSQL finds the indexed bodies with the GIN
     index on `(payload::jsonb -> 'changes') WHERE indexed`, and reads the few stored since
     the last `index` job (deliveries.services.bodies) one by one (migration deliveries
-    0010); SQLite matches the compact JSON text, whose key order payload_render fixes
+    0011); SQLite matches the compact JSON text, whose key order payload_render fixes
     (`"object":"training","id":345345` followed by `,` or `}`).
     """
     if deliveries is None:

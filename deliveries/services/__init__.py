@@ -15,8 +15,9 @@ scope       which part of the stream a webhook reads; what a changed scope sends
 retention   old accepted deliveries deleted
 periodic    the periodic jobs (heartbeat, collect, notify, prune; the table that the
             embedded dispatcher and Celery beat both read: deliveries.periodic) run
-dispatch    the steps put together: the tick and one webhook's deliveries (the engine,
-            deliveries.engine, runs claim, send and record for many webhooks at once)
+dispatch    the tick as the Celery beat runs it: the periodic jobs, then the webhooks
+            with an attempt due (the engine, deliveries.engine, then runs claim, send
+            and record for many webhooks at once)
 
 Callers import from here (`from deliveries.services import dispatch_tick`).
 """
@@ -39,7 +40,7 @@ from deliveries.services.claim import (
     webhook_signing_secrets,
 )
 from deliveries.services.collect import changes_collect, changes_fold
-from deliveries.services.dispatch import dispatch_tick, webhook_deliver
+from deliveries.services.dispatch import dispatch_tick
 from deliveries.services.errors import DeliveryError, ResyncTooSoon, TestTooSoon, TooSoon
 from deliveries.services.notify import FAILURE_NOTIFY_AFTER, webhooks_failure_notify
 from deliveries.services.operations import (
@@ -114,7 +115,6 @@ __all__ = [
     "retry_delay",
     "scoped_cursors_advance",
     "stream_filter",
-    "webhook_deliver",
     "webhook_replay",
     "webhook_resync",
     "webhook_retry_now",

@@ -218,8 +218,8 @@ def _stream_read(
 def _pending_read(cursor, webhook_id: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
     table = PendingEntry._meta.db_table
     cursor.execute(
-        f"SELECT object_kind, object_id, parent_id, action, last_change_id, id FROM {table} "
-        f"WHERE webhook_id = %s ORDER BY last_change_id LIMIT %s",
+        f"SELECT object_kind, object_id, parent_id, action, seq, id FROM {table} "
+        f"WHERE webhook_id = %s ORDER BY seq LIMIT %s",
         [webhook_id, limit],
     )
     rows = list(starmap(_Waiting, cursor.fetchall()))

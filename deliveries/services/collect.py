@@ -83,14 +83,14 @@ _CURSOR = WebhookCursor._meta.db_table
 _HEAD = StreamHead._meta.db_table
 
 
-def _merge_set(table: str, seq_column: str) -> str:
-    # How a folded change merges into the row already waiting for its object: by the
-    # coalescing rule (deliveries.coalescing); the first change's time stays (the bundle
-    # delay counts from it); the row takes the new seq.
+def _merge_set(table: str) -> str:
+    # How a folded change merges into the row already waiting for its object (a stream
+    # row or a pending entry): by the coalescing rule (deliveries.coalescing); the first
+    # change's time stays (the bundle delay counts from it); the row takes the new seq.
     return (
         f"action = {action_merge_sql(f'{table}.action', 'excluded.action')}, "
         f"parent_id = COALESCE(excluded.parent_id, {table}.parent_id), "
-        f"last_change_at = excluded.last_change_at, {seq_column} = excluded.{seq_column}"
+        f"last_change_at = excluded.last_change_at, seq = excluded.seq"
     )
 
 
@@ -102,13 +102,13 @@ def _values_upsert(cursor, entries: list[FoldedChange], seqs: dict[int, int],
         columns = ("institute_id, object_kind, object_id, parent_id, action, first_change_at, "
                    "last_change_at, seq")
         head = "%s, "
-        conflict, merge = "object_kind, object_id, institute_id", _merge_set(_STREAM, "seq")
+        conflict, merge = "object_kind, object_id, institute_id", _merge_set(_STREAM)
         table = _STREAM
     else:
         columns = ("webhook_id, object_kind, object_id, parent_id, action, first_change_at, "
-                   "last_change_at, last_change_id")
+                   "last_change_at, seq")
         head, conflict = "%s, ", "webhook_id, object_kind, object_id"
-        merge, table = _merge_set(_PENDING, "last_change_id"), _PENDING
+        merge, table = _merge_set(_PENDING), _PENDING
     per_statement = 3000  # parameters per row: 8 at most; SQLite allows 32,766
     for start in range(0, len(entries), per_statement):
         chunk = entries[start : start + per_statement]
@@ -144,7 +144,7 @@ def stream_head(cursor) -> int:
         return row[0]
     cursor.execute(
         f"SELECT COALESCE(max(seq), 0) FROM (SELECT max(seq) AS seq FROM {_STREAM} "
-        f"UNION ALL SELECT max(last_change_id) FROM {_PENDING}) AS waiting"
+        f"UNION ALL SELECT max(seq) FROM {_PENDING}) AS waiting"
     )
     seq = cursor.fetchone()[0]
     cursor.execute(f"INSERT INTO {_HEAD} (id, seq) VALUES (1, %s)", [seq])
@@ -355,7 +355,7 @@ _STREAM_UPSERT_SQL = f"""
            %(base)s + folded.last_id
     FROM ({_folded(False)}) AS folded
     ON CONFLICT (object_kind, object_id, institute_id) DO UPDATE SET
-        {_merge_set(_STREAM, "seq")}
+        {_merge_set(_STREAM)}
 """
 _PENDING_RESET_SQL = f"""
     UPDATE {_PENDING} AS pending SET action = 'destroy'
@@ -368,14 +368,14 @@ _PENDING_RESET_SQL = f"""
 # A change meant for a webhook that is gone joins no webhook: it is dropped.
 _PENDING_UPSERT_SQL = f"""
     INSERT INTO {_PENDING} (webhook_id, object_kind, object_id, parent_id, action,
-                            first_change_at, last_change_at, last_change_id)
+                            first_change_at, last_change_at, seq)
     SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id,
            {_FOLDED_ACTION}, folded.first_change_at, folded.last_change_at,
            %(base)s + folded.last_id
     FROM ({_folded(True)}) AS folded
     JOIN {Webhook._meta.db_table} AS webhook ON webhook.id = folded.webhook_id
     ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET
-        {_merge_set(_PENDING, "last_change_id")}
+        {_merge_set(_PENDING)}
 """
 
 

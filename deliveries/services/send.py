@@ -30,5 +30,5 @@ async def delivery_send_async(claim: Claim) -> SendResult:
 
 
 def delivery_send(claim: Claim) -> SendResult:
-    """The same attempt for a caller that waits for it (webhook_deliver, scripts)."""
+    """The same attempt for a caller that waits for it (scripts, tests)."""
     return send_loop().run(delivery_send_async(claim))

@@ -1,6 +1,7 @@
 """The operator's day in a real headless Chromium: log in, create a webhook, watch a
 delivery arrive on the dashboard, retry a failing one, pause and resume, and find a
-training's deliveries. Dispatch is driven by calling the services, as a tick would.
+training's deliveries. Dispatch is driven as production drives it: a tick, then the
+delivery engine over the webhook (tests.deliveries.helpers.deliver).
 
 Screenshots go to SCREENSHOT_DIR when it is set (docs/screenshots for the README),
 otherwise to the test's temporary directory.
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from catalog.models import Institute, Training
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import dispatch_tick, webhook_deliver
+from tests.deliveries.helpers import deliver
 from tests.support.browser import CHROMEDRIVER, CHROMIUM, screenshot
 from tests.support.partner import status
 from webhooks.models import Webhook
@@ -28,11 +29,6 @@ pytestmark = [
         reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
     ),
 ]
-
-
-def deliver(webhook: Webhook) -> None:
-    dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
 
 
 def earlier_history(now) -> None:

@@ -1,8 +1,9 @@
 """The partner portal in a real headless Chromium: staff make a sign-in link in the admin,
 the partner's person signs in with it, finds why a delivery failed, fixes the receiver,
 resends and sees it accepted. A read-only link shows no buttons and refuses a forged POST;
-an expired link is refused; another partner's delivery is 404. Dispatch is driven by
-calling the services, as a tick would.
+an expired link is refused; another partner's delivery is 404. Dispatch is driven as
+production drives it: a tick, then the delivery engine over the webhook
+(tests.deliveries.helpers.deliver).
 
 Screenshots go to SCREENSHOT_DIR when set (docs/screenshots for docs/partners.md).
 """
@@ -17,9 +18,9 @@ from django.utils import timezone
 from apikeys.services import api_key_create
 from catalog.models import Institute, Training
 from deliveries.models import Delivery
-from deliveries.services import dispatch_tick, webhook_deliver
 from portal.models import PortalLink
 from portal.services import portal_link_create
+from tests.deliveries.helpers import deliver
 from tests.support.browser import CHROMEDRIVER, CHROMIUM, screenshot
 from tests.support.partner import Behaviour, status
 from webhooks.models import Webhook, WebhookAction
@@ -31,11 +32,6 @@ pytestmark = [
         reason="needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
     ),
 ]
-
-
-def deliver(webhook: Webhook) -> None:
-    dispatch_tick()
-    webhook_deliver(webhook_id=webhook.pk)
 
 
 @pytest.fixture

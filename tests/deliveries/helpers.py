@@ -69,8 +69,7 @@ def waiting(webhook) -> dict[tuple[str, int], tuple[str, int | None]]:
         (entry.seq, entry.object_kind, entry.object_id, entry.action, entry.parent_id)
         for entry in (StreamEntry.objects.filter(seq__gt=cursor.seq) if cursor else [])
     ] + [
-        (entry.last_change_id, entry.object_kind, entry.object_id, entry.action,
-         entry.parent_id)
+        (entry.seq, entry.object_kind, entry.object_id, entry.action, entry.parent_id)
         for entry in PendingEntry.objects.filter(webhook=webhook)
     ]
     merged: dict[tuple[str, int], tuple[str, int | None]] = {}

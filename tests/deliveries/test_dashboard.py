@@ -84,11 +84,11 @@ def test_health_rows_show_state_backlog_and_open_batch(webhooks):
     first, second, third = webhooks
     PendingEntry.objects.create(
         webhook=first, object_kind="training", object_id=1, action="update",
-        first_change_at=now - timedelta(minutes=5), last_change_at=now, last_change_id=1,
+        first_change_at=now - timedelta(minutes=5), last_change_at=now, seq=1,
     )
     PendingEntry.objects.create(
         webhook=first, object_kind="training", object_id=2, action="update",
-        first_change_at=now - timedelta(minutes=1), last_change_at=now, last_change_id=2,
+        first_change_at=now - timedelta(minutes=1), last_change_at=now, seq=2,
     )
     Webhook.objects.filter(pk=second.pk).update(failing_since=now - timedelta(hours=2))
     Delivery.objects.create(webhook=second, message_id="msg_open", payload="{}", entry_count=3,

@@ -81,7 +81,7 @@ def test_metrics_parse_and_carry_pending_outcomes_and_durations(client, db):
         PendingEntry.objects.create(
             webhook=alpha, object_kind="training", object_id=object_id, action="update",
             first_change_at=now - timedelta(minutes=minutes), last_change_at=now,
-            last_change_id=object_id,
+            seq=object_id,
         )
     for index, (state, duration, accepted) in enumerate(
         [("delivered", 0.03, True), ("delivered", 0.7, True), ("failing", 3.0, False)]

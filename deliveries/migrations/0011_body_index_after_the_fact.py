@@ -59,7 +59,7 @@ def indexes_on_insert(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("deliveries", "0009_attempt_answer_db_defaults"),
+        ("deliveries", "0010_pending_entry_seq"),
     ]
 
     operations = [
