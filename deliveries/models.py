@@ -249,12 +249,22 @@ class Delivery(models.Model):
         FAILING = "failing", "failing"  # attempted and failed; retried at next_attempt_at
         DELIVERED = "delivered", "delivered"  # a 2xx answer was received
 
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    # Indexed by delivery_webhook_history (webhook, newest first), which serves every
+    # lookup by webhook: a second index of its own would only be written, never read.
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     # Sent as `webhook-id`, the same on every retry: partners de-duplicate on it.
-    message_id = models.CharField(max_length=64, unique=True)
+    # Unique (delivery_message_id_unique): by a constraint rather than unique=True, whose
+    # second, pattern-matching index (for LIKE) no query uses and every insert wrote.
+    message_id = models.CharField(max_length=64)
     # Shared with every delivery that carries the same bytes (read it with
     # deliveries.selectors.delivery_payloads, or `delivery.payload` for one).
-    body = models.ForeignKey(DeliveryBody, on_delete=models.PROTECT, related_name="deliveries")
+    # Indexed by delivery_body (retention asks whether a body is still referenced), a
+    # plain index: the field's own would add a pattern-matching one for LIKE on digests.
+    body = models.ForeignKey(
+        DeliveryBody, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+    )
     entry_count = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
@@ -284,8 +294,12 @@ class Delivery(models.Model):
                 condition=OPEN_DELIVERY,
                 name="delivery_one_open_per_webhook",
             ),
+            models.UniqueConstraint(fields=["message_id"], name="delivery_message_id_unique"),
         ]
+        # Each index is written by every insert and by every state change (a claim's
+        # lease, an acceptance): none that another one already serves.
         indexes = [
+            models.Index(fields=["body"], name="delivery_body"),
             models.Index(
                 fields=["next_attempt_at"],
                 condition=OPEN_DELIVERY,
@@ -390,7 +404,10 @@ class DeliveryAttempt(models.Model):
         # attempt counts as failed and its batch is retried on the schedule.
         RECORD_FAILED = "record_failed", "not recorded (our failure)"
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    # Indexed by attempt_number_unique (delivery, number), which serves lookups by delivery.
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
     # The delivery's webhook, copied so that the dashboard aggregates a day of attempts per
     # webhook from one index, without joining a million deliveries.
     webhook = models.ForeignKey(

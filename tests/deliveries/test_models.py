@@ -4,6 +4,7 @@ deliveries.models."""
 import random
 from datetime import timedelta
 
+import pytest
 from django.db.models import Q
 from django.utils import timezone
 
@@ -77,3 +78,47 @@ def test_the_transitions_lease_accept_fail_and_make_due(db):
     assert not delivery.is_open and delivery.delivered_at == now
     assert delivery.next_attempt_at is None and delivery.lease_expires_at is None
     assert not Delivery.objects.open().exists()
+
+
+def test_the_database_keeps_one_open_delivery_per_webhook_and_unique_message_ids(db):
+    from django.db import IntegrityError, transaction
+
+    webhook = Webhook.objects.create(name="Partner", url="https://p.example/")
+    Delivery.objects.create(webhook=webhook, message_id="msg_1", payload='{"changes":[]}',
+                            entry_count=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Delivery.objects.create(webhook=webhook, message_id="msg_2", payload='{"changes":[]}',
+                                entry_count=0, state=Delivery.State.FAILING)
+    Delivery.objects.create(webhook=webhook, message_id="msg_3", payload='{"changes":[]}',
+                            entry_count=0, state=Delivery.State.DELIVERED)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Delivery.objects.create(webhook=webhook, message_id="msg_3", payload='{"changes":[]}',
+                                entry_count=0, state=Delivery.State.DELIVERED)
+
+
+@pytest.mark.postgres
+def test_each_delivery_index_is_one_no_other_serves(db):
+    # Every index is written by each insert and state change: exactly these, and the
+    # constraints' (migration deliveries 0012 dropped the redundant ones by name).
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexname FROM pg_indexes WHERE tablename IN "
+            "('deliveries_delivery', 'deliveries_deliveryattempt')"
+        )
+        names = {(table.removeprefix("deliveries_"), name) for table, name in cursor.fetchall()}
+    assert names == {
+        ("delivery", "deliveries_delivery_pkey"),
+        ("delivery", "delivery_message_id_unique"),
+        ("delivery", "delivery_one_open_per_webhook"),
+        ("delivery", "delivery_body"),
+        ("delivery", "delivery_open_due"),
+        ("delivery", "delivery_webhook_history"),
+        ("delivery", "delivery_state_created"),
+        ("delivery", "delivery_newest_first"),
+        ("delivery", "delivery_delivered_at"),
+        ("deliveryattempt", "deliveries_deliveryattempt_pkey"),
+        ("deliveryattempt", "attempt_number_unique"),
+        ("deliveryattempt", "attempt_started_covering"),
+    }
