@@ -77,7 +77,7 @@ def test_the_embedded_runner_runs_each_job_when_its_period_has_passed(recorded_j
     runner.run_due()
     # All of them at the first call, in table order, budgeted ones with their embedded budget.
     assert recorded_jobs == [("heartbeat", {}), ("collect", {"time_budget": 0.5}),
-                             ("notify", {}), ("index", {"time_budget": 0.05}),
+                             ("notify", {}), ("index", {"time_budget": 0.1}),
                              ("prune", {"time_budget": 2.0})]
     recorded_jobs.clear()
     runner.run_due()
