@@ -86,12 +86,16 @@ def test_the_dispatch_tick_has_its_own_queue_that_plain_workers_consume():
 
 
 @pytest.mark.django_db
-def test_a_tick_puts_at_most_twenty_webhooks_in_one_task(broker, fast_delivery, partner):
+def test_a_tick_shares_the_due_webhooks_evenly_among_as_few_tasks_as_it_may(
+    broker, fast_delivery, partner, monkeypatch
+):
+    monkeypatch.setattr(tasks, "WEBHOOKS_PER_TASK", 20)
     webhooks = [Webhook.objects.create(name=f"P{n}", url=partner.url) for n in range(45)]
     record("update", "training", 1)
 
     tasks.dispatch_tick_task()
 
+    # Three tasks (20 at most each), of 15: not 20, 20 and a remainder of 5.
     sizes = sorted(len(task) for task in queued_tasks(broker))
-    assert sizes == [5, tasks.WEBHOOKS_PER_TASK, tasks.WEBHOOKS_PER_TASK]
+    assert sizes == [15, 15, 15]
     assert queued_webhook_ids(broker) == sorted(webhook.pk for webhook in webhooks)
