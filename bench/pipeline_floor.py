@@ -4,9 +4,9 @@
 
 What `catchup_ratio` could reach if the engine overlapped its steps, as queue systems
 that pipeline do: the design measured without the engine around it. Per batch of 500
-the same durable steps as ../shared/probes/durable_floor.py (read the next stream rows
-past the cursor, render, store the delivery and move the cursor, POST, record the attempt
-and the acceptance), in four arrangements, each timed against a bare `requests` loop
+the least a durable sender does, in raw SQL on a database of its own (read the next stream
+rows past the cursor, render, store the delivery and move the cursor, POST, record the
+attempt and the acceptance), in four arrangements, each timed against a bare `requests` loop
 posting the same bodies to the project's fast partner, rounds alternating:
 
 - `sequential`: one thread, one commit per batch (the durable floor).
