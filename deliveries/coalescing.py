@@ -14,11 +14,12 @@ Everything else is an implementation of this rule and is held to it:
   (deliveries.services.batch), and changes_fold folds changes in Python (the SQLite
   collector, deliveries.services.collect);
 - action_merge_sql is this table as SQL: the collectors' upsert into a row already
-  waiting (deliveries.services.collect._merge_set) is generated from it;
+  waiting (deliveries.stream._merge_set) is generated from it;
 - the PostgreSQL collector folds a chunk of changes set-based (from the ids of each
-  object's last change, last destroy and last import): tests/deliveries/test_coalescing.py
-  holds it, the Python collector and the batch equal to actions_fold over every history
-  of up to four changes, collected in every split into runs.
+  object's last change, last destroy and last import; changes_fold_upsert in
+  deliveries.stream): tests/deliveries/test_coalescing.py holds it, the Python collector
+  and the batch equal to actions_fold over every history of up to four changes,
+  collected in every split into runs.
 
 A batch also folds training updates into their institute's import when both are in it
 (deliveries.services.batch): a rule about what one batch carries, not about one object.

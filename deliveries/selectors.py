@@ -4,7 +4,7 @@ Every function here answers with a fixed number of queries whatever the number o
 webhooks or deliveries, aggregating in the database over windows that indexes serve:
 attempts by `started_at` (a covering index on PostgreSQL), open deliveries by their partial
 index, pending entries by (webhook, first_change_at), the change stream by seq once per
-distinct cursor.
+distinct cursor (the backlog's statements are in deliveries.stream).
 """
 
 import json
@@ -20,10 +20,7 @@ from django.db.models import (
     BooleanField,
     Count,
     Expression,
-    F,
     FloatField,
-    Func,
-    IntegerField,
     Max,
     Min,
     OuterRef,
@@ -33,7 +30,7 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce, TruncDay, TruncHour
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from changes.kinds import OBJECT_KINDS
@@ -42,11 +39,8 @@ from deliveries.models import (
     DeliveryAttempt,
     DeliveryBody,
     DispatcherHeartbeat,
-    PendingEntry,
-    StreamEntry,
-    WebhookCursor,
 )
-from deliveries.scoping import stream_filter
+from deliveries.stream import Backlog, backlog_annotations, webhooks_backlog
 from webhooks.models import Webhook
 
 ErrorKind = DeliveryAttempt.ErrorKind
@@ -209,80 +203,15 @@ def attempts_per_day(*, now: datetime, days: int, webhook_id: int) -> list[dict]
     ]
 
 
-@dataclass
-class Backlog:
-    """What waits for one webhook: its stream rows after its cursor plus its own pending
-    entries (an object in both counts twice), and the oldest change among them."""
-
-    count: int = 0
-    oldest: datetime | None = None
-
-
-def webhooks_backlog(*, webhook_id: int | None = None) -> dict[int, Backlog]:
-    """The backlog of every webhook (or one) that has one: the pending entries grouped in
-    one query, the stream counted once per distinct cursor."""
-    pending = PendingEntry.objects.order_by().values("webhook_id")
-    cursors = WebhookCursor.objects.all()
-    if webhook_id is not None:
-        pending = pending.filter(webhook_id=webhook_id)
-        cursors = cursors.filter(webhook_id=webhook_id)
-    backlog = {
-        row["webhook_id"]: Backlog(row["count"], row["oldest"])
-        for row in pending.annotate(count=Count("id"), oldest=Min("first_change_at"))
-    }
-    streams: dict[tuple, dict] = {}
-    for cursor in cursors.select_related("webhook"):
-        # A scoped webhook counts only the rows its scope admits.
-        row_filter = stream_filter(cursor.webhook)
-        key = (cursor.seq, row_filter)
-        if key not in streams:
-            rows = StreamEntry.objects.filter(seq__gt=cursor.seq)
-            if row_filter is not None:
-                rows = rows.filter(row_filter.q())
-            streams[key] = rows.aggregate(count=Count("id"), oldest=Min("first_change_at"))
-        stream = streams[key]
-        if not stream["count"]:
-            continue
-        waiting = backlog.setdefault(cursor.webhook_id, Backlog())
-        waiting.count += stream["count"]
-        if waiting.oldest is None or stream["oldest"] < waiting.oldest:
-            waiting.oldest = stream["oldest"]
-    return backlog
-
-
-def pending_count_annotation() -> Expression:
-    """An expression for a Webhook queryset: the number of entries waiting for each
-    webhook (as Backlog.count), computed by the database in the list's one query. For a
-    webhook with a scope it counts every stream row after its cursor, its scope's or not:
-    use webhooks_backlog for those."""
-
-    def counted(queryset: QuerySet) -> Expression:
-        # COUNT as a plain function, not an aggregate: no GROUP BY in the subquery.
-        total = queryset.order_by().values(n=Func(F("id"), function="COUNT"))
-        return Coalesce(Subquery(total, output_field=IntegerField()), 0)
-
-    return counted(PendingEntry.objects.filter(webhook=OuterRef("pk"))) + counted(
-        StreamEntry.objects.filter(seq__gt=OuterRef("stream_cursor__seq"))
-    )
-
-
 def lag_annotations() -> dict[str, Expression]:
     """Expressions for a Webhook queryset, computed in the list's one query: what
-    webhooks_lag needs (the pending count, the oldest pending change, the open batch's
-    entries and when it was made). Like pending_count_annotation, a webhook with a scope
-    is counted over every stream row after its cursor: webhooks_lag reads its own."""
-
-    def oldest(queryset: QuerySet) -> Expression:
-        return Subquery(queryset.order_by().values(t=Func(F("first_change_at"), function="MIN")))
-
+    webhook_lag needs (the backlog: deliveries.stream.backlog_annotations; the open
+    batch's entries and when it was made). A webhook with a scope is counted over every
+    stream row after its cursor: webhook_lag reads its own."""
     open_batch = (Delivery.objects.open().filter(webhook=OuterRef("pk"), entry_count__gt=0)
                   .order_by("created_at"))
     return {
-        "pending_count": pending_count_annotation(),
-        "oldest_pending_change_at": oldest(PendingEntry.objects.filter(webhook=OuterRef("pk"))),
-        "oldest_stream_change_at": oldest(
-            StreamEntry.objects.filter(seq__gt=OuterRef("stream_cursor__seq"))
-        ),
+        **backlog_annotations(),
         "open_entry_count": Subquery(open_batch.values("entry_count")[:1]),
         "open_created_at": Subquery(open_batch.values("created_at")[:1]),
     }

@@ -19,6 +19,9 @@ dispatch    the tick as the Celery beat runs it: the periodic jobs, then the web
             with an attempt due (the engine, deliveries.engine, then runs claim, send
             and record for many webhooks at once)
 
+The statements on the change stream's tables that collect, batch and scope run are in
+deliveries.stream, below these modules.
+
 Callers import from here (`from deliveries.services import dispatch_tick`).
 """
 

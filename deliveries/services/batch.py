@@ -2,24 +2,31 @@
 body of its next delivery."""
 
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime, timedelta
-from itertools import starmap
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from changes.models import Action
 from deliveries.coalescing import action_merge
-from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
-from deliveries.scoping import StreamFilter, stream_filter
-from deliveries.services.collect import aware_converter
-from deliveries.services.scope import (
+from deliveries.models import Delivery
+from deliveries.scoping import stream_filter
+from deliveries.stream import (
+    WaitingEntry,
+    aware_converter,
+    cursors_and_pending_read,
+    cursors_set,
+    due_annotations,
+    pending_batch_read,
+    pending_delete,
+    pending_training_updates_delete,
     scoped_backlogs_read,
+    stream_batch_read,
     stream_head_read,
-    stream_rows_sql,
+    unscoped_backlog_read,
 )
 from webhooks.models import Webhook
 
@@ -35,22 +42,6 @@ def bundle_delay(webhook: Webhook) -> float:
     if webhook.bundle_delay is not None:
         return webhook.bundle_delay
     return settings.WEBHOOK_BUNDLE_DELAY
-
-
-class _Waiting(NamedTuple):
-    """A stream row (pending_id None) or a pending entry, as a batch reads it."""
-
-    object_kind: str
-    object_id: int
-    parent_id: int | None
-    action: str
-    seq: int
-    pending_id: int | None = None
-
-
-# The oldest change _stream_read gives for a full batch, which is due whatever its age:
-# "as old as can be", without reading it.
-_FULL_BATCH_OLDEST = datetime.min.replace(tzinfo=UTC)
 
 
 def batch_take(*, webhook: Webhook, now: datetime, force: bool = False) -> list[BatchEntry]:
@@ -80,27 +71,14 @@ def batches_take(
     ids = [webhook.pk for webhook in webhooks]
     if not ids:
         return {}
-    streams: dict[tuple, tuple[list[_Waiting], datetime | None]] = {}
+    streams: dict[tuple, tuple[list[WaitingEntry], datetime | None]] = {}
     shared: dict[tuple, tuple[list[BatchEntry], int]] = {}
     taken: dict[int, list[BatchEntry]] = {}
     advances: dict[int, list[int]] = {}
     pending_taken: list[int] = []
     pending_folds: list[tuple[int, set[int]]] = []
     with connection.cursor() as cursor:
-        # Each webhook's cursor and whether it has entries of its own, in one round trip.
-        cursor.execute(
-            f"SELECT webhook.id, (SELECT seq FROM {WebhookCursor._meta.db_table} "
-            f"WHERE webhook_id = webhook.id), EXISTS (SELECT 1 FROM "
-            f"{PendingEntry._meta.db_table} WHERE webhook_id = webhook.id) "
-            f"FROM {Webhook._meta.db_table} AS webhook "
-            f"WHERE webhook.id IN ({', '.join(['%s'] * len(ids))})",
-            ids,
-        )
-        cursors, with_pending = {}, set()
-        for webhook_id, position, has_pending in cursor.fetchall():
-            cursors[webhook_id] = position
-            if has_pending:
-                with_pending.add(webhook_id)
+        cursors, with_pending = cursors_and_pending_read(cursor, ids)
         head = None
         for webhook in webhooks:
             position = cursors.get(webhook.pk)
@@ -113,10 +91,11 @@ def batches_take(
                 if key not in streams:
                     if row_filter is not None and head is None:
                         head = stream_head_read(cursor)
-                    streams[key] = _stream_read(cursor, position, batch_size, row_filter, head)
+                    streams[key] = stream_batch_read(cursor, position, batch_size, row_filter,
+                                                     head)
                 stream, stream_oldest = streams[key]
             pending, pending_oldest = (
-                _pending_read(cursor, webhook.pk, batch_size)
+                pending_batch_read(cursor, webhook.pk, batch_size)
                 if webhook.pk in with_pending else ([], None)
             )
             oldest = min((at for at in (stream_oldest, pending_oldest) if at is not None),
@@ -151,103 +130,25 @@ def batches_take(
                 advances.setdefault(stream_end, []).append(webhook.pk)
             if entries:
                 taken[webhook.pk] = entries
-        for seq, webhook_ids in advances.items():
-            cursor.execute(
-                f"UPDATE {WebhookCursor._meta.db_table} SET seq = %s "
-                f"WHERE webhook_id IN ({', '.join(['%s'] * len(webhook_ids))})",
-                [seq, *webhook_ids],
-            )
-        table = PendingEntry._meta.db_table
-        for start in range(0, len(pending_taken), 5000):
-            chunk = pending_taken[start : start + 5000]
-            cursor.execute(
-                f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk
-            )
+        cursors_set(cursor, advances)
+        pending_delete(cursor, pending_taken)
         for webhook_id, imported in pending_folds:
             # The partner re-reads the imported institutes' trainings: their updates waiting
             # for this webhook alone are carried by the import, also beyond this batch.
-            cursor.execute(
-                f"DELETE FROM {table} WHERE webhook_id = %s AND object_kind = 'training' "
-                f"AND action = %s AND parent_id IN ({', '.join(['%s'] * len(imported))})",
-                [webhook_id, Action.UPDATE, *imported],
-            )
+            pending_training_updates_delete(cursor, webhook_id=webhook_id, institute_ids=imported)
     return taken
 
 
-_STREAM_COLUMNS = "object_kind, object_id, parent_id, action, seq"
-
-
-def _stream_read(
-    cursor, position: int, limit: int, row_filter: StreamFilter | None = None,
-    head: int | None = None,
-) -> tuple[list[_Waiting], datetime | None]:
-    """The first `limit` stream rows after `position` (those the webhook's scope admits, up
-    to `head`), and the oldest first change among them when fewer came (all that waits); a
-    full batch is due anyway, and its oldest is _FULL_BATCH_OLDEST. A row stamped anew
-    keeps its first change, so it is due however often it changes."""
-    table = StreamEntry._meta.db_table
-    if row_filter is not None:
-        cursor.execute(*stream_rows_sql(
-            position=position, head=head, stream_filter=row_filter, limit=limit,
-            columns=_STREAM_COLUMNS + ", first_change_at",
-        ))
-        fetched = cursor.fetchall()
-        if not fetched:
-            return [], None
-        return ([_Waiting(*row[:5]) for row in fetched],
-                _aware(min(row[5] for row in fetched)))
-    # No timestamp per row: converting 500 of them took as long as reading the rows
-    # (0.62 ms against 0.36 for a batch, measured side by side; adding the oldest up in
-    # the same statement, 0.65). A batch not full asks for its oldest in a second one.
-    cursor.execute(
-        f"SELECT {_STREAM_COLUMNS} FROM {table} WHERE seq > %s ORDER BY seq LIMIT %s",
-        [position, limit],
-    )
-    rows = list(starmap(_Waiting, cursor.fetchall()))
-    if not rows:
-        return [], None
-    if len(rows) == limit:
-        return rows, _FULL_BATCH_OLDEST
-    cursor.execute(
-        f"SELECT min(first_change_at) FROM {table} WHERE seq > %s AND seq <= %s",
-        [position, rows[-1].seq],
-    )
-    return rows, _aware(cursor.fetchone()[0])
-
-
-def _pending_read(cursor, webhook_id: int, limit: int) -> tuple[list[_Waiting], datetime | None]:
-    table = PendingEntry._meta.db_table
-    cursor.execute(
-        f"SELECT object_kind, object_id, parent_id, action, seq, id FROM {table} "
-        f"WHERE webhook_id = %s ORDER BY seq LIMIT %s",
-        [webhook_id, limit],
-    )
-    rows = list(starmap(_Waiting, cursor.fetchall()))
-    if not rows:
-        return [], None
-    cursor.execute(
-        f"SELECT first_change_at FROM {table} WHERE webhook_id = %s "
-        f"ORDER BY first_change_at LIMIT 1",
-        [webhook_id],
-    )
-    return rows, _aware(cursor.fetchone()[0])
-
-
-def _aware(value):
-    # SQLite answers raw SQL with naive text.
-    return value if connection.vendor == "postgresql" else aware_converter()(value)
-
-
-def _entries_build(rows: list[_Waiting]) -> tuple[list[BatchEntry], set[int]]:
+def _entries_build(rows: list[WaitingEntry]) -> tuple[list[BatchEntry], set[int]]:
     """One entry per object (a stream row and a pending entry of one object merge, in seq
     order), ordered by their latest change, training updates folded into their
     institute's import; and the institutes imported."""
-    merged: dict[tuple[str, int], _Waiting] = {}
+    merged: dict[tuple[str, int], WaitingEntry] = {}
     for row in rows:  # in seq order
         key = (row.object_kind, row.object_id)
         earlier = merged.pop(key, None)
         if earlier is not None:
-            row = _Waiting(
+            row = WaitingEntry(
                 row.object_kind, row.object_id,
                 row.parent_id if row.parent_id is not None else earlier.parent_id,
                 action_merge(earlier.action, row.action), row.seq,
@@ -279,21 +180,7 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
     rows = Webhook.objects.filter(is_active=True).annotate(
         open_due=Exists(Delivery.objects.due(now).filter(webhook=OuterRef("pk"))),
         has_open=Exists(Delivery.objects.open().filter(webhook=OuterRef("pk"))),
-        cursor=Subquery(
-            WebhookCursor.objects.filter(webhook=OuterRef("pk")).values("seq")[:1]
-        ),
-        oldest_pending=Subquery(
-            PendingEntry.objects.filter(webhook=OuterRef("pk"))
-            .order_by("first_change_at")
-            .values("first_change_at")[:1]
-        ),
-        # Whether a full batch waits, in the same query (one query per tick, not one per
-        # webhook): an entry at offset batch_size - 1 exists.
-        full_batch=Exists(
-            PendingEntry.objects.filter(webhook=OuterRef("pk")).order_by()[
-                batch_size - 1 : batch_size
-            ]
-        ),
+        **due_annotations(batch_size=batch_size),
     )
     streams: dict[tuple, tuple[datetime | None, bool]] = {}
     due = []
@@ -308,10 +195,11 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
         ))
         if scoped:
             head = stream_head_read(cursor)
+            to_aware = aware_converter()
             for key, (count, oldest, _) in zip(
                 scoped, scoped_backlogs_read(cursor, scoped, head, limit=batch_size), strict=True
             ):
-                streams[key] = (_aware(oldest) if oldest is not None else None,
+                streams[key] = (to_aware(oldest) if oldest is not None else None,
                                 count >= batch_size)
         for webhook in webhooks:
             if webhook.open_due:
@@ -324,7 +212,7 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
                 row_filter = stream_filter(webhook)
                 key = (webhook.cursor, row_filter)
                 if key not in streams:
-                    streams[key] = _stream_backlog(cursor, webhook.cursor, batch_size)
+                    streams[key] = unscoped_backlog_read(cursor, webhook.cursor, batch_size)
                 stream_oldest, stream_full = streams[key]
                 full = full or stream_full
                 if stream_oldest is not None and (oldest is None or stream_oldest < oldest):
@@ -334,16 +222,3 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
             if full or oldest <= now - timedelta(seconds=bundle_delay(webhook)):
                 due.append(webhook.pk)
     return due
-
-
-def _stream_backlog(cursor, position: int, batch_size: int) -> tuple[datetime | None, bool]:
-    """Whether a full batch waits after `position`, and the oldest first change there when
-    not (then at most a batch waits: the minimum reads no more than the batch would).
-    (A scoped webhook's: deliveries.services.scope.scoped_backlogs_read.)"""
-    cursor.execute(
-        f"SELECT count(*), min(first_change_at) FROM (SELECT first_change_at "
-        f"FROM {StreamEntry._meta.db_table} WHERE seq > %s ORDER BY seq LIMIT %s) AS waiting",
-        [position, batch_size],
-    )
-    waiting, oldest = cursor.fetchone()
-    return (_aware(oldest) if oldest is not None else None), waiting >= batch_size

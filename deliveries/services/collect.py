@@ -10,10 +10,13 @@ its old institute, a destroy there, besides the one in its new institute: see
 deliveries.services.scope); a webhook's batch merges one object's rows in seq order.
 
 The coalescing rule (deliveries.coalescing) says what an object's row holds after any
-history of changes; changes_fold and the PostgreSQL fold below implement it, and
-tests/deliveries/test_coalescing.py holds them to it. When a batch is built, a training
-`update` whose institute has an `import` in that batch is folded into the import; a
-`destroy` never is.
+history of changes; changes_fold and the PostgreSQL fold (changes_fold_upsert in
+deliveries.stream) implement it, and tests/deliveries/test_coalescing.py holds them to it.
+When a batch is built, a training `update` whose institute has an `import` in that batch
+is folded into the import; a `destroy` never is.
+
+This module decides what is appended, where a new cursor starts, and when; the
+statements that write the stream's tables are in deliveries.stream.
 """
 
 from collections.abc import Iterable, Sequence
@@ -23,9 +26,18 @@ from datetime import datetime
 from django.db import OperationalError, connection, transaction
 
 from changes.models import Action, Change
-from deliveries.coalescing import action_merge, action_merge_sql
-from deliveries.models import PendingEntry, StreamEntry, StreamHead, WebhookCursor
-from deliveries.services.scope import INSTITUTE_KEY_SQL, institute_key, scoped_cursors_advance
+from deliveries.coalescing import action_merge
+from deliveries.services.scope import institute_key, scoped_cursors_advance
+from deliveries.stream import (
+    aware_converter,
+    changes_fold_upsert,
+    cursors_create,
+    cursors_webhook_ids,
+    entries_upsert,
+    stream_head_get_or_create,
+    stream_head_set,
+    stream_prune,
+)
 from webhooks.models import Webhook
 
 COLLECT_CHUNK = 10_000
@@ -77,55 +89,6 @@ def changes_fold(rows: Iterable[Sequence], *, by_institute: bool = True) -> list
     return list(folded.values())
 
 
-_STREAM = StreamEntry._meta.db_table
-_PENDING = PendingEntry._meta.db_table
-_CURSOR = WebhookCursor._meta.db_table
-_HEAD = StreamHead._meta.db_table
-
-
-def _merge_set(table: str) -> str:
-    # How a folded change merges into the row already waiting for its object (a stream
-    # row or a pending entry): by the coalescing rule (deliveries.coalescing); the first
-    # change's time stays (the bundle delay counts from it); the row takes the new seq.
-    return (
-        f"action = {action_merge_sql(f'{table}.action', 'excluded.action')}, "
-        f"parent_id = COALESCE(excluded.parent_id, {table}.parent_id), "
-        f"last_change_at = excluded.last_change_at, seq = excluded.seq"
-    )
-
-
-def _values_upsert(cursor, entries: list[FoldedChange], seqs: dict[int, int],
-                   webhook_id: int | None) -> None:
-    """Upsert folded changes into the stream (webhook_id None) or one webhook's pending
-    entries, each stamped with the seq of its latest change (portable SQL: SQLite)."""
-    if webhook_id is None:
-        columns = ("institute_id, object_kind, object_id, parent_id, action, first_change_at, "
-                   "last_change_at, seq")
-        head = "%s, "
-        conflict, merge = "object_kind, object_id, institute_id", _merge_set(_STREAM)
-        table = _STREAM
-    else:
-        columns = ("webhook_id, object_kind, object_id, parent_id, action, first_change_at, "
-                   "last_change_at, seq")
-        head, conflict = "%s, ", "webhook_id, object_kind, object_id"
-        merge, table = _merge_set(_PENDING), _PENDING
-    per_statement = 3000  # parameters per row: 8 at most; SQLite allows 32,766
-    for start in range(0, len(entries), per_statement):
-        chunk = entries[start : start + per_statement]
-        params: list[object] = []
-        for entry in chunk:
-            params.append(webhook_id if webhook_id is not None else entry.institute_id)
-            params.extend((entry.object_kind, entry.object_id, entry.parent_id, entry.action,
-                           entry.first_change_at, entry.last_change_at,
-                           seqs[entry.last_change_id]))
-        values = ", ".join([f"({head}%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES {values} "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {merge}",
-            params,
-        )
-
-
 def _collect_lock(cursor) -> bool:
     if connection.vendor == "postgresql":
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_COLLECT_LOCK_KEY])
@@ -133,31 +96,6 @@ def _collect_lock(cursor) -> bool:
     # SQLite transactions start IMMEDIATE (see settings): this one already holds the
     # database's only write lock.
     return True
-
-
-def stream_head(cursor) -> int:
-    """The last seq stamped. Its row is made by the migration; a database emptied since
-    (a flushed test database) starts again above whatever still waits."""
-    cursor.execute(f"SELECT seq FROM {_HEAD} WHERE id = 1")
-    row = cursor.fetchone()
-    if row is not None:
-        return row[0]
-    cursor.execute(
-        f"SELECT COALESCE(max(seq), 0) FROM (SELECT max(seq) AS seq FROM {_STREAM} "
-        f"UNION ALL SELECT max(seq) FROM {_PENDING}) AS waiting"
-    )
-    seq = cursor.fetchone()[0]
-    cursor.execute(f"INSERT INTO {_HEAD} (id, seq) VALUES (1, %s)", [seq])
-    return seq
-
-
-def _stream_prune(cursor, head: int) -> None:
-    # Rows every cursor has passed were delivered to every webhook (a paused webhook's
-    # cursor holds them); a webhook with no cursor yet starts at the head or later.
-    cursor.execute(
-        f"DELETE FROM {_STREAM} WHERE seq <= (SELECT COALESCE(min(seq), %s) FROM {_CURSOR})",
-        [head],
-    )
 
 
 def changes_collect(*, limit: int | None = None) -> int:
@@ -214,8 +152,8 @@ def _collect(limit: int | None) -> int:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if not _collect_lock(cursor):
             return 0
-        head = stream_head(cursor)
-        _stream_prune(cursor, head)
+        head = stream_head_get_or_create(cursor)
+        stream_prune(cursor, head)
         if connection.vendor == "postgresql":
             return _collect_in_sql(cursor, limit or COLLECT_CHUNK_POSTGRESQL, head)
         cursor.execute(
@@ -233,7 +171,7 @@ def _collect(limit: int | None) -> int:
     return len(rows)
 
 
-# --- PostgreSQL: the same fold, set-based --------------------------------------------------
+# --- PostgreSQL: the same fold, set-based (deliveries.stream.changes_fold_upsert) ------------
 # Folded in SQL straight from the outbox, the chunk can be large, so one object's many
 # changes fold into one row write. A chunk of this size still commits in about a second.
 COLLECT_CHUNK_POSTGRESQL = 1_000_000
@@ -258,17 +196,12 @@ def _collect_in_sql(cursor, limit: int, head: int) -> int:
     if webhooks:
         cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute("SET LOCAL jit = off")
-        _cursors_create(cursor, webhooks, oldest, head, low, high)
-        params = {"base": head - low + 1, "low": low, "high": high}
-        if has_broadcast:
-            if has_destroy:
-                cursor.execute(_STREAM_RESET_SQL, params)
-            cursor.execute(_STREAM_UPSERT_SQL, params)
-        if has_targeted:
-            if has_destroy:
-                cursor.execute(_PENDING_RESET_SQL, params)
-            cursor.execute(_PENDING_UPSERT_SQL, params)
-        cursor.execute(f"UPDATE {_HEAD} SET seq = %s WHERE id = 1", [head + high - low + 1])
+        _cursors_start(cursor, webhooks, oldest, head, low, high)
+        changes_fold_upsert(
+            cursor, low=low, high=high, head=head, has_destroy=has_destroy,
+            has_broadcast=has_broadcast, has_targeted=has_targeted,
+        )
+        stream_head_set(cursor, head + high - low + 1)
     cursor.execute(f"DELETE FROM {change_table} WHERE id BETWEEN %s AND %s", [low, high])
     if cursor.rowcount != count:
         # Only inside an outer transaction (READ COMMITTED, no snapshot of our own): a
@@ -277,7 +210,7 @@ def _collect_in_sql(cursor, limit: int, head: int) -> int:
     return count
 
 
-def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) -> None:
+def _cursors_start(cursor, webhooks, oldest, head: int, low: int, high: int) -> None:
     """Give each webhook without a cursor one just before the first change it receives.
 
     A webhook that predates the whole chunk starts at the head: it receives all of it. One
@@ -285,14 +218,13 @@ def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) ->
     after its creation; an object changed on both sides of that moment comes with its
     merged action, more than the partner needs, never less.
     """
-    cursor.execute(f"SELECT webhook_id FROM {_CURSOR}")
-    have = {row[0] for row in cursor.fetchall()}
-    rows = []
+    have = cursors_webhook_ids(cursor)
+    starts = []
     for webhook_id, created in webhooks:
         if webhook_id in have:
             continue
         if created <= oldest:
-            rows.append((webhook_id, head))
+            starts.append((webhook_id, head))
             continue
         cursor.execute(
             f"SELECT min(id) FROM {Change._meta.db_table} "
@@ -300,83 +232,8 @@ def _cursors_create(cursor, webhooks, oldest, head: int, low: int, high: int) ->
             [low, high, created],
         )
         first = cursor.fetchone()[0]
-        rows.append((webhook_id, head + (first - low if first is not None else high - low + 1)))
-    WebhookCursor.objects.bulk_create(
-        [WebhookCursor(webhook_id=webhook_id, seq=seq) for webhook_id, seq in rows],
-        ignore_conflicts=True,
-    )
-
-
-# Per object (and, for changes meant for one webhook, per webhook): its first and last
-# change, the last destroy and import, the last change that named a parent, in one pass
-# with no join back to the changes: max() over [id, parent] arrays picks the parent of the
-# latest change that named one (an arg-max). The action is actions_fold of the object's
-# changes (deliveries.coalescing), computed from those ids: the last change wins, except
-# that updates after an import (with no destroy between) leave it an import. Held equal
-# to actions_fold by tests/deliveries/test_coalescing.py.
-def _folded(targeted: bool) -> str:
-    # The stream keeps one row per object and institute; one webhook's own entries one
-    # per object.
-    institute = "0" if targeted else INSTITUTE_KEY_SQL
-    return f"""
-    SELECT {"webhook_id, " if targeted else ""}object_kind, object_id,
-           {institute} AS institute_id, max(id) AS last_id,
-           min(created_at) AS first_change_at, max(created_at) AS last_change_at,
-           (max(ARRAY[id, parent_id]) FILTER (WHERE parent_id IS NOT NULL))[2] AS parent_id,
-           max(id) FILTER (WHERE action = 'destroy') AS last_destroy_id,
-           max(id) FILTER (WHERE action = 'import') AS last_import_id
-    FROM {Change._meta.db_table}
-    WHERE id BETWEEN %(low)s AND %(high)s AND webhook_id IS {"NOT " if targeted else ""}NULL
-    GROUP BY {"webhook_id, " if targeted else ""}object_kind, object_id{
-        "" if targeted else ", " + institute}
-"""
-
-
-_FOLDED_ACTION = """
-           CASE WHEN folded.last_destroy_id = folded.last_id THEN 'destroy'
-                WHEN folded.last_import_id = folded.last_id THEN 'import'
-                WHEN COALESCE(folded.last_import_id, 0) > COALESCE(folded.last_destroy_id, 0)
-                    THEN 'import'
-                ELSE 'update' END"""
-# A destroy followed by other changes resets the waiting row first: an import waiting
-# from before must not absorb the update that follows the destroy.
-_STREAM_RESET_SQL = f"""
-    UPDATE {_STREAM} AS waiting SET action = 'destroy'
-    FROM ({_folded(False)}) AS folded
-    WHERE folded.last_destroy_id < folded.last_id
-      AND waiting.object_kind = folded.object_kind AND waiting.object_id = folded.object_id
-      AND waiting.institute_id = folded.institute_id AND waiting.action = 'import'
-"""
-_STREAM_UPSERT_SQL = f"""
-    INSERT INTO {_STREAM} (institute_id, object_kind, object_id, parent_id, action,
-                           first_change_at, last_change_at, seq)
-    SELECT folded.institute_id, folded.object_kind, folded.object_id, folded.parent_id,
-           {_FOLDED_ACTION}, folded.first_change_at, folded.last_change_at,
-           %(base)s + folded.last_id
-    FROM ({_folded(False)}) AS folded
-    ON CONFLICT (object_kind, object_id, institute_id) DO UPDATE SET
-        {_merge_set(_STREAM)}
-"""
-_PENDING_RESET_SQL = f"""
-    UPDATE {_PENDING} AS pending SET action = 'destroy'
-    FROM ({_folded(True)}) AS folded
-    WHERE folded.last_destroy_id < folded.last_id
-      AND pending.webhook_id = folded.webhook_id
-      AND pending.object_kind = folded.object_kind AND pending.object_id = folded.object_id
-      AND pending.action = 'import'
-"""
-# A change meant for a webhook that is gone joins no webhook: it is dropped.
-_PENDING_UPSERT_SQL = f"""
-    INSERT INTO {_PENDING} (webhook_id, object_kind, object_id, parent_id, action,
-                            first_change_at, last_change_at, seq)
-    SELECT webhook.id, folded.object_kind, folded.object_id, folded.parent_id,
-           {_FOLDED_ACTION}, folded.first_change_at, folded.last_change_at,
-           %(base)s + folded.last_id
-    FROM ({_folded(True)}) AS folded
-    JOIN {Webhook._meta.db_table} AS webhook ON webhook.id = folded.webhook_id
-    ON CONFLICT (webhook_id, object_kind, object_id) DO UPDATE SET
-        {_merge_set(_PENDING)}
-"""
+        starts.append((webhook_id, head + (first - low if first is not None else high - low + 1)))
+    cursors_create(starts)
 
 
 def _collect_in_python(
@@ -386,20 +243,16 @@ def _collect_in_python(
     to_aware = aware_converter()
     created = [to_aware(row[5]) for row in rows]
     seqs = {row[0]: head + pos for pos, row in enumerate(rows, start=1)}
-    cursor.execute(f"SELECT webhook_id FROM {_CURSOR}")
-    have = {row[0] for row in cursor.fetchall()}
-    new_cursors = []
+    have = cursors_webhook_ids(cursor)
+    starts = []
     for webhook_id, webhook_created_at in webhooks:
         if webhook_id in have:
             continue
         first = next(
             (pos for pos, at in enumerate(created, start=1) if at >= webhook_created_at), None
         )
-        new_cursors.append(
-            WebhookCursor(webhook_id=webhook_id,
-                          seq=head + (first - 1 if first is not None else len(rows)))
-        )
-    WebhookCursor.objects.bulk_create(new_cursors, ignore_conflicts=True)
+        starts.append((webhook_id, head + (first - 1 if first is not None else len(rows))))
+    cursors_create(starts)
     existing = {webhook_id for webhook_id, _ in webhooks}
     groups: dict[int | None, list[Sequence]] = {}
     for row in rows:
@@ -407,32 +260,19 @@ def _collect_in_python(
             groups.setdefault(row[6], []).append(row[:5] + (to_aware(row[5]),))
     for webhook_id, selected in groups.items():
         folded = changes_fold(selected, by_institute=webhook_id is None)
-        resets = [
-            FoldedChange(
-                entry.object_kind, entry.object_id, entry.parent_id, Action.DESTROY,
-                entry.first_change_at, entry.last_change_at, entry.last_change_id,
-                institute_id=entry.institute_id,
-            )
-            for entry in folded
-            if entry.resets
-        ]
+        # An entry that resets what waits (FoldedChange.resets) first writes its destroy.
+        resets = [_stamped(entry, seqs, Action.DESTROY) for entry in folded if entry.resets]
         if resets:
-            _values_upsert(cursor, resets, seqs, webhook_id)
-        _values_upsert(cursor, folded, seqs, webhook_id)
-    cursor.execute(f"UPDATE {_HEAD} SET seq = %s WHERE id = 1", [head + len(rows)])
+            entries_upsert(cursor, resets, webhook_id=webhook_id)
+        entries_upsert(cursor, [_stamped(entry, seqs, entry.action) for entry in folded],
+                       webhook_id=webhook_id)
+    stream_head_set(cursor, head + len(rows))
 
 
-def aware_converter():
-    if connection.vendor == "postgresql":
-        return lambda value: value
-    from django.utils.dateparse import parse_datetime
-    from django.utils.timezone import make_aware
-
-    def to_aware(value):
-        parsed = parse_datetime(value) if isinstance(value, str) else value
-        return make_aware(parsed) if parsed.tzinfo is None else parsed
-
-    return to_aware
+def _stamped(entry: FoldedChange, seqs: dict[int, int], action: str) -> tuple:
+    # A folded change as entries_upsert writes it, with the seq of its latest change.
+    return (entry.institute_id, entry.object_kind, entry.object_id, entry.parent_id, action,
+            entry.first_change_at, entry.last_change_at, seqs[entry.last_change_id])
 
 
 def _delete_changes(cursor, table: str, ids: list[int]) -> None:

@@ -13,6 +13,9 @@ Which kinds of object a webhook receives narrows it further: an institute's `upd
 reaches only webhooks that receive institutes, a training's entries only those that
 receive trainings; an institute's `import` and `destroy` reach both, since they also
 stand for the institute's trainings.
+
+The statements that read the stream by scope and move cursors are in deliveries.stream;
+this module decides where the scoped cursors go and what a changed scope records.
 """
 
 import logging
@@ -24,10 +27,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from changes.kinds import INSTITUTE
-from changes.models import Action, Change
+from changes.models import Action
 from changes.services import ChangeEntry, catalogue_ids, changes_record
 from core.logfmt import logfmt
-from deliveries.models import StreamEntry, StreamHead, WebhookCursor
 from deliveries.scoping import (  # noqa: F401 - the rule, re-exported with its services
     INSTITUTE_KEY_SQL,
     StreamFilter,
@@ -35,91 +37,16 @@ from deliveries.scoping import (  # noqa: F401 - the rule, re-exported with its 
 )
 from deliveries.services.errors import ResyncTooSoon
 from deliveries.services.limits import partner_limit_take
+from deliveries.stream import (
+    cursors_move_forward,
+    institutes_waiting,
+    scoped_backlogs_read,
+    scoped_cursors_read,
+    stream_head_read,
+)
 from webhooks.models import SCOPE_OBJECT_KINDS, ScopeObjects, Webhook
 
 logger = logging.getLogger("springhook.deliveries")
-
-def stream_rows_sql(
-    *, position: int, head: int, stream_filter: StreamFilter, limit: int,
-    columns: str,
-) -> tuple[str, list]:
-    """A query of the first `limit` stream rows in (position, head] that the filter admits,
-    in seq order. On PostgreSQL each institute of the scope is read from the
-    (institute_id, seq) index on its own, so the cost follows the rows admitted, not the
-    length of the stream."""
-    table = StreamEntry._meta.db_table
-    if connection.vendor == "postgresql" and stream_filter.institute_ids:
-        kinds_sql, kinds_params = stream_filter._kinds_sql("row_.")
-        kinds = f" AND {kinds_sql}" if kinds_sql else ""
-        qualified = ", ".join(f"row_.{column.strip()}" for column in columns.split(","))
-        return (
-            f"SELECT {columns} FROM (SELECT {qualified} FROM unnest(%s::bigint[]) AS scope(id) "
-            f"CROSS JOIN LATERAL (SELECT * FROM {table} AS row_ WHERE row_.institute_id = "
-            f"scope.id AND row_.seq > %s AND row_.seq <= %s{kinds} ORDER BY row_.seq "
-            f"LIMIT %s) AS row_) AS admitted ORDER BY seq LIMIT %s",
-            [list(stream_filter.institute_ids), position, head, *kinds_params, limit, limit],
-        )
-    conditions, params = stream_filter.sql()
-    return (
-        f"SELECT {columns} FROM {table} WHERE seq > %s AND seq <= %s{conditions} "
-        f"ORDER BY seq LIMIT %s",
-        [position, head, *params, limit],
-    )
-
-
-def stream_head_read(cursor) -> int:
-    """The last seq stamped and committed: every row at or below it is visible."""
-    cursor.execute(f"SELECT seq FROM {StreamHead._meta.db_table} WHERE id = 1")
-    row = cursor.fetchone()
-    return row[0] if row is not None else 0
-
-
-def scoped_backlogs_read(
-    cursor, reads: list[tuple[int, StreamFilter]], head: int, limit: int,
-) -> list[tuple[int, object, int | None]]:
-    """For each (position, filter), what waits in (position, head] that the filter admits,
-    counted up to `limit` rows: (rows, oldest first change, first seq); rows is `limit`
-    or more when a full batch waits (the oldest is then of those read).
-
-    On PostgreSQL the reads of webhooks with some institutes go out as one statement per
-    set of object kinds, each institute read from the (institute_id, seq) index on its
-    own (at most `limit` rows each), so that a tick costs in proportion to what the
-    scoped webhooks receive and not one round trip each; other reads go one by one."""
-    answers: list[tuple[int, object, int | None]] = [(0, None, None)] * len(reads)
-    one_by_one = list(range(len(reads)))
-    if connection.vendor == "postgresql":
-        by_kinds: dict[tuple[str, ...], list[int]] = {}
-        for number, (_, row_filter) in enumerate(reads):
-            if row_filter.institute_ids:
-                by_kinds.setdefault(row_filter.object_kinds, []).append(number)
-        for kinds, numbers in by_kinds.items():
-            kinds_sql, kinds_params = StreamFilter(None, kinds)._kinds_sql("row_.")
-            pairs = [(number, reads[number][0], institute_id) for number in numbers
-                     for institute_id in reads[number][1].institute_ids]
-            cursor.execute(
-                f"SELECT pair.number, count(*), min(row_.first_change_at), min(row_.seq) "
-                f"FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
-                f"AS pair(number, position, institute_id) CROSS JOIN LATERAL (SELECT "
-                f"row_.seq, row_.first_change_at FROM {StreamEntry._meta.db_table} AS row_ "
-                f"WHERE row_.institute_id = pair.institute_id AND row_.seq > pair.position "
-                f"AND row_.seq <= %s{' AND ' + kinds_sql if kinds_sql else ''} "
-                f"ORDER BY row_.seq LIMIT %s) AS row_ GROUP BY pair.number",
-                [[pair[0] for pair in pairs], [pair[1] for pair in pairs],
-                 [pair[2] for pair in pairs], head, *kinds_params, limit],
-            )
-            for number, count, oldest, first in cursor.fetchall():
-                answers[number] = (count, oldest, first)
-        one_by_one = [number for number, (_, row_filter) in enumerate(reads)
-                      if not row_filter.institute_ids]
-    for number in one_by_one:
-        position, row_filter = reads[number]
-        sql, params = stream_rows_sql(position=position, head=head, stream_filter=row_filter,
-                                      limit=limit, columns="seq, first_change_at")
-        cursor.execute(
-            f"SELECT count(*), min(first_change_at), min(seq) FROM ({sql}) AS waiting", params
-        )
-        answers[number] = cursor.fetchone()
-    return answers
 
 
 def scoped_cursors_advance() -> int:
@@ -128,11 +55,7 @@ def scoped_cursors_advance() -> int:
     hold back the pruning of the stream nor get read again at each tick. A cursor only
     ever moves forward; one that a claim holds is skipped (the claim moves it). Returns
     how many moved."""
-    scoped = list(
-        Webhook.objects.exclude(scope_institutes__isnull=True, scope_objects=ScopeObjects.ALL)
-        .filter(stream_cursor__isnull=False)
-        .values_list("id", "scope_institutes", "scope_objects", "stream_cursor__seq")
-    )
+    scoped = scoped_cursors_read()
     with connection.cursor() as cursor:
         head = stream_head_read(cursor)
         lagging = [
@@ -154,35 +77,7 @@ def scoped_cursors_advance() -> int:
             for (webhook_id, position, _), first in zip(lagging, firsts, strict=True)
             if (head if first is None else first - 1) > position
         ]
-        return _cursors_move(cursor, targets)
-
-
-def _cursors_move(cursor, targets: list[tuple[int, int]]) -> int:
-    """Move these cursors forward to their targets (never back)."""
-    if not targets:
-        return 0
-    table = WebhookCursor._meta.db_table
-    if connection.vendor != "postgresql":
-        moved = 0
-        for webhook_id, target in targets:
-            cursor.execute(
-                f"UPDATE {table} SET seq = %s WHERE webhook_id = %s AND seq < %s",
-                [target, webhook_id, target],
-            )
-            moved += cursor.rowcount
-        return moved
-    # One statement; SKIP LOCKED: it never waits for (nor deadlocks with) a claim that
-    # holds some of these cursors.
-    cursor.execute(
-        f"UPDATE {table} AS moving SET seq = target.seq "
-        f"FROM unnest(%s::bigint[], %s::bigint[]) AS target(webhook_id, seq) "
-        f"WHERE moving.webhook_id = target.webhook_id AND moving.seq < target.seq "
-        f"AND moving.webhook_id IN (SELECT webhook_id FROM {table} "
-        f"WHERE webhook_id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED)",
-        [[webhook_id for webhook_id, _ in targets], [seq for _, seq in targets],
-         [webhook_id for webhook_id, _ in targets]],
-    )
-    return cursor.rowcount
+        return cursors_move_forward(cursor, targets)
 
 
 # --- Changing a scope -------------------------------------------------------------------------
@@ -306,21 +201,5 @@ def _left(webhook_id: int, had: set[int] | None, wanted: list[int] | None) -> It
         # still, and the new scope would no longer read that destroy. The catalogue is
         # read first: a delete committed after that read is then in the second.
         existing = set(catalogue_ids())
-        return iter(sorted((existing | _institutes_waiting(webhook_id)) - keep))
+        return iter(sorted((existing | institutes_waiting(webhook_id=webhook_id)) - keep))
     return iter(sorted(had - keep))
-
-
-def _institutes_waiting(webhook_id: int) -> set[int]:
-    """The institutes of the stream rows after the webhook's cursor and of the changes for
-    every webhook not collected yet, in one statement (one snapshot: a change the
-    collector moves into the stream meanwhile is seen in one place or the other)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT institute_id FROM {StreamEntry._meta.db_table} WHERE seq > (SELECT seq "
-            f"FROM {WebhookCursor._meta.db_table} WHERE webhook_id = %s) "
-            f"UNION SELECT {INSTITUTE_KEY_SQL} FROM {Change._meta.db_table} "
-            f"WHERE webhook_id IS NULL",
-            [webhook_id],
-        )
-        # 0: a training change that named no institute, which no scope holds.
-        return {row[0] for row in cursor.fetchall()} - {0}

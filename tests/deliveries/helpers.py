@@ -7,7 +7,6 @@ from changes.services import change_record
 from deliveries.engine import Engine
 from deliveries.http import SendResult
 from deliveries.models import Delivery, PendingEntry, StreamEntry, WebhookCursor
-from deliveries.selectors import webhooks_backlog
 from deliveries.services import (
     action_merge,
     changes_collect,
@@ -15,6 +14,7 @@ from deliveries.services import (
     delivery_record,
     dispatch_tick,
 )
+from deliveries.stream import webhooks_backlog
 
 
 def record(action: str, kind: str, object_id: int, parent_id: int | None = None) -> None:

@@ -351,7 +351,7 @@ def test_a_scoped_webhook_is_due_for_its_own_rows_only(catalogue, settings):
 
 
 def test_the_batched_backlog_read_says_what_each_filter_admits(db):
-    from deliveries.services.scope import scoped_backlogs_read
+    from deliveries.stream import scoped_backlogs_read
 
     generator = random.Random(21)
     start = timezone.now()
@@ -397,7 +397,7 @@ def test_the_batched_backlog_read_says_what_each_filter_admits(db):
 
 
 def _aware(value):
-    from deliveries.services.collect import aware_converter
+    from deliveries.stream import aware_converter
 
     return aware_converter()(value)
 
