@@ -33,7 +33,7 @@ class StreamEntry(models.Model):
     # The institute the row belongs to: an institute's own id, a training's institute (0
     # when unknown). A training that moved has a row in each institute it was in (a
     # destroy in those it left), so that a webhook whose scope holds some institutes
-    # reads just their rows (deliveries.services.scope).
+    # reads just their rows (deliveries.stream; which ones: deliveries.services.scope).
     institute_id = models.BigIntegerField(default=0)
     action = models.CharField(max_length=16)
     # Kept when the row is stamped anew: the bundle delay counts from here, so an object
