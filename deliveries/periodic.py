@@ -59,9 +59,10 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     # path, where it cost a catching-up partner 1-2 ms a batch. A tenth of each tick in the
     # embedded dispatcher, whose claims wait meanwhile: some 40 bodies of 500 entries a
     # second (more of smaller ones), so a long catch-up is indexed in the minutes after.
+    # A quarter of a second in Celery's tick task, which queues the send tasks after it.
     PeriodicJob("index", "WEBHOOK_TICK_SECONDS", TICK_TASK,
                 "deliveries.services.bodies.bodies_index",
-                embedded_budget=0.1, celery_budget=2.0),
+                embedded_budget=0.1, celery_budget=0.25),
     # Retention: accepted deliveries older than WEBHOOK_RETENTION_DAYS, in small batches.
     PeriodicJob("prune", "WEBHOOK_PRUNE_SECONDS", PRUNE_TASK,
                 "deliveries.services.retention.deliveries_prune",

@@ -93,7 +93,7 @@ def test_a_celery_task_runs_its_jobs_with_their_celery_budget(recorded_jobs):
 
     periodic_jobs_run(task="deliveries.dispatch_tick")
     assert recorded_jobs == [("heartbeat", {}), ("collect", {"time_budget": 5.0}),
-                             ("notify", {}), ("index", {"time_budget": 2.0})]
+                             ("notify", {}), ("index", {"time_budget": 0.25})]
     recorded_jobs.clear()
     periodic_jobs_run(task="deliveries.prune")
     assert recorded_jobs == [("prune", {"time_budget": 5.0})]
