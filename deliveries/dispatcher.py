@@ -36,4 +36,5 @@ class Dispatcher:
         self.engine.stop()
 
     def tick(self) -> None:
-        self.periodic.run_due()
+        # Work that can wait (the search index) takes longer turns while nothing is sent.
+        self.periodic.run_due(idle=self.engine.in_flight == 0)

@@ -55,10 +55,14 @@ class PeriodicRunner:
         self.periods = periods or {}
         self.next_run_at = {job.name: 0.0 for job in periodic.PERIODIC_JOBS}
 
-    def run_due(self) -> None:
+    def run_due(self, *, idle: bool = False) -> None:
+        """`idle`: nothing is being sent, so jobs that can wait get their idle budget."""
         for job in periodic.PERIODIC_JOBS:
             now = time.monotonic()
             if now < self.next_run_at[job.name]:
                 continue
             self.next_run_at[job.name] = now + self.periods.get(job.period_setting, job.period)
-            job.run(time_budget=job.embedded_budget)
+            budget = job.embedded_budget
+            if idle and job.embedded_idle_budget is not None:
+                budget = job.embedded_idle_budget
+            job.run(time_budget=budget)

@@ -65,7 +65,7 @@ def recorded_jobs(monkeypatch):
     CALLS.clear()
     monkeypatch.setattr(periodic, "PERIODIC_JOBS", tuple(
         PeriodicJob(job.name, job.period_setting, job.task, f"{__name__}.{job.name}",
-                    job.embedded_budget, job.celery_budget)
+                    job.embedded_budget, job.celery_budget, job.embedded_idle_budget)
         for job in PERIODIC_JOBS
     ))
     return CALLS
@@ -77,7 +77,7 @@ def test_the_embedded_runner_runs_each_job_when_its_period_has_passed(recorded_j
     runner.run_due()
     # All of them at the first call, in table order, budgeted ones with their embedded budget.
     assert recorded_jobs == [("heartbeat", {}), ("collect", {"time_budget": 0.5}),
-                             ("notify", {}), ("index", {"time_budget": 0.1}),
+                             ("notify", {}), ("index", {"time_budget": 0.02}),
                              ("prune", {"time_budget": 2.0})]
     recorded_jobs.clear()
     runner.run_due()
@@ -97,3 +97,26 @@ def test_a_celery_task_runs_its_jobs_with_their_celery_budget(recorded_jobs):
     recorded_jobs.clear()
     periodic_jobs_run(task="deliveries.prune")
     assert recorded_jobs == [("prune", {"time_budget": 5.0})]
+
+
+def test_work_that_can_wait_gets_its_idle_budget_while_nothing_is_sent(recorded_jobs):
+    runner = PeriodicRunner(periods={"WEBHOOK_TICK_SECONDS": 3600})
+    runner.run_due(idle=True)
+    budgets = dict(recorded_jobs)
+    assert budgets["index"] == {"time_budget": 0.5}  # its idle budget
+    assert budgets["collect"] == {"time_budget": 0.5}  # no idle budget: the same as busy
+    assert budgets["prune"] == {"time_budget": 2.0}
+
+
+def test_the_dispatcher_ticks_idle_only_while_nothing_is_in_flight(recorded_jobs):
+    from deliveries.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(sends_in_flight=2, tick_seconds=3600)
+    dispatcher.engine.in_flight = 1  # a send on the wire
+    dispatcher.tick()
+    assert dict(recorded_jobs)["index"] == {"time_budget": 0.02}
+    recorded_jobs.clear()
+    dispatcher.periodic.next_run_at = dict.fromkeys(dispatcher.periodic.next_run_at, 0.0)
+    dispatcher.engine.in_flight = 0
+    dispatcher.tick()
+    assert dict(recorded_jobs)["index"] == {"time_budget": 0.5}
