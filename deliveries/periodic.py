@@ -60,13 +60,14 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
                 "deliveries.services.notify.webhooks_failure_notify"),
     # The search index over bodies stored since the last run (PostgreSQL): off the claims'
     # path, where it cost a catching-up partner 1-2 ms a batch. In the embedded
-    # dispatcher, whose claims wait meanwhile, 20 ms of a tick while it sends and half of
-    # it when nothing is in flight (some 180 bodies of 500 entries a second): a catch-up is
-    # indexed once it is done. A quarter of a second in Celery's tick task, which queues
-    # the send tasks after it.
+    # dispatcher, whose claims wait meanwhile, 20 ms of a tick while it sends and a
+    # quarter of a second when nothing is in flight (some 90 bodies of 500 entries a
+    # second; a change arriving then waits that long at most): a catch-up is indexed once
+    # it is done. A quarter of a second in Celery's tick task too, which queues the send
+    # tasks after it.
     PeriodicJob("index", "WEBHOOK_TICK_SECONDS", TICK_TASK,
                 "deliveries.services.bodies.bodies_index",
-                embedded_budget=0.02, celery_budget=0.25, embedded_idle_budget=0.5),
+                embedded_budget=0.02, celery_budget=0.25, embedded_idle_budget=0.25),
     # Retention: accepted deliveries older than WEBHOOK_RETENTION_DAYS, in small batches.
     PeriodicJob("prune", "WEBHOOK_PRUNE_SECONDS", PRUNE_TASK,
                 "deliveries.services.retention.deliveries_prune",

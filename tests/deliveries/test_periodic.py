@@ -103,7 +103,7 @@ def test_work_that_can_wait_gets_its_idle_budget_while_nothing_is_sent(recorded_
     runner = PeriodicRunner(periods={"WEBHOOK_TICK_SECONDS": 3600})
     runner.run_due(idle=True)
     budgets = dict(recorded_jobs)
-    assert budgets["index"] == {"time_budget": 0.5}  # its idle budget
+    assert budgets["index"] == {"time_budget": 0.25}  # its idle budget
     assert budgets["collect"] == {"time_budget": 0.5}  # no idle budget: the same as busy
     assert budgets["prune"] == {"time_budget": 2.0}
 
@@ -119,4 +119,4 @@ def test_the_dispatcher_ticks_idle_only_while_nothing_is_in_flight(recorded_jobs
     dispatcher.periodic.next_run_at = dict.fromkeys(dispatcher.periodic.next_run_at, 0.0)
     dispatcher.engine.in_flight = 0
     dispatcher.tick()
-    assert dict(recorded_jobs)["index"] == {"time_budget": 0.5}
+    assert dict(recorded_jobs)["index"] == {"time_budget": 0.25}
