@@ -74,12 +74,17 @@ def test_an_operator_day_in_the_admin(
     def click_and_load(element):
         # Reading the page right after click() can read the old page (or a stale element
         # of it): wait until the old document is gone.
+        # (While the new document loads, chromedriver may say "Node with given id does not
+        # belong to the document" instead of stale: asked again, it says stale.)
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
         old_page = find("html")
         element.click()
-        WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_page))
+        WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(
+            expected_conditions.staleness_of(old_page)
+        )
 
     # Log in.
     browser.get(live_server.url + "/admin/login/")

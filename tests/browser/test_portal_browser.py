@@ -71,12 +71,18 @@ class Page:
         self.browser.get(path if path.startswith("http") else self.base_url + path)
 
     def click_and_load(self, element) -> None:
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
         old_page = self.find("html")
         element.click()
-        WebDriverWait(self.browser, 15).until(expected_conditions.staleness_of(old_page))
+        # While the new document loads, chromedriver may answer a question about the old
+        # one with "Node with given id does not belong to the document" instead of a stale
+        # element: asked again, it says stale.
+        WebDriverWait(self.browser, 15, ignored_exceptions=(WebDriverException,)).until(
+            expected_conditions.staleness_of(old_page)
+        )
 
     def link(self, text: str):
         from selenium.webdriver.common.by import By
