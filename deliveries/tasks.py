@@ -2,7 +2,7 @@
 
 Beat runs `dispatch_tick_task` every WEBHOOK_TICK_SECONDS (the tick's periodic jobs, then
 the webhooks with an attempt due) and `deliveries_prune_task` every WEBHOOK_PRUNE_SECONDS,
-both from the table in deliveries.services.periodic. The tick shares the webhooks with an
+both from the table in deliveries.periodic. The tick shares the webhooks with an
 attempt due among `deliveries_send_task`s of at most WEBHOOKS_PER_TASK each, and each task
 runs the delivery engine (deliveries.engine) over its webhooks: their batches are claimed
 together, sent concurrently on the worker process's send loop and recorded together, until
@@ -50,7 +50,7 @@ def dispatch_tick_task() -> int:
 
 def _shares(webhook_ids: list[int]) -> list[list[int]]:
     """The webhooks in as few tasks as WEBHOOKS_PER_TASK allows, their sizes within one of
-    each other (45 webhooks: 23 and 22, not 20, 20 and 5)."""
+    each other (120 webhooks, 50 at most: three of 40, not 50, 50 and 20)."""
     count = -(-len(webhook_ids) // WEBHOOKS_PER_TASK)
     return [webhook_ids[number::count] for number in range(count)]
 
